@@ -1,0 +1,110 @@
+"""Composition root: settings → core → authorization server → pages → MCP app → one Starlette app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE
+from idp_mcp.guides import GuideLibrary, default_directory
+from idp_mcp.mcp_server.registry import ToolRegistry
+from idp_mcp.mcp_server.server import McpApp
+from idp_mcp.mcp_server.tools import all_tools
+from idp_mcp.oauth.cimd import MetadataDocumentResolver
+from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
+from idp_mcp.oauth.flow import AuthorizationFlow
+from idp_mcp.oauth.server import IdpAuthorizationServer
+from idp_mcp.settings import Settings
+from idp_mcp.web.pages import Pages
+from idp_mcp.web.session import CookieJar
+
+logger = logging.getLogger(__name__)
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+]
+
+
+class SecurityHeaders:
+    """Pages must not be framed (clickjacking on consent) and must not leak URLs through Referer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in names]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings | None = None, core: IdentityCore | None = None) -> Starlette:
+    settings = settings or Settings()
+    core = core or IdentityCore.from_settings(settings)
+    core.bootstrap()
+
+    registry = ToolRegistry(all_tools())
+    guides = GuideLibrary.load(default_directory(), registry.names())
+
+    server = IdpAuthorizationServer(
+        core=core,
+        cimd=MetadataDocumentResolver(settings, core.clients),
+        tenant_id=ADMIN_TENANT_ID,
+        issuer=settings.issuer,
+        resources=(settings.mcp_resource,),
+        default_resource=settings.mcp_resource,
+        scopes_supported=(*MCP_SCOPES, SCOPE_OFFLINE),
+        default_scopes=MCP_SCOPES,
+    )
+    flow = AuthorizationFlow(server, settings.url("/interaction"))
+    pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
+    endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
+    mcp = McpApp(settings, core, registry, guides)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    metadata = with_cors(endpoints.metadata_endpoint, ["GET"])
+    routes = [
+        Route("/healthz", health, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", metadata, methods=["GET", "OPTIONS"]),
+        Route("/.well-known/openid-configuration", metadata, methods=["GET", "OPTIONS"]),
+        *endpoints.routes("/oauth"),
+        *mcp.routes(),
+        *pages.routes(),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with mcp.lifespan():
+            yield
+        core.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    app.state.core = core
+    app.state.settings = settings
+    return app

@@ -1,0 +1,1 @@
+"""Business operations. Knows nothing of HTTP or MCP."""

@@ -1,0 +1,173 @@
+"""OAuth clients: dynamic registration (RFC 7591) and client ID metadata documents, both validated here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.crypto import digest, new_id, new_secret
+from idp_mcp.core.redirect_uris import is_loopback_http, validate_redirect_uri
+from idp_mcp.domain import SUPPORTED_SCOPES, Actor, Client, Clock, split_scope
+from idp_mcp.errors import InvalidClientMetadata, InvalidRedirectUri
+from idp_mcp.store.db import Database
+from idp_mcp.store.repos import clients as repo
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token")
+MAX_REDIRECT_URIS = 20
+
+
+def _web_uri(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if (
+        len(value) > 2048
+        or not parts.netloc
+        or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_http(value)))
+    ):
+        raise ValueError(f"{field} must be an https URL")
+    return value
+
+
+class ClientMetadata(BaseModel):
+    """The RFC 7591 client metadata we accept. Unknown members are ignored, as the RFC asks."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    redirect_uris: list[str] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
+    token_endpoint_auth_method: Literal["none", "client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    grant_types: list[Literal["authorization_code", "refresh_token"]] = Field(
+        default_factory=lambda: ["authorization_code"], min_length=1
+    )
+    response_types: list[Literal["code"]] = Field(default_factory=lambda: ["code"], min_length=1)
+    client_name: str | None = Field(default=None, max_length=200)
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    tos_uri: str | None = None
+    policy_uri: str | None = None
+    scope: str | None = Field(default=None, max_length=1000)
+    contacts: list[str] | None = Field(default=None, max_length=10)
+    software_id: str | None = Field(default=None, max_length=200)
+    software_version: str | None = Field(default=None, max_length=100)
+
+    @field_validator("client_uri", "logo_uri", "tos_uri", "policy_uri")
+    @classmethod
+    def _https(cls, value: str | None, info: Any) -> str | None:
+        return _web_uri(value, info.field_name)
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scopes(cls, value: str | None) -> str | None:
+        unknown = [s for s in split_scope(value) if s not in SUPPORTED_SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; supported: {' '.join(SUPPORTED_SCOPES)}")
+        return value
+
+
+def parse_client_metadata(payload: Any) -> ClientMetadata:
+    """Validate RFC 7591 metadata; redirect URI problems raise ``invalid_redirect_uri`` specifically."""
+    if not isinstance(payload, dict):
+        raise InvalidClientMetadata("The registration request body must be a JSON object.")
+    try:
+        metadata = ClientMetadata.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        message = first["msg"].removeprefix("Value error, ")
+        if where.startswith("redirect_uris"):
+            raise InvalidRedirectUri(f"redirect_uris: {message}") from None
+        raise InvalidClientMetadata(f"{where}: {message}") from None
+    public = metadata.token_endpoint_auth_method == "none"
+    for uri in metadata.redirect_uris:
+        validate_redirect_uri(uri, public_client=public)
+    return metadata
+
+
+@dataclass(frozen=True)
+class Registration:
+    client: Client
+    client_secret: str | None
+
+
+class Clients:
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+
+    def get(self, tenant_id: str, client_id: str) -> Client | None:
+        with self._db.transaction() as conn:
+            return repo.get(conn, tenant_id, client_id)
+
+    def register(self, tenant_id: str, metadata: ClientMetadata, *, actor: Actor) -> Registration:
+        """Store a dynamically registered client. Confidential clients get a secret, kept only as a digest."""
+        now = self._clock()
+        client_id = new_id(16)
+        secret = None if metadata.token_endpoint_auth_method == "none" else new_secret(32)
+        values = self._row(tenant_id, client_id, "dcr", metadata, now)
+        values["secret_digest"] = digest(secret) if secret else None
+        with self._db.transaction() as conn:
+            repo.insert_client(conn, values)
+            self._audit.write(
+                conn,
+                actor,
+                "client.register",
+                target_type="client",
+                target_id=client_id,
+                details={
+                    "client_name": metadata.client_name,
+                    "redirect_uris": metadata.redirect_uris,
+                    "token_endpoint_auth_method": metadata.token_endpoint_auth_method,
+                },
+            )
+            client = repo.get(conn, tenant_id, client_id)
+        assert client is not None
+        return Registration(client=client, client_secret=secret)
+
+    def store_metadata_document(self, tenant_id: str, client_id: str, metadata: ClientMetadata) -> Client:
+        """Store (or refresh) a client known by its metadata document URL."""
+        now = self._clock()
+        values = self._row(tenant_id, client_id, "cimd", metadata, now)
+        with self._db.transaction() as conn:
+            existed = repo.get(conn, tenant_id, client_id) is not None
+            repo.upsert(conn, values)
+            if not existed:
+                self._audit.write(
+                    conn,
+                    Actor(tenant_id=tenant_id, sub=None, client_id=client_id, client_name=metadata.client_name),
+                    "client.metadata_document",
+                    target_type="client",
+                    target_id=client_id,
+                    details={"redirect_uris": metadata.redirect_uris},
+                )
+            client = repo.get(conn, tenant_id, client_id)
+        assert client is not None
+        return client
+
+    @staticmethod
+    def _row(tenant_id: str, client_id: str, origin: str, metadata: ClientMetadata, now: datetime) -> dict[str, Any]:
+        grant_types = list(dict.fromkeys(metadata.grant_types))
+        return {
+            "tenant_id": tenant_id,
+            "client_id": client_id,
+            "origin": origin,
+            "name": metadata.client_name or "Unnamed client",
+            "client_uri": metadata.client_uri,
+            "logo_uri": metadata.logo_uri,
+            "redirect_uris": list(metadata.redirect_uris),
+            "grant_types": grant_types,
+            "response_types": list(dict.fromkeys(metadata.response_types)),
+            "token_endpoint_auth_method": metadata.token_endpoint_auth_method,
+            "scope": metadata.scope,
+            "secret_digest": None,
+            "secret_expires_at": None,
+            "metadata": metadata.model_dump(exclude_none=True),
+            "created_at": now,
+            "updated_at": now,
+        }

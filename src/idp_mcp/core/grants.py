@@ -1,0 +1,195 @@
+"""Consents, authorization codes and refresh-token families: the state behind the token endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.crypto import digest, new_id
+from idp_mcp.domain import Actor, Clock, as_utc
+from idp_mcp.store.db import Database
+from idp_mcp.store.repos import grants as repo
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    tenant_id: str
+    client_id: str
+    user_id: str
+    grant_id: str
+    redirect_uri: str
+    scope: str
+    resource: str | None
+    acting_tenant_id: str | None
+    code_challenge: str
+    code_challenge_method: str
+    nonce: str | None
+    auth_time: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RefreshRecord:
+    tenant_id: str
+    family_id: str
+    client_id: str
+    user_id: str
+    scope: str
+    resource: str | None
+    acting_tenant_id: str | None
+    auth_time: datetime | None
+    expires_at: datetime
+
+
+class Grants:
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+
+    def record_consent(
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        client_id: str,
+        client_name: str,
+        acting_tenant_id: str | None,
+        scope: str,
+        resource: str | None,
+    ) -> str:
+        grant_id = new_id(16)
+        with self._db.transaction() as conn:
+            repo.insert_grant(
+                conn,
+                {
+                    "id": grant_id,
+                    "tenant_id": tenant_id,
+                    "user_id": user_id,
+                    "client_id": client_id,
+                    "acting_tenant_id": acting_tenant_id,
+                    "scope": scope,
+                    "resource": resource,
+                    "created_at": self._clock(),
+                },
+            )
+            self._audit.write(
+                conn,
+                Actor(tenant_id=tenant_id, sub=user_id, client_id=client_id, client_name=client_name),
+                "oauth.consent",
+                target_type="client",
+                target_id=client_id,
+                details={"scope": scope, "resource": resource, "acting_tenant": acting_tenant_id},
+            )
+        return grant_id
+
+    def save_code(self, code: str, record: CodeRecord) -> None:
+        with self._db.transaction() as conn:
+            repo.insert_code(
+                conn,
+                {
+                    "code_digest": digest(code),
+                    "created_at": self._clock(),
+                    **record.__dict__,
+                },
+            )
+
+    def redeem_code(self, tenant_id: str, code: str, client_id: str) -> CodeRecord | None:
+        """The code's record if it is valid for ``client_id``; consuming it is atomic.
+
+        A second redemption (a replay) revokes every token issued from the first (RFC 6749 §4.1.2).
+        """
+        now = self._clock()
+        code_digest = digest(code)
+        replayed: Any = None
+        with self._db.transaction() as conn:
+            row = repo.get_code(conn, tenant_id, code_digest)
+            if row is None or row.client_id != client_id:
+                return None
+            if not repo.consume_code(conn, tenant_id, code_digest, now):
+                replayed = row
+            elif as_utc(row.expires_at) <= now:
+                return None
+        if replayed is not None:
+            self.revoke_family(tenant_id, replayed.grant_id, reason="code_replay", client_id=client_id)
+            return None
+        return CodeRecord(
+            tenant_id=row.tenant_id,
+            client_id=row.client_id,
+            user_id=row.user_id,
+            grant_id=row.grant_id,
+            redirect_uri=row.redirect_uri,
+            scope=row.scope,
+            resource=row.resource,
+            acting_tenant_id=row.acting_tenant_id,
+            code_challenge=row.code_challenge,
+            code_challenge_method=row.code_challenge_method,
+            nonce=row.nonce,
+            auth_time=as_utc(row.auth_time),
+            expires_at=as_utc(row.expires_at),
+        )
+
+    def save_refresh_token(self, token: str, record: RefreshRecord) -> None:
+        with self._db.transaction() as conn:
+            repo.insert_refresh_token(
+                conn, {"token_digest": digest(token), "created_at": self._clock(), **record.__dict__}
+            )
+
+    def claim_refresh_token(self, tenant_id: str, token: str, client_id: str) -> RefreshRecord | None:
+        """Rotate out a refresh token and return its record, or None.
+
+        Presenting a token that was already rotated is reuse: the whole family is revoked (OAuth 2.1 §4.3.1).
+        """
+        now = self._clock()
+        token_digest = digest(token)
+        reused: Any = None
+        with self._db.transaction() as conn:
+            row = repo.get_refresh_token(conn, tenant_id, token_digest)
+            if row is None or row.client_id != client_id:
+                return None
+            if row.revoked_at is not None or as_utc(row.expires_at) <= now:
+                return None
+            if not repo.rotate_refresh_token(conn, tenant_id, token_digest, now):
+                reused = row
+        if reused is not None:
+            self.revoke_family(tenant_id, reused.family_id, reason="refresh_token_reuse", client_id=client_id)
+            return None
+        return RefreshRecord(
+            tenant_id=row.tenant_id,
+            family_id=row.family_id,
+            client_id=row.client_id,
+            user_id=row.user_id,
+            scope=row.scope,
+            resource=row.resource,
+            acting_tenant_id=row.acting_tenant_id,
+            auth_time=as_utc(row.auth_time) if row.auth_time else None,
+            expires_at=as_utc(row.expires_at),
+        )
+
+    def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
+        """(family_id, client_id) of a refresh token, for revocation."""
+        with self._db.transaction() as conn:
+            row = repo.get_refresh_token(conn, tenant_id, digest(token))
+        return (row.family_id, row.client_id) if row else None
+
+    def revoke_family(self, tenant_id: str, family_id: str, *, reason: str, client_id: str | None) -> None:
+        with self._db.transaction() as conn:
+            repo.revoke_family(conn, tenant_id, family_id, self._clock(), reason)
+            self._audit.write(
+                conn,
+                Actor(tenant_id=tenant_id, sub=None, client_id=client_id),
+                "oauth.revoke_grant",
+                target_type="grant",
+                target_id=family_id,
+                outcome="success",
+                details={"reason": reason},
+            )
+
+    def is_family_revoked(self, family_id: str) -> bool:
+        with self._db.transaction() as conn:
+            return repo.is_family_revoked(conn, family_id)
+
+    def refresh_expiry(self, ttl_seconds: int) -> datetime:
+        return self._clock() + timedelta(seconds=ttl_seconds)

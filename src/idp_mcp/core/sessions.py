@@ -1,0 +1,106 @@
+"""Browser sessions (server-side, found by the digest of a random cookie value) and pending interactions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.crypto import digest, new_secret
+from idp_mcp.domain import Actor, Clock
+from idp_mcp.store.db import Database
+from idp_mcp.store.repos import sessions as repo
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    tenant_id: str
+    user_id: str
+    auth_time: datetime
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """An authorization request waiting for sign-in and consent."""
+
+    id: str
+    tenant_id: str
+    client_id: str
+    params: dict[str, Any]
+
+
+class Sessions:
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog, ttl_seconds: int, interaction_ttl: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._interaction_ttl = timedelta(seconds=interaction_ttl)
+
+    def start(self, tenant_id: str, user_id: str) -> str:
+        """Start a session; returns the cookie value (only its digest is stored)."""
+        raw = new_secret(32)
+        now = self._clock()
+        with self._db.transaction() as conn:
+            repo.purge_expired(conn, now)
+            repo.insert_session(
+                conn,
+                {
+                    "id_digest": digest(raw),
+                    "tenant_id": tenant_id,
+                    "user_id": user_id,
+                    "auth_time": now,
+                    "created_at": now,
+                    "expires_at": now + self._ttl,
+                },
+            )
+        return raw
+
+    def get(self, raw: str | None) -> BrowserSession | None:
+        if not raw or len(raw) > 128:
+            return None
+        with self._db.transaction() as conn:
+            row = repo.get_session(conn, digest(raw), self._clock())
+        return BrowserSession(row.tenant_id, row.user_id, row.auth_time) if row else None
+
+    def end(self, raw: str | None) -> None:
+        if not raw or len(raw) > 128:
+            return
+        with self._db.transaction() as conn:
+            row = repo.get_session(conn, digest(raw), self._clock())
+            repo.delete_session(conn, digest(raw))
+            if row:
+                self._audit.write(
+                    conn, Actor(tenant_id=row.tenant_id, sub=row.user_id), "session.sign_out",
+                    target_type="user", target_id=row.user_id,
+                )  # fmt: skip
+
+    def begin_interaction(self, tenant_id: str, client_id: str, params: dict[str, Any]) -> str:
+        raw = new_secret(24)
+        now = self._clock()
+        with self._db.transaction() as conn:
+            repo.insert_interaction(
+                conn,
+                {
+                    "id_digest": digest(raw),
+                    "tenant_id": tenant_id,
+                    "client_id": client_id,
+                    "params": params,
+                    "created_at": now,
+                    "expires_at": now + self._interaction_ttl,
+                },
+            )
+        return raw
+
+    def get_interaction(self, raw: str) -> Interaction | None:
+        if not raw or len(raw) > 128:
+            return None
+        with self._db.transaction() as conn:
+            row = repo.get_interaction(conn, digest(raw), self._clock())
+        return Interaction(raw, row.tenant_id, row.client_id, dict(row.params)) if row else None
+
+    def finish_interaction(self, raw: str) -> bool:
+        """Consume an interaction; False if it was already finished (a double submit)."""
+        with self._db.transaction() as conn:
+            return repo.delete_interaction(conn, digest(raw))

@@ -1,0 +1,122 @@
+"""Users of a tenant, and administrators (the users of the admin tenant)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from idp_mcp.core import passwords
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.crypto import new_id
+from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
+from idp_mcp.errors import (
+    InvalidCredentials,
+    SetupAlreadyDone,
+    UserAlreadyExists,
+    UserSuspended,
+    ValidationFailed,
+)
+from idp_mcp.store.db import Database
+from idp_mcp.store.repos import tenants as tenants_repo
+from idp_mcp.store.repos import users as repo
+
+MAX_EMAIL = 254
+
+
+def normalise_email(email: str) -> str:
+    value = email.strip().lower()
+    local, _, domain = value.partition("@")
+    if not local or "." not in domain or len(value) > MAX_EMAIL or " " in value or domain.startswith("."):
+        raise ValidationFailed(f"'{email.strip()[:80]}' is not a valid email address.")
+    return value
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    user: User
+
+
+class Users:
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+
+    def administrators_exist(self) -> bool:
+        with self._db.transaction() as conn:
+            return repo.count(conn, ADMIN_TENANT_ID) > 0
+
+    async def create_administrator(
+        self, email: str, password: str, *, actor_sub: str | None = None, first_only: bool = False
+    ) -> User:
+        """Create an administrator who may act on the default tenant.
+
+        With ``first_only`` (the welcome page), refuse when any administrator exists already, checked in the
+        same transaction as the insert so two browsers racing cannot both become the first administrator.
+        """
+        address = normalise_email(email)
+        passwords.check_policy(password, identifiers=(address, address.split("@")[0]))
+        password_hash = await passwords.hash_password(password)
+        now = self._clock()
+        user_id = new_id()
+        try:
+            with self._db.transaction() as conn:
+                if first_only and repo.count(conn, ADMIN_TENANT_ID) > 0:
+                    raise SetupAlreadyDone("An administrator exists already: sign in instead.")
+                if repo.find_by_identifier(conn, ADMIN_TENANT_ID, address):
+                    raise UserAlreadyExists(f"An administrator with the email {address} exists already.")
+                repo.insert_user(
+                    conn,
+                    {
+                        "tenant_id": ADMIN_TENANT_ID,
+                        "id": user_id,
+                        "email": address,
+                        "password_hash": password_hash,
+                        "suspended": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                )
+                tenants_repo.add_member(conn, DEFAULT_TENANT_ID, user_id, "owner", now)
+                self._audit.write(
+                    conn,
+                    Actor(tenant_id=ADMIN_TENANT_ID, sub=actor_sub or user_id),
+                    "admin.create",
+                    target_type="user",
+                    target_id=user_id,
+                    details={"email": address, "tenants": [DEFAULT_TENANT_ID]},
+                )
+                user = repo.get(conn, ADMIN_TENANT_ID, user_id)
+        except IntegrityError as exc:
+            raise UserAlreadyExists(f"An administrator with the email {address} exists already.") from exc
+        assert user is not None
+        return user
+
+    async def authenticate(self, tenant_id: str, identifier: str, password: str) -> User:
+        """The user with this identifier and password, or :class:`InvalidCredentials`.
+
+        The error does not say whether the identifier exists, and a missing account costs the same time.
+        """
+        identifier = identifier.strip()
+        if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
+            raise InvalidCredentials("The email or password is incorrect.")
+        with self._db.transaction() as conn:
+            found = repo.find_by_identifier(conn, tenant_id, identifier)
+        user, password_hash = found if found else (None, None)
+        ok = await passwords.verify_password(password_hash, password)
+        actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
+        if not ok or user is None:
+            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id if user else None)
+            raise InvalidCredentials("The email or password is incorrect.")
+        if user.suspended:
+            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
+            raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
+        with self._db.transaction() as conn:
+            repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
+            self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
+        return user
+
+    def get(self, tenant_id: str, user_id: str) -> User | None:
+        with self._db.transaction() as conn:
+            return repo.get(conn, tenant_id, user_id)

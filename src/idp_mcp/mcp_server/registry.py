@@ -1,0 +1,83 @@
+"""The tool inventory. Each tool declares its scope, toolset and hints; filtering by scope happens here,
+not inside the tools."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.domain import Actor
+from idp_mcp.guides import GuideLibrary
+from idp_mcp.settings import Settings
+
+TOOL_NAME = re.compile(r"^[a-z]+[A-Za-z0-9]*$")  # lowerCamelCase verbNoun
+
+InputT = TypeVar("InputT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may use: the core, settings, guides, and who is calling."""
+
+    core: IdentityCore
+    settings: Settings
+    guides: GuideLibrary
+    actor: Actor
+    scopes: frozenset[str]
+    user_email: str | None
+    tool_names: tuple[str, ...]  # the tools this connection may call
+
+
+class ToolFailure(Exception):
+    """A failure the agent can act on; becomes an ``isError`` result with this sentence."""
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[InputT]):
+    name: str
+    description: str
+    input_model: type[InputT]
+    output_model: type[BaseModel]
+    handler: Callable[[ToolContext, InputT], Awaitable[BaseModel]]
+    scope: str
+    toolset: str
+    read_only: bool
+    destructive: bool = False
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        if not TOOL_NAME.match(self.name) or len(self.name) > 64:
+            raise ValueError(f"tool name {self.name!r} must be lowerCamelCase verbNoun")
+        if self.read_only and self.destructive:
+            raise ValueError(f"tool {self.name} cannot be both read-only and destructive")
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", self.description.strip()) if s]
+        if not 1 <= len(sentences) <= 2:
+            raise ValueError(f"tool {self.name}: the description must be one or two sentences")
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[ToolSpec[Any]]) -> None:
+        self._tools: dict[str, ToolSpec[Any]] = {}
+        for tool in tools:
+            if tool.name in self._tools:
+                raise ValueError(f"duplicate tool {tool.name}")
+            self._tools[tool.name] = tool
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def get(self, name: str) -> ToolSpec[Any] | None:
+        return self._tools.get(name)
+
+    def all(self) -> list[ToolSpec[Any]]:
+        return list(self._tools.values())
+
+    def allowed(self, scopes: Iterable[str]) -> list[ToolSpec[Any]]:
+        """The tools a token with ``scopes`` may see and call."""
+        granted = set(scopes)
+        return [tool for tool in self._tools.values() if tool.scope in granted]

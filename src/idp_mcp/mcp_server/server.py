@@ -1,0 +1,278 @@
+"""The streamable-HTTP MCP app at /mcp: bearer auth with the SDK's middleware, tools from the registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.provider import AccessToken
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from idp_mcp import __version__
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor
+from idp_mcp.errors import IdpError
+from idp_mcp.guides import GuideLibrary
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.oauth.endpoints import with_cors
+from idp_mcp.oauth.verifier import McpTokenVerifier
+from idp_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "This server administers an identity provider (OAuth 2.1 / OpenID Connect). Call getTenantInfo first, "
+    "then listInstructions and getInstructions to read the guide for the task before changing anything. "
+    "Secrets returned by tools are temporary; long-lived secrets exist only in the web console."
+)
+
+
+class ScopedRequireAuth(RequireAuthMiddleware):
+    """The SDK's 401/403 with ``resource_metadata``, plus the ``scope`` a client should ask for (RFC 6750 §3)."""
+
+    def __init__(self, app: Any, resource_metadata_url: AnyHttpUrl, scope: str) -> None:
+        super().__init__(app, required_scopes=[], resource_metadata_url=resource_metadata_url)
+        self._scope = scope
+
+    async def _send_auth_error(self, send: Send, status_code: int, error: str, description: str) -> None:
+        async def with_scope(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (
+                        name,
+                        value + f', scope="{self._scope}"'.encode() if name == b"www-authenticate" else value,
+                    )
+                    for name, value in message["headers"]
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await super()._send_auth_error(with_scope, status_code, error, description)
+
+
+def _access_token(ctx: ServerRequestContext[Any]) -> AccessToken | None:
+    request = ctx.request
+    user = getattr(request, "scope", {}).get("user") if request is not None else None
+    if isinstance(user, AuthenticatedUser):
+        return user.access_token
+    return get_access_token()
+
+
+class McpApp:
+    def __init__(self, settings: Settings, core: IdentityCore, registry: ToolRegistry, guides: GuideLibrary) -> None:
+        self.settings = settings
+        self.core = core
+        self.registry = registry
+        self.guides = guides
+        self.verifier = McpTokenVerifier(
+            core.keys,
+            core.grants,
+            tenant_id=ADMIN_TENANT_ID,
+            issuer=settings.issuer,
+            resource=settings.mcp_resource,
+        )
+        self.server: Server[Any] = Server(
+            "idp-mcp",
+            version=__version__,
+            title="idp-mcp",
+            instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
+        self.session_manager = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=settings.mcp_stateless,
+            security_settings=self._transport_security(),
+        )
+
+    def _transport_security(self) -> TransportSecuritySettings:
+        """DNS-rebinding protection that follows PUBLIC_URL: its host, and browser origins of itself only."""
+        host = self.settings.public_host
+        hosts = [host]
+        origins = [self.settings.public_url]
+        if host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]"):
+            hosts += ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
+            origins += ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        )
+
+    # --- routes -------------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        metadata_url = AnyHttpUrl(f"{self.settings.public_url}/.well-known/oauth-protected-resource/mcp")
+        challenge_scope = " ".join((*MCP_SCOPES, SCOPE_OFFLINE))
+        endpoint = ScopedRequireAuth(StreamableHTTPASGIApp(self.session_manager), metadata_url, challenge_scope)
+        protected = Starlette(
+            routes=[Route("/", endpoint=endpoint)],
+            middleware=[
+                Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(self.verifier)),
+                Middleware(AuthContextMiddleware),
+            ],
+        )
+        # RFC 9728 metadata, written by hand rather than with the SDK's route: pydantic's AnyHttpUrl would add a
+        # trailing slash to the issuer, and issuers are compared as exact strings.
+        document = {
+            "resource": self.settings.mcp_resource,
+            "authorization_servers": [self.settings.issuer],
+            "scopes_supported": [*MCP_SCOPES, SCOPE_OFFLINE],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "idp-mcp",
+            "resource_documentation": self.settings.url("/"),
+        }
+
+        async def protected_resource_metadata(request: Request) -> Response:
+            return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+
+        prm = with_cors(protected_resource_metadata, ["GET"])
+        return [
+            Route("/.well-known/oauth-protected-resource/mcp", prm, methods=["GET", "OPTIONS"]),
+            # Also at the bare well-known path, for clients that look there first.
+            Route("/.well-known/oauth-protected-resource", prm, methods=["GET", "OPTIONS"]),
+            Route("/mcp", endpoint=_Mounted(protected), methods=["GET", "POST", "DELETE"]),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with self.session_manager.run():
+            yield
+
+    # --- handlers -----------------------------------------------------------------------------------
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        token = _access_token(ctx)
+        scopes = token.scopes if token else []
+        return types.ListToolsResult(tools=[_describe(tool) for tool in self.registry.allowed(scopes)])
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        token = _access_token(ctx)
+        if token is None:  # the middleware already refused requests without a token; belt and braces
+            return _error("Not authenticated: reconnect this MCP server to sign in again.")
+        tool = self.registry.get(params.name)
+        if tool is None:
+            return _error(f"Unknown tool '{params.name[:64]}'. Call tools/list to see the tools you can use.")
+        if tool.scope not in token.scopes:
+            return _error(
+                f"{tool.name} needs the '{tool.scope}' permission, which this connection was not granted. "
+                "Reconnect this MCP server and allow write access on the consent page."
+            )
+        try:
+            args = tool.input_model.model_validate(params.arguments or {})
+        except ValidationError as exc:
+            return _error(_explain(exc))
+        context = await self._context(token)
+        try:
+            result = await tool.handler(context, args)
+        except (ToolFailure, IdpError) as exc:
+            message = exc.message if isinstance(exc, IdpError) else str(exc)
+            code = exc.code if isinstance(exc, IdpError) else "tool.failed"
+            await self._audit_call(context, tool, args, "failure", code)
+            return _error(message)
+        await self._audit_call(context, tool, args, "success", None)
+        structured = result.model_dump(mode="json")
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(structured, indent=2))],
+            structured_content=structured,
+        )
+
+    async def _audit_call(
+        self, context: ToolContext, tool: ToolSpec[Any], args: Any, outcome: str, error: str | None
+    ) -> None:
+        """Every tool call is audited with the human and the agent; argument values pass through the scrubber."""
+        details: dict[str, Any] = {"arguments": args.model_dump(mode="json")}
+        if error:
+            details["error"] = error
+
+        def write() -> None:
+            with self.core.db.transaction() as conn:
+                self.core.audit.write(
+                    conn, context.actor, f"tool.{tool.name}", target_type="tool", target_id=tool.name,
+                    outcome=outcome, details=details,
+                )  # fmt: skip
+
+        await run_in_threadpool(write)
+
+    async def _context(self, token: AccessToken) -> ToolContext:
+        claims = token.claims or {}
+        client_id = token.client_id
+        client = await run_in_threadpool(self.core.clients.get, ADMIN_TENANT_ID, client_id)
+        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, token.subject or "")
+        actor = Actor(
+            tenant_id=str(claims.get("tenant")),
+            sub=token.subject,
+            client_id=client_id,
+            client_name=client.name if client else None,
+        )
+        return ToolContext(
+            core=self.core,
+            settings=self.settings,
+            guides=self.guides,
+            actor=actor,
+            scopes=frozenset(token.scopes),
+            user_email=user.email if user else None,
+            tool_names=tuple(tool.name for tool in self.registry.allowed(token.scopes)),
+        )
+
+
+class _Mounted:
+    """Serve a sub-app at exactly /mcp (a Mount would redirect /mcp to /mcp/)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, "path": "/", "root_path": scope.get("root_path", "") + "/mcp"}, receive, send)
+
+
+def _describe(tool: ToolSpec[Any]) -> types.Tool:
+    return types.Tool(
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        input_schema=tool.input_model.model_json_schema(),
+        output_schema=tool.output_model.model_json_schema(),
+        annotations=types.ToolAnnotations(
+            title=tool.title,
+            read_only_hint=tool.read_only,
+            destructive_hint=tool.destructive,
+            open_world_hint=False,
+        ),
+    )
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+def _explain(exc: ValidationError) -> str:
+    """One sentence per bad argument, naming the field and what is wrong, never echoing the value."""
+    problems = []
+    for error in exc.errors()[:5]:
+        field = ".".join(str(part) for part in error["loc"]) or "arguments"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "is not an argument of this tool"
+        problems.append(f"'{field}' {message[0].lower() + message[1:] if message else 'is invalid'}")
+    return "Invalid arguments: " + "; ".join(problems) + ". Fix them and call the tool again."

@@ -1,0 +1,12 @@
+"""Tools, one module per business area. Each tool: parse input, call one core function, shape the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idp_mcp.mcp_server.registry import ToolSpec
+from idp_mcp.mcp_server.tools import guides, tenant
+
+
+def all_tools() -> list[ToolSpec[Any]]:
+    return [*tenant.TOOLS, *guides.TOOLS]

@@ -1,0 +1,141 @@
+"""Client ID metadata documents: a ``client_id`` that is an https URL names a JSON document describing the
+client (draft-ietf-oauth-client-id-metadata-document). We fetch it carefully and keep it for a while.
+
+Fetch rules: https only, no redirects, a small size cap, a short timeout, and no loopback, private,
+link-local or otherwise non-public addresses (checked on the resolved addresses) unless a setting meant for
+tests allows them. The document's ``client_id`` must equal the URL, and it may only describe a public client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from idp_mcp.core.clients import Clients, parse_client_metadata
+from idp_mcp.domain import Client
+from idp_mcp.errors import ClientMetadataDocumentError, InvalidClientMetadata
+from idp_mcp.settings import Settings
+
+
+def looks_like_metadata_url(client_id: str) -> bool:
+    return client_id.startswith("https://")
+
+
+def check_metadata_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ClientMetadataDocumentError("A client ID metadata document URL must be an https URL.")
+    if len(url) > 2048 or parts.username or parts.password or parts.fragment or parts.query:
+        raise ClientMetadataDocumentError(
+            "A client ID metadata document URL must not contain credentials, a query or a fragment."
+        )
+    if parts.path in ("", "/") or "/./" in parts.path or "/../" in parts.path or parts.path.endswith(("/.", "/..")):
+        raise ClientMetadataDocumentError("A client ID metadata document URL must have a path without dot segments.")
+
+
+def _is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+    )
+
+
+def check_host_is_public(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ClientMetadataDocumentError(
+            f"The host {host} of the client ID metadata document does not resolve."
+        ) from exc
+    for info in infos:
+        if not _is_public_address(str(info[4][0])):
+            raise ClientMetadataDocumentError(
+                f"The client ID metadata document host {host} resolves to a non-public address; refused."
+            )
+
+
+class MetadataDocumentResolver:
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self._settings = settings
+        self._clients = clients
+        self._lock = threading.Lock()
+        self._fetched_at: dict[tuple[str, str], float] = {}
+
+    def resolve(self, tenant_id: str, url: str) -> Client:
+        """The client described at ``url``; fetched when not cached, else from the database."""
+        check_metadata_url(url)
+        key = (tenant_id, url)
+        with self._lock:
+            fetched_at = self._fetched_at.get(key)
+        if fetched_at is not None and time.monotonic() - fetched_at < self._settings.cimd_cache_ttl:
+            client = self._clients.get(tenant_id, url)
+            if client is not None:
+                return client
+        document = self._fetch(url)
+        if document.get("client_id") != url:
+            raise ClientMetadataDocumentError(
+                "The client ID metadata document's client_id does not equal the URL it was fetched from."
+            )
+        auth_method = document.get("token_endpoint_auth_method", "none")
+        if auth_method != "none":
+            raise ClientMetadataDocumentError(
+                "A client ID metadata document must describe a public client (token_endpoint_auth_method 'none')."
+            )
+        try:
+            metadata = parse_client_metadata({**document, "token_endpoint_auth_method": "none"})
+        except InvalidClientMetadata as exc:
+            raise ClientMetadataDocumentError(f"The client ID metadata document is invalid: {exc.message}") from exc
+        client = self._clients.store_metadata_document(tenant_id, url, metadata)
+        with self._lock:
+            self._fetched_at[key] = time.monotonic()
+        return client
+
+    def _fetch(self, url: str) -> dict[str, object]:
+        parts = urlsplit(url)
+        if not self._settings.cimd_allow_private_addresses:
+            check_host_is_public(parts.hostname or "", parts.port or 443)
+        verify: str | bool = str(self._settings.cimd_ca_bundle) if self._settings.cimd_ca_bundle else True
+        limit = self._settings.cimd_max_bytes
+        try:
+            with (
+                httpx.Client(timeout=self._settings.cimd_timeout, follow_redirects=False, verify=verify) as http,
+                http.stream("GET", url, headers={"Accept": "application/json"}) as response,
+            ):
+                if response.is_redirect:
+                    raise ClientMetadataDocumentError("The client ID metadata document URL redirects; refused.")
+                if response.status_code != 200:
+                    raise ClientMetadataDocumentError(
+                        f"Fetching the client ID metadata document answered HTTP {response.status_code}."
+                    )
+                body = bytearray()
+                deadline = time.monotonic() + self._settings.cimd_timeout
+                for chunk in response.iter_bytes():
+                    body.extend(chunk)
+                    if time.monotonic() > deadline:
+                        # httpx's timeout is per read; a trickling server must not hold us longer in total.
+                        raise ClientMetadataDocumentError("Fetching the client ID metadata document timed out.")
+                    if len(body) > limit:
+                        raise ClientMetadataDocumentError(
+                            f"The client ID metadata document is larger than {limit} bytes; refused."
+                        )
+        except httpx.TimeoutException as exc:
+            raise ClientMetadataDocumentError("Fetching the client ID metadata document timed out.") from exc
+        except httpx.HTTPError as exc:
+            raise ClientMetadataDocumentError(
+                f"The client ID metadata document could not be fetched ({type(exc).__name__})."
+            ) from exc
+        try:
+            document = json.loads(bytes(body))
+        except ValueError as exc:
+            raise ClientMetadataDocumentError("The client ID metadata document is not valid JSON.") from exc
+        if not isinstance(document, dict):
+            raise ClientMetadataDocumentError("The client ID metadata document must be a JSON object.")
+        return document

@@ -1,0 +1,183 @@
+"""Starlette handlers for the authorization server: thin conversions around authlib and the core."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, QueryParams
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import ASGIApp
+
+from idp_mcp.core.clients import parse_client_metadata
+from idp_mcp.domain import Actor
+from idp_mcp.errors import IdpError
+from idp_mcp.oauth.flow import AuthorizationFlow
+from idp_mcp.oauth.metadata import authorization_server_metadata
+from idp_mcp.oauth.requests import PlainOAuth2Request
+from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
+
+ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
+
+MAX_FORM_BYTES = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error(error: str, description: str, status: int = 400, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def _multi(params: QueryParams | FormData) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for key, value in params.multi_items():
+        if isinstance(value, str):
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {key.title(): value for key, value in request.headers.items()}
+
+
+async def read_form(request: Request) -> dict[str, list[str]] | JSONResponse:
+    """The urlencoded body of an OAuth request, or the OAuth error to answer with."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return oauth_error("invalid_request", "Send the parameters as application/x-www-form-urlencoded.")
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return oauth_error("invalid_request", "The request body is too large.")
+    try:
+        form = await request.form()
+    except Exception:  # starlette raises several parser errors for malformed bodies
+        return oauth_error("invalid_request", "The request body is not valid form data.")
+    return _multi(form)
+
+
+def to_response(result: EndpointResult) -> Response:
+    headers = {name: value for name, value in result.headers if name.lower() != "content-type"}
+    if result.status in (301, 302, 303, 307):
+        return RedirectResponse(result.location or "/", status_code=302, headers=headers)
+    body = result.body if isinstance(result.body, str) else json.dumps(result.body)
+    return Response(body, status_code=result.status, headers=headers, media_type="application/json")
+
+
+def with_cors(endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> ASGIApp:
+    """Browser-based clients (MCP Inspector) call these endpoints cross-origin. No cookies are involved."""
+    return CORSMiddleware(
+        request_response(endpoint),
+        allow_origins=["*"],
+        allow_methods=[*methods, "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
+        max_age=600,
+    )
+
+
+class AuthorizationServerEndpoints:
+    """The endpoints of one issuer, mounted under ``prefix`` (for the MCP issuer: ``/oauth``)."""
+
+    def __init__(
+        self,
+        server: IdpAuthorizationServer,
+        flow: AuthorizationFlow,
+        *,
+        base_url: str,
+        error_page: ErrorPage,
+    ) -> None:
+        self.server = server
+        self.flow = flow
+        self.base_url = base_url
+        self.error_page = error_page
+
+    def routes(self, prefix: str) -> list[BaseRoute]:
+        return [
+            Route(f"{prefix}/authorize", self.authorize, methods=["GET", "POST"]),
+            Route(f"{prefix}/token", with_cors(self.token, ["POST"]), methods=["POST", "OPTIONS"]),
+            Route(f"{prefix}/revoke", with_cors(self.revoke, ["POST"]), methods=["POST", "OPTIONS"]),
+            Route(f"{prefix}/register", with_cors(self.register, ["POST"]), methods=["POST", "OPTIONS"]),
+            Route(f"{prefix}/jwks", with_cors(self.jwks, ["GET"]), methods=["GET", "OPTIONS"]),
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        return authorization_server_metadata(self.server, self.base_url)
+
+    async def metadata_endpoint(self, request: Request) -> Response:
+        return JSONResponse(self.metadata(), headers={"Cache-Control": "public, max-age=300"})
+
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":
+            form = await read_form(request)
+            if isinstance(form, Response):
+                return await self.error_page(request, "invalid_request", "The authorization request is malformed.", 400)
+            params = form
+        else:
+            params = _multi(request.query_params)
+        oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", _headers(request), params)
+        outcome = await run_in_threadpool(self.flow.start, oauth_request)
+        if outcome.redirect_to:
+            return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})
+        description = outcome.error_description or "The authorization request is invalid."
+        return await self.error_page(request, outcome.error or "invalid_request", description, 400)
+
+    async def token(self, request: Request) -> Response:
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", _headers(request), {}, form)
+        result = await run_in_threadpool(self.server.create_token_response, oauth_request)
+        return to_response(result)
+
+    async def revoke(self, request: Request) -> Response:
+        form = await read_form(request)
+        if isinstance(form, Response):
+            return form
+        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", _headers(request), {}, form)
+        result = await run_in_threadpool(self.server.create_endpoint_response, "revocation", oauth_request)
+        return to_response(result)
+
+    async def jwks(self, request: Request) -> Response:
+        keys = await run_in_threadpool(self.server.core.keys.jwks, self.server.tenant_id)
+        return JSONResponse(keys, headers={"Cache-Control": "public, max-age=300"})
+
+    async def register(self, request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return oauth_error("invalid_client_metadata", "Send the client metadata as application/json.")
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return oauth_error("invalid_client_metadata", "The client metadata is too large.")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return oauth_error("invalid_client_metadata", "The request body is not valid JSON.")
+        try:
+            metadata = parse_client_metadata(payload)
+            actor = Actor(tenant_id=self.server.tenant_id, sub=None, client_name=metadata.client_name)
+            registration = await run_in_threadpool(
+                self.server.core.clients.register, self.server.tenant_id, metadata, actor=actor
+            )
+        except IdpError as exc:
+            return oauth_error(exc.oauth_error, exc.message)
+        client = registration.client
+        document: dict[str, Any] = {
+            **client.metadata,
+            "client_id": client.client_id,
+            "client_id_issued_at": int(client.created_at.timestamp()) if client.created_at else None,
+            "client_name": client.name,
+            "redirect_uris": list(client.redirect_uris),
+            "grant_types": list(client.grant_types),
+            "response_types": list(client.response_types),
+            "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        }
+        if registration.client_secret:
+            document["client_secret"] = registration.client_secret
+            document["client_secret_expires_at"] = 0
+        return JSONResponse(document, status_code=201, headers=NO_STORE)

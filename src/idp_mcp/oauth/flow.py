@@ -1,0 +1,141 @@
+"""The authorization interaction: start it at /authorize, finish it after sign-in and consent.
+
+The interaction policy (what the user must still do) lives here; ``web/`` only renders pages and calls
+:meth:`AuthorizationFlow.approve` or :meth:`AuthorizationFlow.deny`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from idp_mcp.core.sessions import Interaction
+from idp_mcp.domain import Client, split_scope
+from idp_mcp.errors import InteractionExpired
+from idp_mcp.oauth.requests import PlainOAuth2Request
+from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
+from idp_mcp.oauth.tokens import TokenSubject
+
+
+@dataclass(frozen=True)
+class AuthorizeOutcome:
+    """Either a redirect (to the interaction page or back to the client) or an error to show the user."""
+
+    redirect_to: str | None = None
+    error: str | None = None
+    error_description: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    client: Client
+    redirect_uri: str
+    scopes: list[str]
+    resource: str | None
+
+
+class AuthorizationFlow:
+    def __init__(self, server: IdpAuthorizationServer, interaction_url: str) -> None:
+        self.server = server
+        self._interaction_url = interaction_url
+
+    # --- /authorize ---------------------------------------------------------------------------------
+
+    def start(self, request: PlainOAuth2Request) -> AuthorizeOutcome:
+        try:
+            grant = self.server.get_consent_grant(request)
+        except OAuth2Error as error:
+            return self._error_outcome(request, error)
+        params = {key: list(values) for key, values in request.payload.datalist.items()}
+        interaction_id = self.server.core.sessions.begin_interaction(
+            self.server.tenant_id, grant.request.client.client_id, params
+        )
+        return AuthorizeOutcome(redirect_to=f"{self._interaction_url}/{interaction_id}")
+
+    # --- the consent step ---------------------------------------------------------------------------
+
+    def describe(self, interaction: Interaction) -> ConsentRequest:
+        grant = self._revalidate(interaction)
+        return ConsentRequest(
+            client=grant.request.client.client,
+            redirect_uri=grant.request.payload.redirect_uri,
+            scopes=split_scope(grant.request.scope),
+            resource=grant.request.resource,
+        )
+
+    def approve(
+        self,
+        interaction: Interaction,
+        *,
+        user_id: str,
+        auth_time: datetime,
+        scopes: list[str],
+        acting_tenant_id: str | None,
+    ) -> str:
+        """Issue the code for what the user approved and return where to send the browser."""
+        grant = self._revalidate(interaction)
+        self._consume(interaction)
+        requested = split_scope(grant.request.scope)
+        granted = [scope for scope in requested if scope in scopes]
+        client = grant.request.client
+        grant_id = self.server.core.grants.record_consent(
+            tenant_id=self.server.tenant_id,
+            user_id=user_id,
+            client_id=client.client_id,
+            client_name=client.name,
+            acting_tenant_id=acting_tenant_id,
+            scope=" ".join(granted),
+            resource=grant.request.resource,
+        )
+        grant.request.extra = {
+            "user_id": user_id,
+            "grant_id": grant_id,
+            "scope": " ".join(granted),
+            "acting_tenant_id": acting_tenant_id,
+            "auth_time": auth_time,
+        }
+        subject = TokenSubject(user_id, grant_id, grant.request.resource, acting_tenant_id, auth_time)
+        result = self.server.create_authorization_response(grant.request, grant_user=subject, grant=grant)
+        return self._location(result)
+
+    def deny(self, interaction: Interaction) -> str:
+        grant = self._revalidate(interaction)
+        self._consume(interaction)
+        result = self.server.create_authorization_response(grant.request, grant_user=None, grant=grant)
+        return self._location(result)
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _revalidate(self, interaction: Interaction):  # type: ignore[no-untyped-def]
+        """Validate the stored request again: the client or its redirect URIs may have changed since."""
+        request = PlainOAuth2Request("GET", self.server.issuer, {}, interaction.params)
+        try:
+            return self.server.get_consent_grant(request)
+        except OAuth2Error as error:
+            raise InteractionExpired(
+                f"This sign-in request is no longer valid ({error.error}): start again from your app."
+            ) from None
+
+    def _consume(self, interaction: Interaction) -> None:
+        if not self.server.core.sessions.finish_interaction(interaction.id):
+            raise InteractionExpired("This sign-in request was already completed: start again from your app.")
+
+    def _error_outcome(self, request: PlainOAuth2Request, error: OAuth2Error) -> AuthorizeOutcome:
+        if error.redirect_uri:
+            # The client and redirect URI are trusted: report the error to the client (with iss, RFC 9207).
+            error.state = request.payload.state
+            result: EndpointResult = self.server.error_result(request, error)
+            location = result.location
+            if location:
+                return AuthorizeOutcome(redirect_to=add_params_to_uri(location, {"iss": self.server.issuer}))
+        return AuthorizeOutcome(error=error.error, error_description=error.description)
+
+    @staticmethod
+    def _location(result: EndpointResult) -> str:
+        location = result.location
+        if not location:
+            raise InteractionExpired("This sign-in request could not be completed: start again from your app.")
+        return location

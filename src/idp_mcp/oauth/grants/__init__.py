@@ -1,0 +1,1 @@
+"""One module per grant type, each a thin subclass of authlib's grant."""

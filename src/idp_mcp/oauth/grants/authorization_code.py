@@ -1,0 +1,83 @@
+"""Authorization code grant with PKCE (S256 only), resource indicators and code-replay revocation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2.rfc6749 import grants
+
+from idp_mcp.core.grants import CodeRecord
+from idp_mcp.oauth.checks import InvalidTargetError, choose_resource
+from idp_mcp.oauth.models import AuthorizationCode
+from idp_mcp.oauth.tokens import TokenSubject
+
+if TYPE_CHECKING:
+    from idp_mcp.oauth.server import IdpAuthorizationServer
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    server: IdpAuthorizationServer
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        try:
+            self.request.resource = choose_resource(
+                self.request.payload.datalist.get("resource", []),
+                self.server.resources,
+                self.server.default_resource,
+            )
+        except InvalidTargetError as error:
+            error.redirect_uri = redirect_uri
+            raise
+        return redirect_uri
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        decision = request.extra  # set by the consent step: who approved what
+        data = request.payload.data
+        self.server.core.grants.save_code(
+            code,
+            CodeRecord(
+                tenant_id=self.server.tenant_id,
+                client_id=request.client.client_id,
+                user_id=decision["user_id"],
+                grant_id=decision["grant_id"],
+                redirect_uri=request.payload.redirect_uri,
+                scope=decision["scope"],
+                resource=request.resource,
+                acting_tenant_id=decision.get("acting_tenant_id"),
+                code_challenge=data["code_challenge"],
+                code_challenge_method=data.get("code_challenge_method", "S256"),
+                nonce=data.get("nonce"),
+                auth_time=decision["auth_time"],
+                expires_at=self.server.code_expiry(),
+            ),
+        )
+
+    def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
+        if not code or len(code) > 256:
+            return None
+        record = self.server.core.grants.redeem_code(self.server.tenant_id, code, client.client_id)
+        return AuthorizationCode(record) if record else None
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        # RFC 8707 §2.2: a resource named at the token endpoint must be the one the code was issued for.
+        requested = self.request.payload.datalist.get("resource", [])
+        bound = self.request.authorization_code.record.resource
+        if requested and (len(set(requested)) > 1 or requested[0] != bound):
+            raise InvalidTargetError(description="The resource does not match the authorization request.")
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to do: the code was consumed atomically when it was redeemed."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> TokenSubject:
+        record = authorization_code.record
+        return TokenSubject(
+            user_id=record.user_id,
+            family_id=record.grant_id,
+            resource=record.resource,
+            acting_tenant_id=record.acting_tenant_id,
+            auth_time=record.auth_time,
+            nonce=record.nonce,
+        )

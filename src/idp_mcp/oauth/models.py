@@ -1,0 +1,104 @@
+"""Adapters from our domain records to the model interfaces authlib's grants expect."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin
+
+from idp_mcp.core.crypto import digest, digests_equal
+from idp_mcp.core.grants import CodeRecord, RefreshRecord
+from idp_mcp.core.redirect_uris import redirect_uri_matches
+from idp_mcp.domain import Client, Clock, as_utc, join_scope, split_scope
+
+
+class OAuthClient(ClientMixin):  # type: ignore[misc]
+    def __init__(self, client: Client, clock: Clock, default_scopes: tuple[str, ...]) -> None:
+        self.client = client
+        self._clock = clock
+        self._default_scopes = default_scopes
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    def get_client_id(self) -> str:
+        return self.client.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        # OAuth 2.1: the client always names its redirect URI; no silent default.
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        requested = split_scope(scope) or list(self._default_scopes)
+        if self.client.scope:
+            allowed = set(split_scope(self.client.scope))
+            requested = [item for item in requested if item in allowed]
+        return join_scope(requested)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri_matches(self.client.redirect_uris, redirect_uri)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        stored = self.client.secret_digest
+        if not stored or not client_secret:
+            return False
+        expires = self.client.secret_expires_at
+        if expires is not None and as_utc(expires) <= self._clock():
+            return False
+        return digests_equal(digest(client_secret), stored)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.client.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type in self.client.response_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.client.grant_types
+
+
+class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
+    def __init__(self, record: CodeRecord) -> None:
+        self.record = record
+
+    @property
+    def code_challenge(self) -> str:  # read by authlib's PKCE extension
+        return self.record.code_challenge
+
+    @property
+    def code_challenge_method(self) -> str:
+        return self.record.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.record.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.record.scope
+
+    def get_nonce(self) -> str | None:
+        return self.record.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.record.auth_time.timestamp())
+
+
+class RefreshToken:
+    """The claimed (already rotated-out) refresh token a refresh request presented."""
+
+    def __init__(self, record: RefreshRecord) -> None:
+        self.record = record
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return client.client_id == self.record.client_id
+
+    def get_scope(self) -> str:
+        return self.record.scope
+
+    def is_expired(self) -> bool:
+        return False  # checked when claimed
+
+    def is_revoked(self) -> bool:
+        return False  # checked when claimed

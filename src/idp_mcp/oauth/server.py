@@ -1,0 +1,204 @@
+"""An authlib AuthorizationServer for one issuer (a tenant), wired to the identity core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+
+from idp_mcp.core.crypto import new_secret
+from idp_mcp.core.grants import RefreshRecord
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.domain import SCOPE_OFFLINE, split_scope
+from idp_mcp.errors import ClientMetadataDocumentError
+from idp_mcp.oauth.checks import S256CodeChallenge
+from idp_mcp.oauth.cimd import MetadataDocumentResolver, looks_like_metadata_url
+from idp_mcp.oauth.grants.authorization_code import AuthorizationCodeGrant
+from idp_mcp.oauth.grants.refresh_token import RefreshTokenGrant
+from idp_mcp.oauth.models import OAuthClient
+from idp_mcp.oauth.requests import PlainOAuth2Request
+from idp_mcp.oauth.tokens import AccessTokenIssuer, TokenSubject
+from idp_mcp.oauth.verifier import decode_signed
+
+
+class EndpointResult:
+    """What authlib answered, before it becomes an HTTP response. ``location`` is writable because authlib's
+    RFC 9207 extension adds ``iss`` to it."""
+
+    def __init__(self, status: int, body: Any, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @property
+    def location(self) -> str | None:
+        return next((value for name, value in self.headers if name.lower() == "location"), None)
+
+    @location.setter
+    def location(self, value: str) -> None:
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != "location"] + [("Location", value)]
+
+
+class _Issuer(IssuerParameter):  # type: ignore[misc]
+    def __init__(self, issuer: str) -> None:
+        self._issuer = issuer
+
+    def get_issuer(self) -> str:
+        return self._issuer
+
+
+class IdpRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    server: IdpAuthorizationServer
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> _RevocableToken | None:
+        if not token_string or len(token_string) > 4096:
+            return None
+        found = self.server.core.grants.find_refresh_family(self.server.tenant_id, token_string)
+        if found is not None:
+            return _RevocableToken(family_id=found[0], client_id=found[1])
+        claims = self.server.peek_access_token(token_string)
+        if claims is not None:
+            return _RevocableToken(family_id=str(claims["gid"]), client_id=str(claims["client_id"]))
+        return None
+
+    def revoke_token(self, token: _RevocableToken, request: Any) -> None:
+        # Revoking either token of a grant ends the grant: its refresh tokens and its access tokens.
+        self.server.core.grants.revoke_family(
+            self.server.tenant_id, token.family_id, reason="revocation_request", client_id=token.client_id
+        )
+
+
+@dataclass(frozen=True)
+class _RevocableToken:
+    family_id: str
+    client_id: str
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return client.client_id == self.client_id
+
+
+class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    def __init__(
+        self,
+        *,
+        core: IdentityCore,
+        cimd: MetadataDocumentResolver | None,
+        tenant_id: str,
+        issuer: str,
+        resources: tuple[str, ...],
+        default_resource: str | None,
+        scopes_supported: tuple[str, ...],
+        default_scopes: tuple[str, ...],
+    ) -> None:
+        super().__init__(scopes_supported=list(scopes_supported))
+        self.core = core
+        self.cimd = cimd
+        self.tenant_id = tenant_id
+        self.issuer = issuer
+        self.resources = resources
+        self.default_resource = default_resource
+        self.default_scopes = default_scopes
+        self.access_tokens = AccessTokenIssuer(core.keys, core.clock)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_endpoint(IdpRevocationEndpoint)
+        self.register_extension(_Issuer(issuer))
+        self.register_token_generator("default", self._generate_token)
+
+    # --- authlib hooks -------------------------------------------------------------------------------
+
+    def query_client(self, client_id: str) -> OAuthClient | None:
+        if not client_id or len(client_id) > 2048:
+            return None
+        if self.cimd is not None and looks_like_metadata_url(client_id):
+            try:
+                client = self.cimd.resolve(self.tenant_id, client_id)
+            except ClientMetadataDocumentError as exc:
+                raise InvalidClientError(description=exc.message) from None
+        else:
+            client = self.core.clients.get(self.tenant_id, client_id)
+        return OAuthClient(client, self.core.clock, self.default_scopes) if client else None
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        refresh_token = token.get("refresh_token")
+        if not refresh_token:
+            return
+        subject: TokenSubject = request.user
+        previous = getattr(request, "refresh_token", None)
+        self.core.grants.save_refresh_token(
+            refresh_token,
+            RefreshRecord(
+                tenant_id=self.tenant_id,
+                family_id=subject.family_id,
+                client_id=request.client.client_id,
+                user_id=subject.user_id,
+                # A narrower refresh keeps the family's original scope for the next rotation.
+                scope=previous.get_scope() if previous is not None else token["scope"],
+                resource=subject.resource,
+                acting_tenant_id=subject.acting_tenant_id,
+                auth_time=subject.auth_time,
+                expires_at=self.core.clock() + timedelta(seconds=self.core.settings.refresh_token_ttl),
+            ),
+        )
+
+    def create_oauth2_request(self, request: Any) -> PlainOAuth2Request:
+        assert isinstance(request, PlainOAuth2Request)
+        return request
+
+    def create_json_request(self, request: Any) -> Any:
+        raise NotImplementedError  # registration is handled outside authlib
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> EndpointResult:
+        return EndpointResult(status, body, [(str(k), str(v)) for k, v in headers])
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def _generate_token(
+        self,
+        grant_type: str,
+        client: OAuthClient,
+        user: TokenSubject | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        assert user is not None
+        granted = scope or ""
+        ttl = self.core.settings.access_token_ttl
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": self.access_tokens.issue(
+                signing_tenant_id=self.tenant_id,
+                issuer=self.issuer,
+                subject=user,
+                client_id=client.client_id,
+                scope=granted,
+                ttl_seconds=ttl,
+            ),
+            "expires_in": ttl,
+            "scope": granted,
+        }
+        # Refresh tokens only when asked for (offline_access) and allowed for the client.
+        if include_refresh_token and SCOPE_OFFLINE in split_scope(granted) and client.check_grant_type("refresh_token"):
+            token["refresh_token"] = new_secret(32)
+        return token
+
+    # --- used by our endpoints -----------------------------------------------------------------------
+
+    def code_expiry(self) -> datetime:
+        return self.core.clock() + timedelta(seconds=self.core.settings.authorization_code_ttl)
+
+    def peek_access_token(self, token: str) -> dict[str, Any] | None:
+        """Claims of an access token this server signed (signature checked, expiry not), else None."""
+        return decode_signed(self.core.keys, token, tenant_id=self.tenant_id, issuer=self.issuer, verify_exp=False)
+
+    def error_result(self, request: PlainOAuth2Request, error: OAuth2Error) -> EndpointResult:
+        result: EndpointResult = self.handle_error_response(request, error)
+        return result

@@ -1,0 +1,132 @@
+"""Access-token validation: signature with a published key of the right tenant, algorithm pinned to the key
+(never ``none``, never HMAC), ``typ`` at+jwt, issuer, audience, expiry, and the grant not revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from mcp.server.auth.provider import AccessToken
+
+from idp_mcp.core.grants import Grants
+from idp_mcp.core.keys import SUPPORTED_ALGS, KeyRing
+from idp_mcp.domain import split_scope
+
+REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "gid"]
+LEEWAY_SECONDS = 5
+MAX_TOKEN_LENGTH = 8192
+
+
+def decode_signed(
+    keys: KeyRing,
+    token: str,
+    *,
+    tenant_id: str,
+    issuer: str,
+    audience: str | None = None,
+    verify_exp: bool = True,
+) -> dict[str, Any] | None:
+    """The claims of a valid access token signed by ``tenant_id``'s key for ``issuer``; None otherwise."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return None
+    kid, alg = header.get("kid"), header.get("alg")
+    if not isinstance(kid, str) or alg not in SUPPORTED_ALGS or header.get("typ") != "at+jwt":
+        return None
+    key = keys.verification_key(kid)
+    if key is None or key.tenant_id != tenant_id or key.alg != alg:
+        return None
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.public_key,  # type: ignore[arg-type]
+            algorithms=[key.alg],
+            issuer=issuer,
+            audience=audience,
+            leeway=LEEWAY_SECONDS,
+            options={
+                "require": REQUIRED_CLAIMS,
+                "verify_aud": audience is not None,
+                "verify_exp": verify_exp,
+            },
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
+class McpTokenVerifier:
+    """The MCP SDK's TokenVerifier: validates in process, no HTTP round trip.
+
+    Verified tokens are cached by digest until they expire; the grant-revocation check is cached for a few
+    seconds only, so a revocation takes effect on every replica within that window.
+    """
+
+    def __init__(
+        self,
+        keys: KeyRing,
+        grants: Grants,
+        *,
+        tenant_id: str,
+        issuer: str,
+        resource: str,
+        revocation_cache_seconds: float = 5.0,
+        cache_size: int = 4096,
+    ) -> None:
+        self._keys = keys
+        self._grants = grants
+        self._tenant_id = tenant_id
+        self._issuer = issuer
+        self._resource = resource
+        self._revocation_ttl = revocation_cache_seconds
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._revocation_checked: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            claims = self._verified.get(key)
+        if claims is None:
+            claims = decode_signed(
+                self._keys, token, tenant_id=self._tenant_id, issuer=self._issuer, audience=self._resource
+            )
+            if claims is None or not isinstance(claims.get("tenant"), str):
+                return None
+            with self._lock:
+                self._verified[key] = claims
+                while len(self._verified) > self._cache_size:
+                    self._verified.popitem(last=False)
+        if int(claims["exp"]) < time.time():
+            return None
+        if await self._is_revoked(str(claims["gid"])):
+            return None
+        return AccessToken(
+            token=token,
+            client_id=str(claims["client_id"]),
+            scopes=split_scope(str(claims["scope"])),
+            expires_at=int(claims["exp"]),
+            resource=self._resource,
+            subject=str(claims["sub"]),
+            claims=claims,
+        )
+
+    async def _is_revoked(self, family_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._revocation_checked.get(family_id)
+        if cached is not None and now - cached[0] < self._revocation_ttl:
+            return cached[1]
+        revoked = await anyio.to_thread.run_sync(self._grants.is_family_revoked, family_id)
+        if len(self._revocation_checked) > self._cache_size:
+            self._revocation_checked.clear()
+        self._revocation_checked[family_id] = (now, revoked)
+        return revoked

@@ -1,0 +1,92 @@
+"""Every configuration knob, read from the environment with the prefix ``IDP_MCP_``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDP_MCP_", extra="ignore")
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where clients reach this server; issuer, MCP resource and links derive from it.",
+    )
+    data_dir: Path = Field(default=Path("./.idp-mcp"), description="Signing keys fallback, SQLite file.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is a SQLite file in the data dir."
+    )
+    access_token_ttl: int = Field(default=3600, ge=30, le=86400, description="Access token lifetime (s).")
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="Refresh token lifetime (s).")
+    authorization_code_ttl: int = Field(default=300, ge=10, le=600, description="Authorization code life.")
+    session_ttl: int = Field(default=14 * 86400, ge=60, description="Browser session lifetime (s).")
+    interaction_ttl: int = Field(default=900, ge=60, description="Time to finish sign-in and consent (s).")
+    mcp_stateless: bool = Field(
+        default=False, description="Serve /mcp without sessions (for replicas without sticky routing)."
+    )
+    log_level: str = Field(default="INFO")
+
+    # Client ID metadata documents (CIMD).
+    cimd_allow_private_addresses: bool = Field(
+        default=False,
+        description="TESTS ONLY: let CIMD fetches reach loopback and private addresses.",
+    )
+    cimd_ca_bundle: Path | None = Field(
+        default=None, description="TESTS ONLY: extra CA bundle trusted for CIMD fetches."
+    )
+    cimd_timeout: float = Field(default=5.0, gt=0, le=30)
+    cimd_max_bytes: int = Field(default=5 * 1024, ge=512, le=64 * 1024)
+    cimd_cache_ttl: int = Field(default=300, ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _normalise_public_url(cls, value: str) -> str:
+        # Issuer and resource are compared as exact strings: one canonical spelling, no trailing slash.
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("IDP_MCP_PUBLIC_URL must be an absolute http(s) URL")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            # Well-known metadata paths (RFC 8414, RFC 9728) hang off the origin; serve at a host's root.
+            raise ValueError("IDP_MCP_PUBLIC_URL must be an origin such as https://id.example.com (no path)")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value and value.startswith(("postgresql://", "postgres://")):
+            # psycopg 3 is the driver we ship; plain postgresql:// would ask SQLAlchemy for psycopg2.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @cached_property
+    def issuer(self) -> str:
+        """Issuer of the authorization server that MCP clients use."""
+        return self.public_url
+
+    @cached_property
+    def mcp_resource(self) -> str:
+        """The RFC 8707 / RFC 9728 identifier of the MCP endpoint."""
+        return f"{self.public_url}/mcp"
+
+    @cached_property
+    def is_https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @cached_property
+    def public_host(self) -> str:
+        return urlsplit(self.public_url).netloc
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'idp-mcp.db').resolve()}"
+
+    def url(self, path: str) -> str:
+        """An absolute URL on this server for a path that starts with '/'."""
+        return f"{self.public_url}{path}"

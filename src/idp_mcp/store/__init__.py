@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, sessions, repositories and Alembic migrations."""

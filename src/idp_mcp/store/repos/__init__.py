@@ -1,0 +1,1 @@
+"""Queries, one module per table group. Every function takes the tenant it works in."""

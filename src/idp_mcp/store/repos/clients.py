@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from idp_mcp.domain import Client
+from idp_mcp.store.tables import clients
+
+
+def to_client(row: Any) -> Client:
+    return Client(
+        tenant_id=row.tenant_id,
+        client_id=row.client_id,
+        origin=row.origin,
+        name=row.name,
+        client_uri=row.client_uri,
+        logo_uri=row.logo_uri,
+        redirect_uris=tuple(row.redirect_uris),
+        grant_types=tuple(row.grant_types),
+        response_types=tuple(row.response_types),
+        token_endpoint_auth_method=row.token_endpoint_auth_method,
+        scope=row.scope,
+        secret_digest=row.secret_digest,
+        secret_expires_at=row.secret_expires_at,
+        metadata=dict(row.metadata or {}),
+        created_at=row.created_at,
+    )
+
+
+def get(conn: Connection, tenant_id: str, client_id: str) -> Client | None:
+    row = conn.execute(
+        select(clients).where(clients.c.tenant_id == tenant_id, clients.c.client_id == client_id)
+    ).first()
+    return to_client(row) if row else None
+
+
+def upsert(conn: Connection, values: dict[str, Any]) -> None:
+    """Insert, or replace a row with the same key (CIMD documents are re-fetched and re-stored)."""
+    conn.execute(
+        delete(clients).where(clients.c.tenant_id == values["tenant_id"], clients.c.client_id == values["client_id"])
+    )
+    conn.execute(insert(clients).values(**values))
+
+
+def insert_client(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(clients).values(**values))

@@ -1,0 +1,108 @@
+"""Consents, authorization codes, refresh tokens and token families."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families
+
+
+def insert_grant(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(grants).values(**values))
+
+
+def latest_grant(conn: Connection, tenant_id: str, user_id: str, client_id: str) -> Any:
+    return conn.execute(
+        select(grants)
+        .where(
+            grants.c.tenant_id == tenant_id,
+            grants.c.user_id == user_id,
+            grants.c.client_id == client_id,
+            grants.c.revoked_at.is_(None),
+        )
+        .order_by(grants.c.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def insert_code(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(authorization_codes).values(**values))
+
+
+def get_code(conn: Connection, tenant_id: str, code_digest: str) -> Any:
+    return conn.execute(
+        select(authorization_codes).where(
+            authorization_codes.c.tenant_id == tenant_id, authorization_codes.c.code_digest == code_digest
+        )
+    ).first()
+
+
+def consume_code(conn: Connection, tenant_id: str, code_digest: str, now: datetime) -> bool:
+    """Mark a code used; False when it was already used (a replay). Atomic under concurrency."""
+    result = conn.execute(
+        update(authorization_codes)
+        .where(
+            authorization_codes.c.tenant_id == tenant_id,
+            authorization_codes.c.code_digest == code_digest,
+            authorization_codes.c.consumed_at.is_(None),
+        )
+        .values(consumed_at=now)
+    )
+    return result.rowcount == 1
+
+
+def insert_refresh_token(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(refresh_tokens).values(**values))
+
+
+def get_refresh_token(conn: Connection, tenant_id: str, token_digest: str) -> Any:
+    return conn.execute(
+        select(refresh_tokens).where(
+            refresh_tokens.c.tenant_id == tenant_id, refresh_tokens.c.token_digest == token_digest
+        )
+    ).first()
+
+
+def rotate_refresh_token(conn: Connection, tenant_id: str, token_digest: str, now: datetime) -> bool:
+    """Mark a refresh token rotated; False when it was already rotated or revoked (a reuse)."""
+    result = conn.execute(
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.tenant_id == tenant_id,
+            refresh_tokens.c.token_digest == token_digest,
+            refresh_tokens.c.rotated_at.is_(None),
+            refresh_tokens.c.revoked_at.is_(None),
+        )
+        .values(rotated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def revoke_family(conn: Connection, tenant_id: str, family_id: str, now: datetime, reason: str) -> None:
+    """Revoke every refresh token of a family and refuse its access tokens from now on."""
+    conn.execute(
+        update(refresh_tokens)
+        .where(
+            and_(
+                refresh_tokens.c.tenant_id == tenant_id,
+                refresh_tokens.c.family_id == family_id,
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+        )
+        .values(revoked_at=now)
+    )
+    exists = conn.execute(select(revoked_families.c.family_id).where(revoked_families.c.family_id == family_id)).first()
+    if not exists:
+        conn.execute(
+            insert(revoked_families).values(family_id=family_id, tenant_id=tenant_id, revoked_at=now, reason=reason)
+        )
+
+
+def is_family_revoked(conn: Connection, family_id: str) -> bool:
+    return (
+        conn.execute(select(revoked_families.c.family_id).where(revoked_families.c.family_id == family_id)).first()
+        is not None
+    )

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+
+from idp_mcp.store.tables import server_secrets
+
+
+def get(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == name)).scalar_one_or_none()
+
+
+def insert_secret(conn: Connection, name: str, value: str, now: datetime) -> None:
+    conn.execute(insert(server_secrets).values(name=name, value=value, created_at=now))

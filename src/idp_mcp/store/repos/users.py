@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, or_, select, update
+
+from idp_mcp.domain import User
+from idp_mcp.store.tables import users
+
+
+def to_user(row: Any) -> User:
+    return User(
+        tenant_id=row.tenant_id,
+        id=row.id,
+        username=row.username,
+        email=row.email,
+        name=row.name,
+        suspended=bool(row.suspended),
+        created_at=row.created_at,
+    )
+
+
+def insert_user(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(users).values(**values))
+
+
+def get(conn: Connection, tenant_id: str, user_id: str) -> User | None:
+    row = conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)).first()
+    return to_user(row) if row else None
+
+
+def find_by_identifier(conn: Connection, tenant_id: str, identifier: str) -> tuple[User, str | None] | None:
+    """A user whose email (case-insensitive) or username matches, with their password hash."""
+    lowered = identifier.strip().lower()
+    row = conn.execute(
+        select(users).where(
+            users.c.tenant_id == tenant_id,
+            or_(users.c.email == lowered, users.c.username == identifier.strip()),
+        )
+    ).first()
+    return (to_user(row), row.password_hash) if row else None
+
+
+def count(conn: Connection, tenant_id: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(users).where(users.c.tenant_id == tenant_id)).scalar_one())
+
+
+def touch_sign_in(conn: Connection, tenant_id: str, user_id: str, now: datetime) -> None:
+    conn.execute(update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(last_sign_in_at=now))

@@ -1,0 +1,223 @@
+"""The schema. Every tenant-owned table carries ``tenant_id`` and every query filters on it.
+
+Secrets never live here in clear: refresh tokens, authorization codes, session ids and client secrets are
+stored as SHA-256 digests; user passwords as Argon2id hashes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = DateTime(timezone=True)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("username", String(128)),
+    Column("email", String(320)),
+    Column("name", String(128)),
+    Column("password_hash", String(255)),
+    Column("suspended", Boolean, nullable=False, default=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("last_sign_in_at", TS),
+    UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
+    UniqueConstraint("tenant_id", "username", name="uq_users_tenant_username"),
+)
+
+# Which administrators (users of the admin tenant) may act on which tenant.
+tenant_members = Table(
+    "tenant_members",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("admin_user_id", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_id", String(512), primary_key=True),
+    # "dcr" (registered by a client), "cimd" (a fetched metadata document), "application" (made by an admin).
+    Column("origin", String(16), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("client_uri", String(2048)),
+    Column("logo_uri", String(2048)),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("grant_types", JSON, nullable=False),
+    Column("response_types", JSON, nullable=False),
+    Column("token_endpoint_auth_method", String(32), nullable=False),
+    Column("scope", Text),
+    Column("secret_digest", String(64)),
+    Column("secret_expires_at", TS),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A user's standing consent for a client: what it may do and on which tenant it acts.
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("acting_tenant_id", String(64)),
+    Column("scope", Text, nullable=False),
+    Column("resource", String(2048)),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    Index("ix_grants_user_client", "tenant_id", "user_id", "client_id"),
+)
+
+# An authorization request waiting for the user to sign in and consent.
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("code_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("grant_id", String(64), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("resource", String(2048)),
+    Column("acting_tenant_id", String(64)),
+    Column("code_challenge", String(128), nullable=False),
+    Column("code_challenge_method", String(8), nullable=False),
+    Column("nonce", String(512)),
+    Column("auth_time", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("consumed_at", TS),
+)
+
+# Refresh tokens by digest. A family is every token rotated from one authorization code; reuse of a
+# rotated token revokes the family.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("family_id", String(64), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("resource", String(2048)),
+    Column("acting_tenant_id", String(64)),
+    Column("auth_time", TS),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("rotated_at", TS),
+    Column("revoked_at", TS),
+    Index("ix_refresh_tokens_family", "family_id"),
+)
+
+# Families (code grants) whose access tokens must no longer be accepted.
+revoked_families = Table(
+    "revoked_families",
+    metadata,
+    Column("family_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("revoked_at", TS, nullable=False),
+    Column("reason", String(64), nullable=False),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("alg", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("retired_at", TS),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("auth_time", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32)),
+    Column("target_id", String(512)),
+    Column("actor_sub", String(64)),
+    Column("actor_client_id", String(512)),
+    Column("actor_client_name", String(256)),
+    Column("outcome", String(16), nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_audit_log_tenant_at", "tenant_id", "at"),
+)
+
+# Server-wide secrets generated on first start (e.g. the key that signs CSRF for signed-out forms).
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+)

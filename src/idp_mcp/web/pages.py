@@ -1,0 +1,245 @@
+"""Page handlers. Each one parses the form, calls the core or the authorization flow, and renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
+from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
+from idp_mcp.oauth.flow import AuthorizationFlow
+from idp_mcp.web.session import CookieJar
+
+HERE = Path(__file__).parent
+# Scopes a user may untick on the consent page; the rest come with the connection.
+OPTIONAL_SCOPES = frozenset({SCOPE_WRITE})
+MAX_FIELD = 1024
+EXPIRED = "This sign-in request expired or was already used. Start again from your app."
+
+
+def safe_next(value: str | None) -> str:
+    """A same-site path to return to; anything else (absolute URLs, //host) becomes '/'."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 2048:
+        return "/"
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/"
+
+
+class Pages:
+    def __init__(self, core: IdentityCore, flow: AuthorizationFlow, cookies: CookieJar, mcp_url: str) -> None:
+        self.core = core
+        self.flow = flow
+        self.cookies = cookies
+        self.mcp_url = mcp_url
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            auto_reload=False,
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.home, methods=["GET"]),
+            Route("/sign-in", self.sign_in_page, methods=["GET"]),
+            Route("/sign-in", self.sign_in_submit, methods=["POST"]),
+            Route("/setup", self.setup_page, methods=["GET"]),
+            Route("/setup", self.setup_submit, methods=["POST"]),
+            Route("/sign-out", self.sign_out, methods=["POST"]),
+            Route("/interaction/{id}", self.interaction_page, methods=["GET"]),
+            Route("/interaction/{id}/consent", self.consent_submit, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+
+    # --- rendering ----------------------------------------------------------------------------------
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("csrf_token", self.cookies.csrf_token(request))
+        html = self.templates.get_template(template).render(request=request, **context)
+        response = HTMLResponse(html, status_code=status)
+        self.cookies.ensure_csrf(request, response)
+        return response
+
+    async def error_page(self, request: Request, error: str, description: str, status: int) -> Response:
+        return self.render(request, "error.html", status=status, error=error, description=description)
+
+    async def _session(self, request: Request) -> BrowserSession | None:
+        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
+        return session if session and session.tenant_id == ADMIN_TENANT_ID else None
+
+    async def _form(self, request: Request) -> dict[str, Any]:
+        form = await request.form()
+        self.cookies.check_csrf(request, _text(form.get("csrf_token")))
+        return {key: form.getlist(key) if key == "scope" else _text(form.get(key)) for key in form}
+
+    # --- home, sign-in, setup, sign-out ---------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        session = await self._session(request)
+        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, session.user_id) if session else None
+        admins = await run_in_threadpool(self.core.users.administrators_exist)
+        return self.render(request, "home.html", user=user, mcp_url=self.mcp_url, needs_setup=not admins)
+
+    async def sign_in_page(self, request: Request) -> Response:
+        return await self._render_sign_in(request, safe_next(request.query_params.get("next")))
+
+    async def _render_sign_in(
+        self,
+        request: Request,
+        next_url: str,
+        error: str | None = None,
+        identifier: str = "",
+        status: int = 200,
+    ) -> Response:
+        admins = await run_in_threadpool(self.core.users.administrators_exist)
+        return self.render(
+            request, "sign_in.html", status=status, next_url=next_url, error=error, identifier=identifier,
+            needs_setup=not admins, setup_url=f"/setup?next={quote(next_url)}",
+        )  # fmt: skip
+
+    async def sign_in_submit(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except CsrfFailed as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        next_url = safe_next(form.get("next"))
+        identifier = (form.get("identifier") or "")[:MAX_FIELD]
+        try:
+            user = await self.core.users.authenticate(
+                ADMIN_TENANT_ID, identifier, (form.get("password") or "")[:MAX_FIELD]
+            )
+        except IdpError as exc:
+            return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
+        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
+        response = RedirectResponse(next_url, status_code=303)
+        self.cookies.set_session(response, raw)
+        return response
+
+    async def setup_page(self, request: Request) -> Response:
+        next_url = safe_next(request.query_params.get("next"))
+        if await run_in_threadpool(self.core.users.administrators_exist):
+            return RedirectResponse(f"/sign-in?next={quote(next_url)}", status_code=303)
+        return self.render(request, "setup.html", next_url=next_url, error=None, email="")
+
+    async def setup_submit(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except CsrfFailed as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        next_url = safe_next(form.get("next"))
+        email = (form.get("email") or "")[:MAX_FIELD]
+        password = (form.get("password") or "")[:MAX_FIELD]
+        if password != (form.get("password_confirm") or "")[:MAX_FIELD]:
+            return self.render(
+                request,
+                "setup.html",
+                status=400,
+                next_url=next_url,
+                email=email,
+                error="The passwords do not match.",
+            )
+        try:
+            user = await self.core.users.create_administrator(email, password, first_only=True)
+        except IdpError as exc:
+            return self.render(
+                request, "setup.html", status=exc.status, next_url=next_url, email=email, error=exc.message
+            )
+        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
+        response = RedirectResponse(next_url, status_code=303)
+        self.cookies.set_session(response, raw)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except CsrfFailed as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request))
+        response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+        self.cookies.clear_session(response)
+        return response
+
+    # --- the authorization interaction ------------------------------------------------------------------
+
+    async def _interaction(self, request: Request) -> Interaction | None:
+        interaction = await run_in_threadpool(self.core.sessions.get_interaction, request.path_params["id"])
+        return interaction if interaction and interaction.tenant_id == ADMIN_TENANT_ID else None
+
+    async def interaction_page(self, request: Request) -> Response:
+        interaction = await self._interaction(request)
+        if interaction is None:
+            return await self.error_page(request, "interaction.expired", EXPIRED, 410)
+        session = await self._session(request)
+        if session is None:
+            return await self._render_sign_in(request, request.url.path)
+        return await self._render_consent(request, interaction, session)
+
+    async def _render_consent(
+        self, request: Request, interaction: Interaction, session: BrowserSession, error: str | None = None
+    ) -> Response:
+        try:
+            consent = await run_in_threadpool(self.flow.describe, interaction)
+        except InteractionExpired as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, session.user_id)
+        memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
+        scopes = [
+            {"name": s, "description": SCOPE_DESCRIPTIONS.get(s, s), "optional": s in OPTIONAL_SCOPES}
+            for s in consent.scopes
+        ]
+        return self.render(
+            request, "consent.html", consent=consent, client=consent.client, user=user, scopes=scopes,
+            tenants=memberships, interaction_id=interaction.id, error=error,
+            redirect_host=urlsplit(consent.redirect_uri).netloc or consent.redirect_uri.split(":", 1)[0] + ":",
+        )  # fmt: skip
+
+    async def consent_submit(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except CsrfFailed as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self._interaction(request)
+        if interaction is None:
+            return await self.error_page(
+                request,
+                "interaction.expired",
+                "This sign-in request expired. Start again from your app.",
+                410,
+            )
+        session = await self._session(request)
+        if session is None:
+            return await self._render_sign_in(request, f"/interaction/{interaction.id}")
+        try:
+            if form.get("action") != "approve":
+                location = await run_in_threadpool(self.flow.deny, interaction)
+                return RedirectResponse(location, status_code=303)
+            memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
+            allowed = {tenant.id for tenant, _role in memberships}
+            tenant_id = form.get("tenant") or (next(iter(allowed)) if len(allowed) == 1 else "")
+            if tenant_id not in allowed:
+                return await self._render_consent(request, interaction, session, "Choose a tenant you administer.")
+            consent = await run_in_threadpool(self.flow.describe, interaction)
+            ticked = set(form.get("scope") or [])
+            scopes = [s for s in consent.scopes if s not in OPTIONAL_SCOPES or s in ticked]
+            location = await run_in_threadpool(
+                lambda: self.flow.approve(
+                    interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
+                    acting_tenant_id=tenant_id,
+                )
+            )  # fmt: skip
+        except InteractionExpired as exc:
+            return await self.error_page(request, exc.code, exc.message, exc.status)
+        return RedirectResponse(location, status_code=303)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

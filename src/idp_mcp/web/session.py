@@ -1,0 +1,52 @@
+"""Cookies: the browser session (server-side, by digest) and a double-submit CSRF token."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from idp_mcp.errors import CsrfFailed
+from idp_mcp.settings import Settings
+
+
+class CookieJar:
+    def __init__(self, settings: Settings) -> None:
+        self.secure = settings.is_https
+        # __Host- cookies are bound to this exact origin (no Domain, Path=/, Secure): only possible on https.
+        prefix = "__Host-" if self.secure else ""
+        self.session_name = f"{prefix}idp_session"
+        self.csrf_name = f"{prefix}idp_csrf"
+        self.session_max_age = settings.session_ttl
+
+    def session_id(self, request: Request) -> str | None:
+        return request.cookies.get(self.session_name)
+
+    def set_session(self, response: Response, raw: str) -> None:
+        response.set_cookie(
+            self.session_name, raw, max_age=self.session_max_age, httponly=True, secure=self.secure,
+            samesite="lax", path="/",
+        )  # fmt: skip
+
+    def clear_session(self, response: Response) -> None:
+        response.delete_cookie(self.session_name, path="/", secure=self.secure, httponly=True, samesite="lax")
+
+    def csrf_token(self, request: Request) -> str:
+        """The token forms must echo; reuses the cookie's value or makes a new one (see ``ensure_csrf``)."""
+        existing = request.cookies.get(self.csrf_name)
+        if existing and 20 <= len(existing) <= 128:
+            return existing
+        token: str = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(32))
+        return token
+
+    def ensure_csrf(self, request: Request, response: Response) -> None:
+        new = request.state.__dict__.get("new_csrf")
+        if new:
+            response.set_cookie(self.csrf_name, new, httponly=True, secure=self.secure, samesite="lax", path="/")
+
+    def check_csrf(self, request: Request, submitted: str | None) -> None:
+        cookie = request.cookies.get(self.csrf_name)
+        if not cookie or not submitted or not hmac.compare_digest(cookie.encode(), submitted.encode()):
+            raise CsrfFailed("This form expired or was not sent from this site. Reload the page and try again.")
