@@ -58,6 +58,7 @@ class BrowserAuthorizer:
     tenant: str | None = None
     seen_urls: list[str] = field(default_factory=list)
     consent_html: str = ""
+    screenshot: str | None = None  # where to keep a picture of the consent page
     _authorization_url: str | None = None
 
     async def redirect_handler(self, url: str) -> None:
@@ -93,6 +94,8 @@ class BrowserAuthorizer:
                 return arrived.result()
             await self.page.wait_for_selector("button[name=action][value=approve]")
             self.consent_html = await self.page.content()
+            if self.screenshot:
+                await self.page.screenshot(path=self.screenshot, full_page=True)
             if self.tenant:
                 await self.page.check(f"input[name=tenant][value={self.tenant}]")
             if not self.allow_write and await self.page.locator("input[name=scope][value='idp:write']").count():

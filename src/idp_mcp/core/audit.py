@@ -23,13 +23,20 @@ def scrub(details: dict[str, Any]) -> dict[str, Any]:
         lowered = key.lower()
         if any(word in lowered for word in _SECRET_WORDS) and lowered not in ("token_endpoint_auth_method",):
             clean[key] = _REDACTED
-        elif isinstance(value, dict):
-            clean[key] = scrub(value)
-        elif isinstance(value, str) and len(value) > _MAX_DETAIL_CHARS:
-            clean[key] = value[:_MAX_DETAIL_CHARS] + "…"
         else:
-            clean[key] = value
+            clean[key] = _scrub_value(value)
     return clean
+
+
+def _scrub_value(value: Any) -> Any:
+    # Lists are scrubbed item by item: a list of dicts may hold secrets as much as a dict does.
+    if isinstance(value, dict):
+        return scrub(value)
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    if isinstance(value, str) and len(value) > _MAX_DETAIL_CHARS:
+        return value[:_MAX_DETAIL_CHARS] + "…"
+    return value
 
 
 class AuditLog:

@@ -18,6 +18,7 @@ from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GrantType = Literal["authorization_code", "refresh_token"]
 GRANT_TYPES = ("authorization_code", "refresh_token")
 MAX_REDIRECT_URIS = 20
 
@@ -42,10 +43,8 @@ class ClientMetadata(BaseModel):
 
     redirect_uris: list[str] = Field(min_length=1, max_length=MAX_REDIRECT_URIS)
     token_endpoint_auth_method: Literal["none", "client_secret_basic", "client_secret_post"] = "client_secret_basic"
-    grant_types: list[Literal["authorization_code", "refresh_token"]] = Field(
-        default_factory=lambda: ["authorization_code"], min_length=1
-    )
-    response_types: list[Literal["code"]] = Field(default_factory=lambda: ["code"], min_length=1)
+    grant_types: list[GrantType] = Field(default_factory=lambda: list[GrantType](["authorization_code"]), min_length=1)
+    response_types: list[Literal["code"]] = Field(default_factory=lambda: list[Literal["code"]](["code"]), min_length=1)
     client_name: str | None = Field(default=None, max_length=200)
     client_uri: str | None = None
     logo_uri: str | None = None

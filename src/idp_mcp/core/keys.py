@@ -44,7 +44,7 @@ def _generate(alg: str) -> PrivateKeyTypes:
 
 
 def _public_jwk(private_key: PrivateKeyTypes, alg: str) -> dict[str, Any]:
-    public_pem = private_key.public_key().public_bytes(  # type: ignore[union-attr]
+    public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     jwk = ECKey.import_key(public_pem) if alg == "ES256" else RSAKey.import_key(public_pem)

@@ -14,7 +14,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from idp_mcp.core.crypto import new_secret
 from idp_mcp.core.grants import RefreshRecord
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import SCOPE_OFFLINE, split_scope
+from idp_mcp.domain import SCOPE_OFFLINE, Client, split_scope
 from idp_mcp.errors import ClientMetadataDocumentError
 from idp_mcp.oauth.checks import S256CodeChallenge
 from idp_mcp.oauth.cimd import MetadataDocumentResolver, looks_like_metadata_url
@@ -116,6 +116,7 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not client_id or len(client_id) > 2048:
             return None
+        client: Client | None
         if self.cimd is not None and looks_like_metadata_url(client_id):
             try:
                 client = self.cimd.resolve(self.tenant_id, client_id)

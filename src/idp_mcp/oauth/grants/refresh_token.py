@@ -36,7 +36,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def authenticate_user(self, refresh_token: RefreshToken) -> TokenSubject | None:
         record = refresh_token.record
-        if self.server.core.users.get(self.server.user_tenant_id, record.user_id) is None:
+        # The people who consent to this issuer are users of its own tenant (administrators for /mcp).
+        if self.server.core.users.get(self.server.tenant_id, record.user_id) is None:
             return None
         return TokenSubject(
             user_id=record.user_id,

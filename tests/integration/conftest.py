@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from starlette.testclient import TestClient
+
+from idp_mcp.app import create_app
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.settings import Settings
+from tests.support.inprocess import PUBLIC_URL
+from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url)
+
+
+@pytest.fixture
+def core(settings: Settings) -> Iterator[IdentityCore]:
+    core = IdentityCore.from_settings(settings)
+    core.bootstrap()
+    anyio.run(core.users.create_administrator, ADMIN_EMAIL, ADMIN_PASSWORD)
+    yield core
+    core.close()
+
+
+@pytest.fixture
+def client(settings: Settings, core: IdentityCore) -> Iterator[TestClient]:
+    """The whole app in process, lifespan included (the MCP session manager runs)."""
+    with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as test_client:
+        yield test_client
