@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE
+from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_EMAIL, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFILE
 from idp_mcp.guides import GuideLibrary, default_directory
 from idp_mcp.mcp_server.registry import ToolRegistry
 from idp_mcp.mcp_server.server import McpApp
@@ -35,8 +35,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; "
-        b"frame-ancestors 'none'; base-uri 'none'",
+        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
     ),
 ]
 
@@ -77,7 +76,7 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
         issuer=settings.issuer,
         resources=(settings.mcp_resource,),
         default_resource=settings.mcp_resource,
-        scopes_supported=(*MCP_SCOPES, SCOPE_OFFLINE),
+        scopes_supported=(*MCP_SCOPES, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFILE, SCOPE_EMAIL),
         default_scopes=MCP_SCOPES,
     )
     flow = AuthorizationFlow(server, settings.url("/interaction"))

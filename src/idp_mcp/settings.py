@@ -50,6 +50,8 @@ class Settings(BaseSettings):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("IDP_MCP_PUBLIC_URL must be an absolute http(s) URL")
+        if "@" in parts.netloc:
+            raise ValueError("IDP_MCP_PUBLIC_URL must not contain credentials")
         if parts.path.strip("/") or parts.query or parts.fragment:
             # Well-known metadata paths (RFC 8414, RFC 9728) hang off the origin; serve at a host's root.
             raise ValueError("IDP_MCP_PUBLIC_URL must be an origin such as https://id.example.com (no path)")

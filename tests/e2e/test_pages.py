@@ -60,7 +60,12 @@ async def test_first_visit_offers_to_create_the_first_administrator_then_signs_i
     cookies = {cookie["name"]: cookie for cookie in await page.context.cookies()}
     session = cookies["idp_session"]
     assert session["httpOnly"] and session["sameSite"] == "Lax"
-    assert fresh_server.cli("admin", "create", "--email", "grace@example.com", "--password", "another passphrase").returncode == 1
+    assert (
+        fresh_server.cli(
+            "admin", "create", "--email", "grace@example.com", "--password", "another passphrase"
+        ).returncode
+        == 1
+    )
 
 
 async def test_sign_in_page_is_usable_on_a_phone(fresh_server: LiveServer, page: Page) -> None:

@@ -70,7 +70,9 @@ class BrowserAuthorizer:
         query = parse_qs(urlsplit(location).query)
         if "error" in query:
             raise RuntimeError(f"authorization failed: {query['error'][0]}")
-        return AuthorizationCodeResult(code=query["code"][0], state=query.get("state", [None])[0], iss=query.get("iss", [None])[0])
+        return AuthorizationCodeResult(
+            code=query["code"][0], state=query.get("state", [None])[0], iss=query.get("iss", [None])[0]
+        )
 
     async def authorize(self, authorization_url: str) -> str:
         """Drive the pages from the authorization URL to the client's redirect URI; return that URL."""

@@ -111,12 +111,13 @@ def exchange_code(
     auth: tuple[str, str] | None = None,
     **overrides: str | None,
 ) -> Any:
-    """POST the code to /oauth/token. An override of None drops that parameter; ``auth`` sends HTTP Basic."""
+    """POST the code to /oauth/token. An override of None drops that parameter. With ``auth`` the client
+    authenticates with HTTP Basic, which carries its client_id, so the form leaves client_id out."""
     form = {
         "grant_type": "authorization_code",
         "code": result.params["code"],
         "redirect_uri": REDIRECT_URI,
-        "client_id": client_id,
+        "client_id": None if auth else client_id,
         "code_verifier": result.verifier,
         **overrides,
     }

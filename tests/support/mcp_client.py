@@ -63,6 +63,6 @@ async def connect(
     )
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+        Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client

@@ -104,10 +104,14 @@ class Clients:
         with self._db.transaction() as conn:
             return repo.get(conn, tenant_id, client_id)
 
-    def register(self, tenant_id: str, metadata: ClientMetadata, *, actor: Actor) -> Registration:
-        """Store a dynamically registered client. Confidential clients get a secret, kept only as a digest."""
+    def register(self, tenant_id: str, metadata: ClientMetadata, *, actor: Actor | None = None) -> Registration:
+        """Store a dynamically registered client. Confidential clients get a secret, kept only as a digest.
+
+        Without ``actor`` the registration is recorded as done by the new client itself (open DCR).
+        """
         now = self._clock()
         client_id = new_id(16)
+        actor = actor or Actor(tenant_id=tenant_id, sub=None, client_id=client_id, client_name=metadata.client_name)
         secret = None if metadata.token_endpoint_auth_method == "none" else new_secret(32)
         values = self._row(tenant_id, client_id, "dcr", metadata, now)
         values["secret_digest"] = digest(secret) if secret else None

@@ -156,17 +156,23 @@ class Grants:
         if reused is not None:
             self.revoke_family(tenant_id, reused.family_id, reason="refresh_token_reuse", client_id=client_id)
             return None
-        return RefreshRecord(
-            tenant_id=row.tenant_id,
-            family_id=row.family_id,
-            client_id=row.client_id,
-            user_id=row.user_id,
-            scope=row.scope,
-            resource=row.resource,
-            acting_tenant_id=row.acting_tenant_id,
-            auth_time=as_utc(row.auth_time) if row.auth_time else None,
-            expires_at=as_utc(row.expires_at),
-        )
+        return _refresh_record(row)
+
+    def find_refresh_token(self, tenant_id: str, token: str, client_id: str) -> RefreshRecord | None:
+        """A usable refresh token's record, without rotating it, so a request can be checked before the token
+        is spent (RFC 6749 §6: the old token is revoked only once a new one is issued). Spend it with
+        :meth:`claim_refresh_token`. A token already rotated out is reuse: its family is revoked, as there.
+        """
+        with self._db.transaction() as conn:
+            row = repo.get_refresh_token(conn, tenant_id, digest(token))
+        if row is None or row.client_id != client_id:
+            return None
+        if row.revoked_at is not None or as_utc(row.expires_at) <= self._clock():
+            return None
+        if row.rotated_at is not None:
+            self.revoke_family(tenant_id, row.family_id, reason="refresh_token_reuse", client_id=client_id)
+            return None
+        return _refresh_record(row)
 
     def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
         """(family_id, client_id) of a refresh token, for revocation."""
@@ -193,3 +199,17 @@ class Grants:
 
     def refresh_expiry(self, ttl_seconds: int) -> datetime:
         return self._clock() + timedelta(seconds=ttl_seconds)
+
+
+def _refresh_record(row: Any) -> RefreshRecord:
+    return RefreshRecord(
+        tenant_id=row.tenant_id,
+        family_id=row.family_id,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        scope=row.scope,
+        resource=row.resource,
+        acting_tenant_id=row.acting_tenant_id,
+        auth_time=as_utc(row.auth_time) if row.auth_time else None,
+        expires_at=as_utc(row.expires_at),
+    )

@@ -33,6 +33,7 @@ class SigningKey:
     private_key: PrivateKeyTypes
     public_key: PublicKeyTypes
     public_jwk: dict[str, Any]
+    jose_key: ECKey | RSAKey  # the same private key for joserfc (authlib's OpenID Connect signs with it)
 
 
 def _generate(alg: str) -> PrivateKeyTypes:
@@ -128,7 +129,8 @@ class KeyRing:
         for row in sorted(rows, key=lambda r: (r.created_at, r.kid)):
             private_key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
             jwk = row.public_jwk if isinstance(row.public_jwk, dict) else json.loads(row.public_jwk)
-            key = SigningKey(row.kid, row.tenant_id, row.alg, private_key, private_key.public_key(), jwk)
+            jose_key = (ECKey if row.alg == "ES256" else RSAKey).import_key(row.private_pem, {"kid": row.kid})
+            key = SigningKey(row.kid, row.tenant_id, row.alg, private_key, private_key.public_key(), jwk, jose_key)
             by_kid[row.kid] = key
             signing[(row.tenant_id, row.alg)] = key  # newest wins
         with self._lock:

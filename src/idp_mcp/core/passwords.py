@@ -33,7 +33,8 @@ def check_policy(password: str, *, identifiers: tuple[str | None, ...] = ()) -> 
     if lowered in _COMMON or len(set(password)) < 3:
         raise WeakPassword("The password is too weak: it is a common password; choose another.")
     for identifier in identifiers:
-        if identifier and identifier.lower() in lowered:
+        # Very short identifiers (an email like o@x.io) would forbid ordinary letters; only check real words.
+        if identifier and len(identifier) >= 4 and identifier.lower() in lowered:
             raise WeakPassword("The password is too weak: it must not contain your email or username.")
 
 

@@ -45,6 +45,10 @@ def validate_redirect_uri(uri: str, *, public_client: bool) -> str:
         raise InvalidRedirectUri(f"Redirect URI scheme '{scheme}' is not allowed.")
     if "@" in parts.netloc:
         raise InvalidRedirectUri(f"Redirect URI '{uri[:100]}' must not contain user information.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+    except ValueError:
+        raise InvalidRedirectUri(f"Redirect URI '{uri[:100]}' has an invalid port.") from None
     if scheme == "https":
         if not parts.netloc:
             raise InvalidRedirectUri(f"Redirect URI '{uri[:100]}' has no host.")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -31,11 +32,12 @@ def check_metadata_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ClientMetadataDocumentError("A client ID metadata document URL must be an https URL.")
-    if len(url) > 2048 or parts.username or parts.password or parts.fragment or parts.query:
+    if len(url) > 2048 or parts.username or parts.password or "?" in url or "#" in url:
         raise ClientMetadataDocumentError(
             "A client ID metadata document URL must not contain credentials, a query or a fragment."
         )
-    if parts.path in ("", "/") or "/./" in parts.path or "/../" in parts.path or parts.path.endswith(("/.", "/..")):
+    path = unquote(parts.path)
+    if path in ("", "/") or "/./" in path or "/../" in path or path.endswith(("/.", "/..")):
         raise ClientMetadataDocumentError("A client ID metadata document URL must have a path without dot segments.")
 
 
@@ -102,7 +104,9 @@ class MetadataDocumentResolver:
         parts = urlsplit(url)
         if not self._settings.cimd_allow_private_addresses:
             check_host_is_public(parts.hostname or "", parts.port or 443)
-        verify: str | bool = str(self._settings.cimd_ca_bundle) if self._settings.cimd_ca_bundle else True
+        verify: ssl.SSLContext | bool = True
+        if self._settings.cimd_ca_bundle:
+            verify = ssl.create_default_context(cafile=str(self._settings.cimd_ca_bundle))
         limit = self._settings.cimd_max_bytes
         try:
             with (
@@ -134,7 +138,7 @@ class MetadataDocumentResolver:
             ) from exc
         try:
             document = json.loads(bytes(body))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deeply nested arrays exhaust the parser's recursion limit
             raise ClientMetadataDocumentError("The client ID metadata document is not valid JSON.") from exc
         if not isinstance(document, dict):
             raise ClientMetadataDocumentError("The client ID metadata document must be a JSON object.")

@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp
 
 from idp_mcp.core.clients import parse_client_metadata
-from idp_mcp.domain import Actor
 from idp_mcp.errors import IdpError
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -156,14 +155,11 @@ class AuthorizationServerEndpoints:
             return oauth_error("invalid_client_metadata", "The client metadata is too large.")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's recursion limit
             return oauth_error("invalid_client_metadata", "The request body is not valid JSON.")
         try:
             metadata = parse_client_metadata(payload)
-            actor = Actor(tenant_id=self.server.tenant_id, sub=None, client_name=metadata.client_name)
-            registration = await run_in_threadpool(
-                self.server.core.clients.register, self.server.tenant_id, metadata, actor=actor
-            )
+            registration = await run_in_threadpool(self.server.core.clients.register, self.server.tenant_id, metadata)
         except IdpError as exc:
             return oauth_error(exc.oauth_error, exc.message)
         client = registration.client

@@ -28,6 +28,6 @@ def authorization_server_metadata(server: IdpAuthorizationServer, base: str) -> 
         "client_id_metadata_document_supported": server.cimd is not None,
         "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "name"],
     }

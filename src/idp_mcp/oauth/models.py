@@ -84,6 +84,12 @@ class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
     def get_auth_time(self) -> int:
         return int(self.record.auth_time.timestamp())
 
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
 
 class RefreshToken:
     """The claimed (already rotated-out) refresh token a refresh request presented."""

@@ -36,10 +36,8 @@ class PlainOAuth2Request(OAuth2Request):  # type: ignore[misc]
         super().__init__(method=method, uri=uri, headers=headers)
         self._query = {key: items[0] for key, items in query.items() if items}
         self._form = {key: items[0] for key, items in (form or {}).items() if items}
-        merged: dict[str, list[str]] = {key: list(items) for key, items in query.items()}
-        for key, items in (form or {}).items():
-            merged.setdefault(key, []).extend(items)
-        self.payload = MultiDictPayload(merged if method == "GET" else dict(form or {}))
+        # Authorization requests carry their parameters in the query; token-style requests in the body only.
+        self.payload = MultiDictPayload(dict(query) if method == "GET" else dict(form or {}))
         # Filled in by our grants as the request is validated.
         self.resource: str | None = None
         self.extra: dict[str, Any] = {}

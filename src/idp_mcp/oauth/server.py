@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 
@@ -19,6 +19,7 @@ from idp_mcp.errors import ClientMetadataDocumentError
 from idp_mcp.oauth.checks import S256CodeChallenge
 from idp_mcp.oauth.cimd import MetadataDocumentResolver, looks_like_metadata_url
 from idp_mcp.oauth.grants.authorization_code import AuthorizationCodeGrant
+from idp_mcp.oauth.grants.openid import IdTokens
 from idp_mcp.oauth.grants.refresh_token import RefreshTokenGrant
 from idp_mcp.oauth.models import OAuthClient
 from idp_mcp.oauth.requests import PlainOAuth2Request
@@ -55,6 +56,12 @@ class _Issuer(IssuerParameter):  # type: ignore[misc]
 class IdpRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     server: IdpAuthorizationServer
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        # RFC 7009 §2.2: an invalid token_type_hint is ignored and does not influence the response. (authlib
+        # refuses it with a 401; query_token below finds either kind of token whatever the hint says.)
+        if "token" not in request.form:
+            raise InvalidRequestError("Missing 'token'.")
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> _RevocableToken | None:
         if not token_string or len(token_string) > 4096:
@@ -105,7 +112,7 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.default_resource = default_resource
         self.default_scopes = default_scopes
         self.access_tokens = AccessTokenIssuer(core.keys, core.clock)
-        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), IdTokens(self)])
         self.register_grant(RefreshTokenGrant)
         self.register_endpoint(IdpRevocationEndpoint)
         self.register_extension(_Issuer(issuer))
@@ -186,8 +193,10 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "expires_in": ttl,
             "scope": granted,
         }
-        # Refresh tokens only when asked for (offline_access) and allowed for the client.
-        if include_refresh_token and SCOPE_OFFLINE in split_scope(granted) and client.check_grant_type("refresh_token"):
+        # Refresh tokens only when the grant has offline_access and the client may refresh. A narrower refresh
+        # request narrows the access token, not the grant: rotation goes on with the grant's scope.
+        grant_scope = split_scope(user.grant_scope if user.grant_scope is not None else granted)
+        if include_refresh_token and SCOPE_OFFLINE in grant_scope and client.check_grant_type("refresh_token"):
             token["refresh_token"] = new_secret(32)
         return token
 

@@ -22,6 +22,8 @@ class TokenSubject:
     acting_tenant_id: str | None
     auth_time: datetime | None
     nonce: str | None = None
+    # The scope of the grant itself when the access token asks for less (a narrower refresh, RFC 6749 §6).
+    grant_scope: str | None = None
 
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.user_id

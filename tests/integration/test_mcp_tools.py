@@ -1,0 +1,276 @@
+"""The MCP session with a real token from the code flow: initialize, the tool list by consent, tool results,
+bad input as tool errors, and the audit trail of a change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from idp_mcp.core.identity import IdentityCore
+from tests.support.inprocess import PUBLIC_URL, authorize, exchange_code
+from tests.support.live_server import ADMIN_EMAIL
+from tests.support.mcp_http import McpSession, text_of
+from tests.support.tokens import IssuedToken, obtain_access_token
+
+ALL_TOOLS = {"getTenantInfo", "listInstructions", "getInstructions", "updateTenant"}
+
+
+@pytest.fixture
+def issued(client: TestClient) -> IssuedToken:
+    return obtain_access_token(client, client_name="Claude Test")
+
+
+@pytest.fixture
+def session(client: TestClient, issued: IssuedToken) -> McpSession:
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+    return mcp
+
+
+@pytest.fixture
+def read_only_session(client: TestClient) -> McpSession:
+    mcp = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
+    mcp.initialize()
+    return mcp
+
+
+def tenant_name(core: IdentityCore) -> str:
+    return core.tenants.get("default").name
+
+
+def actions(core: IdentityCore) -> list[str]:
+    return [entry.action for entry in core.audit.recent("default", limit=500)]
+
+
+# --- initialize -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
+def test_initialize_negotiates_the_protocol_version_the_client_asked_for(
+    client: TestClient, issued: IssuedToken, version: str
+) -> None:
+    mcp = McpSession(client, issued.access_token)
+
+    result = mcp.initialize(version)
+
+    assert result["protocolVersion"] == version
+    assert result["serverInfo"]["name"] == "idp-mcp"
+    assert "tools" in result["capabilities"]
+    assert mcp.session_id
+    # The session works with the negotiated version in MCP-Protocol-Version.
+    assert {tool["name"] for tool in mcp.list_tools()} == ALL_TOOLS
+
+
+def test_initialize_with_an_unknown_version_gets_a_supported_one(client: TestClient, issued: IssuedToken) -> None:
+    result = McpSession(client, issued.access_token).initialize("1999-01-01")
+
+    assert result["protocolVersion"] in {"2025-06-18", "2025-11-25"}
+
+
+def test_request_with_an_unknown_session_id_is_refused(client: TestClient, session: McpSession) -> None:
+    session.session_id = "no-such-session"
+
+    response = session.post({"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+
+    assert response.status_code == 404
+
+
+# --- tools/list -----------------------------------------------------------------------------------------
+
+
+def test_tools_list_with_full_consent_has_every_tool(session: McpSession) -> None:
+    assert {tool["name"] for tool in session.list_tools()} == ALL_TOOLS
+
+
+def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSession) -> None:
+    tools = {tool["name"]: tool for tool in session.list_tools()}
+
+    for tool in tools.values():
+        assert isinstance(tool["annotations"]["readOnlyHint"], bool), tool["name"]
+        assert tool["inputSchema"]["type"] == "object", tool["name"]
+        assert tool["outputSchema"]["type"] == "object", tool["name"]
+        assert tool["description"], tool["name"]
+    assert tools["updateTenant"]["annotations"]["readOnlyHint"] is False
+    assert all(tools[name]["annotations"]["readOnlyHint"] for name in ALL_TOOLS - {"updateTenant"})
+
+
+def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:
+    names = {tool["name"] for tool in read_only_session.list_tools()}
+
+    assert names == ALL_TOOLS - {"updateTenant"}
+
+
+def test_write_tool_called_on_a_read_only_connection_asks_to_reconnect_and_changes_nothing(
+    read_only_session: McpSession, core: IdentityCore
+) -> None:
+    before = tenant_name(core)
+
+    result = read_only_session.call_tool("updateTenant", {"name": "Renamed without permission"})
+
+    assert result["isError"] is True
+    text = text_of(result).lower()
+    assert "reconnect" in text and "write access" in text
+    assert tenant_name(core) == before
+    assert "tenant.update" not in actions(core)
+
+
+# --- tool results ---------------------------------------------------------------------------------------
+
+
+def test_get_tenant_info_describes_the_tenant_the_human_and_the_agent(session: McpSession, issued: IssuedToken) -> None:
+    result = session.call_tool("getTenantInfo", {})
+
+    assert result.get("isError") is not True
+    info = result["structuredContent"]
+    assert info["tenantId"] == "default"
+    assert info["signedInAs"] == ADMIN_EMAIL
+    assert info["agent"] == issued.client_name == "Claude Test"
+    assert info["readOnly"] is False
+    assert info["authorizationServer"] == PUBLIC_URL
+    assert info["mcpServerUrl"] == f"{PUBLIC_URL}/mcp"
+    assert set(info["availableTools"]) == ALL_TOOLS
+    # The text content carries the same result for clients that ignore structuredContent.
+    assert json.loads(text_of(result)) == info
+
+
+def test_get_tenant_info_on_a_read_only_connection_says_read_only(read_only_session: McpSession) -> None:
+    info = read_only_session.call_tool("getTenantInfo")["structuredContent"]
+
+    assert info["readOnly"] is True
+    assert "updateTenant" not in info["availableTools"]
+
+
+def test_guides_are_listed_and_readable(session: McpSession) -> None:
+    guides = session.call_tool("listInstructions")["structuredContent"]["guides"]
+    assert guides
+
+    result = session.call_tool("getInstructions", {"topic": guides[0]["id"]})
+
+    assert result.get("isError") is not True
+    assert result["structuredContent"]["id"] == guides[0]["id"]
+    assert result["structuredContent"]["markdown"].strip()
+
+
+# --- bad input is a tool error, never a protocol error --------------------------------------------------
+
+BAD_CALLS: dict[str, tuple[str, dict[str, Any] | None, str]] = {
+    "unknown_tool": ("deleteEverything", {}, "unknown tool 'deleteeverything'"),
+    "missing_topic": ("getInstructions", {}, "'topic'"),
+    "extra_argument": ("getInstructions", {"topic": "using-this-server", "verbose": True}, "'verbose'"),
+    "wrong_type": ("getInstructions", {"topic": 42}, "'topic'"),
+    "name_too_long": ("updateTenant", {"name": "x" * 500}, "'name'"),
+    "empty_name": ("updateTenant", {"name": ""}, "'name'"),
+    "blank_name": ("updateTenant", {"name": "   "}, "1 to 128 characters"),
+    "extra_argument_to_a_write_tool": ("updateTenant", {"name": "Ok", "tenantId": "admin"}, "'tenantid'"),
+}
+
+
+@pytest.mark.parametrize(("tool", "arguments", "explanation"), BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_call_is_an_error_result_that_explains_and_writes_nothing(
+    session: McpSession, core: IdentityCore, tool: str, arguments: dict[str, Any] | None, explanation: str
+) -> None:
+    before = tenant_name(core)
+
+    result = session.call_tool(tool, arguments)
+
+    assert result["isError"] is True
+    text = text_of(result)
+    assert explanation in text.lower()
+    assert "x" * 200 not in text  # argument values are not echoed back
+    assert tenant_name(core) == before
+    assert "tenant.update" not in actions(core)
+
+
+def test_unknown_guide_lists_the_valid_ids(session: McpSession) -> None:
+    ids = [guide["id"] for guide in session.call_tool("listInstructions")["structuredContent"]["guides"]]
+
+    result = session.call_tool("getInstructions", {"topic": "no-such-guide"})
+
+    assert result["isError"] is True
+    text = text_of(result)
+    assert "no-such-guide" in text
+    assert ids and all(guide_id in text for guide_id in ids)
+
+
+# --- a change, and its audit trail ----------------------------------------------------------------------
+
+
+def test_update_tenant_renames_the_tenant(session: McpSession, core: IdentityCore) -> None:
+    result = session.call_tool("updateTenant", {"name": "  Acme   Corp "})
+
+    assert result.get("isError") is not True
+    assert result["structuredContent"] == {"tenantId": "default", "tenantName": "Acme Corp"}
+    assert tenant_name(core) == "Acme Corp"
+    assert session.call_tool("getTenantInfo")["structuredContent"]["tenantName"] == "Acme Corp"
+
+
+def test_update_tenant_is_audited_with_the_human_and_the_agent(
+    session: McpSession, core: IdentityCore, issued: IssuedToken
+) -> None:
+    session.call_tool("updateTenant", {"name": "Acme Corp"})
+
+    entries = core.audit.recent("default", limit=500)
+    by_action = {entry.action: entry for entry in entries}
+    assert {"tenant.update", "tool.updateTenant"} <= set(by_action)
+    for action in ("tenant.update", "tool.updateTenant"):
+        entry = by_action[action]
+        assert entry.outcome == "success"
+        assert entry.actor_sub == issued.user_id
+        assert entry.actor_client_id == issued.client_id
+        assert entry.actor_client_name == "Claude Test"
+    assert by_action["tenant.update"].details["name"] == {"from": "Default", "to": "Acme Corp"}
+    assert by_action["tool.updateTenant"].details["arguments"] == {"name": "Acme Corp"}
+
+
+def test_no_token_appears_in_the_audit_log(session: McpSession, core: IdentityCore, issued: IssuedToken) -> None:
+    session.call_tool("updateTenant", {"name": "Acme Corp"})
+    session.call_tool("updateTenant", {"name": "x" * 500})
+    session.call_tool("getTenantInfo")
+
+    entries = [*core.audit.recent("default", limit=500), *core.audit.recent("admin", limit=500)]
+    assert any(entry.action == "tool.updateTenant" for entry in entries)
+    assert issued.refresh_token
+    for entry in entries:
+        details = json.dumps(entry.details)
+        assert issued.access_token not in details, entry.action
+        assert issued.refresh_token not in details, entry.action
+        # Nor any part of the JWT (its signature, say) on its own.
+        assert all(part not in details for part in issued.access_token.split(".")), entry.action
+
+
+def test_failed_tool_call_is_audited_as_a_failure(session: McpSession, core: IdentityCore) -> None:
+    session.call_tool("updateTenant", {"name": "   "})
+
+    failures = [entry for entry in core.audit.recent("default") if entry.action == "tool.updateTenant"]
+    assert [entry.outcome for entry in failures] == ["failure"]
+    assert tenant_name(core) == "Default"
+
+
+def test_session_cannot_be_continued_with_another_agents_token(client: TestClient, session: McpSession) -> None:
+    other = obtain_access_token(client, client_name="Other agent")
+    hijacker = McpSession(client, other.access_token)
+    hijacker.session_id = session.session_id
+    hijacker.protocol_version = session.protocol_version
+
+    response = hijacker.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "getTenantInfo"}})
+
+    assert response.status_code == 404, response.text  # as if the session did not exist
+    assert "structuredContent" not in response.text
+
+
+def test_tools_follow_the_scopes_of_the_token_on_each_request_not_those_that_opened_the_session(
+    client: TestClient, core: IdentityCore, session: McpSession, issued: IssuedToken
+) -> None:
+    """The same agent and human, reconnected with read-only consent, keep their session but lose the write tool."""
+    result = authorize(client, issued.client_id, allow_write=False)
+    response = exchange_code(client, issued.client_id, result)
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"].split() == ["idp:read", "offline_access"]
+    session.access_token = response.json()["access_token"]
+
+    assert "updateTenant" not in {tool["name"] for tool in session.list_tools()}
+    assert session.call_tool("updateTenant", {"name": "Renamed"})["isError"] is True
+    assert tenant_name(core) == "Default"

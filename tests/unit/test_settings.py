@@ -1,0 +1,157 @@
+"""Settings: PUBLIC_URL normalisation, database URL rewriting, and the URLs derived from them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from idp_mcp.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the IDP_MCP_* variables they set themselves."""
+    for name in list(os.environ):
+        if name.upper().startswith("IDP_MCP_"):
+            monkeypatch.delenv(name)
+
+
+# --- PUBLIC_URL ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param("https://id.example.com", "https://id.example.com", id="canonical"),
+        pytest.param("https://id.example.com/", "https://id.example.com", id="trailing-slash"),
+        pytest.param("https://id.example.com//", "https://id.example.com", id="double-trailing-slash"),
+        pytest.param("https://ID.Example.COM", "https://id.example.com", id="host-upper-case"),
+        pytest.param("HTTPS://ID.Example.com/", "https://id.example.com", id="scheme-and-host-upper-case"),
+        pytest.param("  https://id.example.com/  ", "https://id.example.com", id="surrounding-whitespace"),
+        pytest.param("http://127.0.0.1:8000/", "http://127.0.0.1:8000", id="loopback-with-port"),
+        pytest.param("https://id.example.com:8443", "https://id.example.com:8443", id="explicit-port-kept"),
+    ],
+)
+def test_public_url_is_normalised_to_a_lower_case_origin_without_trailing_slash(given: str, expected: str) -> None:
+    assert Settings(public_url=given).public_url == expected
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("https://id.example.com/idp", id="path"),
+        pytest.param("https://id.example.com/idp/", id="path-with-trailing-slash"),
+        pytest.param("https://id.example.com?x=1", id="query"),
+        pytest.param("https://id.example.com/#top", id="fragment"),
+    ],
+)
+def test_public_url_with_a_path_query_or_fragment_is_refused_with_a_clear_error(given: str) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        Settings(public_url=given)
+    message = str(excinfo.value)
+    assert "IDP_MCP_PUBLIC_URL must be an origin" in message
+    assert "no path" in message
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("id.example.com", id="no-scheme"),
+        pytest.param("ftp://id.example.com", id="ftp"),
+        pytest.param("https://", id="no-host"),
+    ],
+)
+def test_public_url_that_is_not_an_absolute_http_url_is_refused(given: str) -> None:
+    with pytest.raises(ValidationError, match="IDP_MCP_PUBLIC_URL must be an absolute http"):
+        Settings(public_url=given)
+
+
+def test_public_url_is_read_from_the_environment_and_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDP_MCP_PUBLIC_URL", "https://Login.Example.org/")
+    settings = Settings()
+    assert settings.public_url == "https://login.example.org"
+    assert settings.issuer == "https://login.example.org"
+
+
+def test_public_url_with_a_path_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDP_MCP_PUBLIC_URL", "https://login.example.org/auth")
+    with pytest.raises(ValidationError, match="IDP_MCP_PUBLIC_URL must be an origin"):
+        Settings()
+
+
+def test_default_public_url_is_the_loopback_development_origin() -> None:
+    settings = Settings()
+    assert settings.public_url == "http://127.0.0.1:8000"
+    assert settings.is_https is False
+
+
+# --- derived URLs --------------------------------------------------------------------------------------------
+
+
+def test_issuer_and_mcp_resource_are_derived_exactly_from_public_url() -> None:
+    settings = Settings(public_url="https://ID.example.com/")
+    assert settings.issuer == "https://id.example.com"
+    assert settings.mcp_resource == "https://id.example.com/mcp"
+    assert settings.public_host == "id.example.com"
+    assert settings.is_https is True
+    assert (
+        settings.url("/.well-known/openid-configuration") == "https://id.example.com/.well-known/openid-configuration"
+    )
+
+
+def test_mcp_resource_keeps_the_port_of_public_url() -> None:
+    settings = Settings(public_url="http://127.0.0.1:8000")
+    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.mcp_resource == "http://127.0.0.1:8000/mcp"
+    assert settings.public_host == "127.0.0.1:8000"
+
+
+# --- database URL --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(
+            "postgresql://idp:pw@db.internal:5432/idp",
+            "postgresql+psycopg://idp:pw@db.internal:5432/idp",
+            id="postgresql",
+        ),
+        pytest.param(
+            "postgres://idp:pw@db.internal/idp?sslmode=require",
+            "postgresql+psycopg://idp:pw@db.internal/idp?sslmode=require",
+            id="postgres-heroku-style",
+        ),
+        pytest.param(
+            "postgresql+psycopg://idp@db.internal/idp", "postgresql+psycopg://idp@db.internal/idp", id="already-psycopg"
+        ),
+        pytest.param("sqlite:////var/lib/idp/idp.db", "sqlite:////var/lib/idp/idp.db", id="sqlite-untouched"),
+    ],
+)
+def test_postgres_database_urls_are_rewritten_to_the_psycopg_driver(given: str, expected: str) -> None:
+    settings = Settings(database_url=given)
+    assert settings.database_url == expected
+    assert settings.resolved_database_url == expected
+
+
+def test_database_url_from_the_environment_is_rewritten(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDP_MCP_DATABASE_URL", "postgres://u:p@h/db")
+    assert Settings().resolved_database_url == "postgresql+psycopg://u:p@h/db"
+
+
+def test_default_database_is_an_sqlite_file_inside_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.database_url is None
+    expected_file = (tmp_path / "data" / "idp-mcp.db").resolve()
+    assert settings.resolved_database_url == f"sqlite:///{expected_file}"
+
+
+def test_relative_data_dir_gives_an_absolute_sqlite_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IDP_MCP_DATA_DIR", "state")
+    settings = Settings()
+    assert settings.data_dir == Path("state")
+    assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'state' / 'idp-mcp.db').resolve()}"
