@@ -58,6 +58,29 @@ def _admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant_create(args: argparse.Namespace) -> int:
+    from idp_mcp.core.identity import IdentityCore
+    from idp_mcp.domain import ADMIN_TENANT_ID, Actor
+
+    core = IdentityCore.from_settings(Settings())
+    try:
+        core.bootstrap()
+        owner = core.users.find_administrator(args.admin)
+        if owner is None:
+            print(f"error: no administrator with the email {args.admin}; create one first", file=sys.stderr)
+            return 1
+        tenant = core.tenants.create(
+            args.id, args.name, owner_user_id=owner.id, actor=Actor(tenant_id=ADMIN_TENANT_ID, sub=owner.id)
+        )
+    except IdpError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        core.close()
+    print(f"tenant {tenant.id} ({tenant.name}) created, administered by {args.admin}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idp-mcp", description="An identity provider that AI agents administer through MCP."
@@ -79,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--password", required=True)
     create.set_defaults(func=_admin_create)
+
+    tenant = commands.add_parser("tenant", help="manage tenants")
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    tenant_create = tenant_commands.add_parser("create", help="create a tenant owned by an administrator")
+    tenant_create.add_argument("--id", required=True, help="lowercase letters, digits and hyphens")
+    tenant_create.add_argument("--name", required=True)
+    tenant_create.add_argument("--admin", required=True, help="email of the administrator who owns it")
+    tenant_create.set_defaults(func=_tenant_create)
     return parser
 
 

@@ -71,6 +71,7 @@ def authorize(
     action: str = "approve",
     allow_write: bool = True,
     extra: dict[str, str] | None = None,
+    tenant: str | None = None,
 ) -> AuthorizationResult:
     """The whole browser part: /authorize → sign in → consent → the redirect back to the client."""
     verifier, challenge = pkce_pair()
@@ -96,6 +97,8 @@ def authorize(
     form: dict[str, Any] = {"csrf_token": csrf_from(page.text), "action": action}
     if allow_write:
         form["scope"] = "idp:write"
+    if tenant:
+        form["tenant"] = tenant
     done = client.post(f"{interaction}/consent", data=form, follow_redirects=False)
     assert done.status_code == 303, done.text
     location = done.headers["location"]

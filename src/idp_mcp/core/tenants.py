@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, Tenant
-from idp_mcp.errors import Forbidden, TenantNotFound, ValidationFailed
+from idp_mcp.errors import AlreadyExists, Forbidden, TenantNotFound, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import tenants as repo
+
+MAX_TENANT_NAME = 128
+TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+
+
+def _clean_name(name: str) -> str:
+    clean = " ".join(name.split())
+    if not clean or len(clean) > MAX_TENANT_NAME:
+        raise ValidationFailed(f"The tenant name must be 1 to {MAX_TENANT_NAME} characters.")
+    return clean
 
 
 class Tenants:
@@ -17,8 +29,42 @@ class Tenants:
         self._clock = clock
         self._audit = audit
 
+    def create(self, tenant_id: str, name: str, *, owner_user_id: str, actor: Actor) -> Tenant:
+        """Create a tenant administered by ``owner_user_id`` (an administrator)."""
+        if not TENANT_ID.match(tenant_id) or tenant_id == ADMIN_TENANT_ID:
+            raise ValidationFailed(
+                "A tenant id is 2 to 32 lowercase letters, digits and hyphens, starting with a letter "
+                f"(and not '{ADMIN_TENANT_ID}')."
+            )
+        clean = _clean_name(name)
+        now = self._clock()
+        try:
+            with self._db.transaction() as conn:
+                if repo.get(conn, tenant_id) is not None:
+                    raise AlreadyExists(f"Tenant '{tenant_id}' exists already.")
+                tenant = repo.create(conn, tenant_id, clean, now)
+                repo.add_member(conn, tenant_id, owner_user_id, "owner", now)
+                self._audit.write(
+                    conn, actor, "tenant.create", target_type="tenant", target_id=tenant_id, tenant_id=tenant_id,
+                    details={"name": clean, "owner": owner_user_id},
+                )  # fmt: skip
+        except IntegrityError as exc:
+            raise AlreadyExists(f"Tenant '{tenant_id}' exists already.") from exc
+        return tenant
+
     def rename(self, tenant_id: str, name: str, actor: Actor) -> Tenant:
-        return rename_tenant(self._db, self._audit, tenant_id, name, actor)
+        """Give a tenant a new display name; audited with the human and the agent that asked."""
+        clean = _clean_name(name)
+        with self._db.transaction() as conn:
+            before = repo.get(conn, tenant_id)
+            if before is None:
+                raise TenantNotFound(f"Tenant '{tenant_id}' does not exist.")
+            repo.rename(conn, tenant_id, clean)
+            self._audit.write(
+                conn, actor, "tenant.update", target_type="tenant", target_id=tenant_id, tenant_id=tenant_id,
+                details={"name": {"from": before.name, "to": clean}},
+            )  # fmt: skip
+        return Tenant(id=tenant_id, name=clean, created_at=before.created_at)
 
     def ensure_defaults(self) -> None:
         """Create the admin tenant (administrators live there) and the default tenant, once."""
@@ -50,23 +96,3 @@ class Tenants:
         if role is None:
             raise Forbidden(f"You are not an administrator of tenant '{tenant_id}'.")
         return role
-
-
-MAX_TENANT_NAME = 128
-
-
-def rename_tenant(db: Database, audit: AuditLog, tenant_id: str, name: str, actor: Actor) -> Tenant:
-    """Give a tenant a new display name; audited with the human and the agent that asked."""
-    clean = " ".join(name.split())
-    if not clean or len(clean) > MAX_TENANT_NAME:
-        raise ValidationFailed(f"The tenant name must be 1 to {MAX_TENANT_NAME} characters.")
-    with db.transaction() as conn:
-        before = repo.get(conn, tenant_id)
-        if before is None:
-            raise TenantNotFound(f"Tenant '{tenant_id}' does not exist.")
-        repo.rename(conn, tenant_id, clean)
-        audit.write(
-            conn, actor, "tenant.update", target_type="tenant", target_id=tenant_id, tenant_id=tenant_id,
-            details={"name": {"from": before.name, "to": clean}},
-        )  # fmt: skip
-    return Tenant(id=tenant_id, name=clean, created_at=before.created_at)

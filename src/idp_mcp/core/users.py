@@ -117,6 +117,11 @@ class Users:
             self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
         return user
 
+    def find_administrator(self, email: str) -> User | None:
+        with self._db.transaction() as conn:
+            found = repo.find_by_identifier(conn, ADMIN_TENANT_ID, normalise_email(email))
+        return found[0] if found else None
+
     def get(self, tenant_id: str, user_id: str) -> User | None:
         with self._db.transaction() as conn:
             return repo.get(conn, tenant_id, user_id)
