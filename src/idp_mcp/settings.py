@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     authorization_code_ttl: int = Field(default=300, ge=10, le=600, description="Authorization code life.")
     session_ttl: int = Field(default=14 * 86400, ge=60, description="Browser session lifetime (s).")
     interaction_ttl: int = Field(default=900, ge=60, description="Time to finish sign-in and consent (s).")
+    temporary_secret_ttl: int = Field(
+        default=3600, ge=1, le=3600, description="Lifetime of secrets handed out by tools (s), at most an hour."
+    )
     mcp_stateless: bool = Field(
         default=False, description="Serve /mcp without sessions (for replicas without sticky routing)."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +15,12 @@ from idp_mcp.errors import (
     InvalidCredentials,
     SetupAlreadyDone,
     UserAlreadyExists,
+    UserNotFound,
     UserSuspended,
     ValidationFailed,
 )
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
 
@@ -125,3 +128,114 @@ class Users:
     def get(self, tenant_id: str, user_id: str) -> User | None:
         with self._db.transaction() as conn:
             return repo.get(conn, tenant_id, user_id)
+
+
+USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,63}$")
+MAX_NAME = 128
+
+
+@dataclass(frozen=True)
+class UserChanges:
+    name: str | None = None
+    suspended: bool | None = None
+
+
+class TenantUsers:
+    """The end users of a tenant (the people who sign in to the developer's apps)."""
+
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        password: str,
+        actor: Actor,
+        email: str | None = None,
+        username: str | None = None,
+        name: str | None = None,
+    ) -> User:
+        """Create a user with an email and/or a username and a password (Argon2id, hashed off the loop)."""
+        address = normalise_email(email) if email else None
+        if username is not None and not USERNAME.match(username):
+            raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
+        if not address and not username:
+            raise ValidationFailed("Give the user an email, a username, or both.")
+        clean_name = " ".join(name.split()) if name else None
+        if clean_name is not None and len(clean_name) > MAX_NAME:
+            raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
+        passwords.check_policy(password, identifiers=(address, username, address.split("@")[0] if address else None))
+        password_hash = await passwords.hash_password(password)
+        now = self._clock()
+        user_id = new_id()
+        try:
+            with self._db.transaction() as conn:
+                if repo.exists_identifier(conn, tenant_id, email=address, username=username):
+                    raise UserAlreadyExists("A user with this email or username exists already in this tenant.")
+                repo.insert_user(
+                    conn,
+                    {
+                        "tenant_id": tenant_id, "id": user_id, "email": address, "username": username,
+                        "name": clean_name, "password_hash": password_hash, "suspended": False,
+                        "created_at": now, "updated_at": now,
+                    },
+                )  # fmt: skip
+                self._audit.write(
+                    conn, actor, "user.create", target_type="user", target_id=user_id, tenant_id=tenant_id,
+                    details={"email": address, "username": username},
+                )  # fmt: skip
+                user = repo.get(conn, tenant_id, user_id)
+        except IntegrityError as exc:
+            raise UserAlreadyExists("A user with this email or username exists already in this tenant.") from exc
+        assert user is not None
+        return user
+
+    def get(self, tenant_id: str, user_id: str) -> User:
+        with self._db.transaction() as conn:
+            user = repo.get(conn, tenant_id, user_id)
+        if user is None:
+            raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+        return user
+
+    def list(self, tenant_id: str, *, query: str | None, page: int, page_size: int) -> tuple[list[User], int]:
+        if page < 1 or not 1 <= page_size <= 100:
+            raise ValidationFailed("page starts at 1 and page_size is 1 to 100.")
+        with self._db.transaction() as conn:
+            return repo.search(conn, tenant_id, (query or "").strip()[:100] or None, (page - 1) * page_size, page_size)
+
+    def update(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> User:
+        current = self.get(tenant_id, user_id)
+        values: dict[str, object] = {}
+        if changes.name is not None:
+            clean = " ".join(changes.name.split())
+            if len(clean) > MAX_NAME:
+                raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
+            if clean != (current.name or ""):
+                values["name"] = clean or None
+        if changes.suspended is not None and changes.suspended != current.suspended:
+            values["suspended"] = changes.suspended
+        if not values:
+            return current
+        with self._db.transaction() as conn:
+            repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": self._clock()})
+            if values.get("suspended"):
+                # A suspended user is signed out everywhere: browser sessions end with the user's rows below.
+                sessions_repo.delete_user_sessions(conn, tenant_id, user_id)
+            self._audit.write(
+                conn, actor, "user.update", target_type="user", target_id=user_id, tenant_id=tenant_id,
+                details={"changed": sorted(values)},
+            )  # fmt: skip
+        return self.get(tenant_id, user_id)
+
+    def delete(self, tenant_id: str, user_id: str, actor: Actor) -> User:
+        current = self.get(tenant_id, user_id)
+        with self._db.transaction() as conn:
+            repo.delete_user(conn, tenant_id, user_id)
+            self._audit.write(
+                conn, actor, "user.delete", target_type="user", target_id=user_id, tenant_id=tenant_id,
+                details={"email": current.email, "username": current.username},
+            )  # fmt: skip
+        return current

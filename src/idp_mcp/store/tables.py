@@ -92,6 +92,24 @@ clients = Table(
     Column("updated_at", TS, nullable=False),
 )
 
+# Secrets of applications: temporary ones (handed to agents, expire within the hour) and production ones
+# (created in the console, shown once). Only SHA-256 digests and the last four characters are kept.
+client_secrets = Table(
+    "client_secrets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("last_four", String(4), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS),
+    Column("revoked_at", TS),
+    ForeignKeyConstraint(["tenant_id", "client_id"], ["clients.tenant_id", "clients.client_id"], ondelete="CASCADE"),
+    Index("ix_client_secrets_client", "tenant_id", "client_id"),
+)
+
 # A user's standing consent for a client: what it may do and on which tenant it acts.
 grants = Table(
     "grants",

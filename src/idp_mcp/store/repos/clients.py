@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from idp_mcp.domain import Client
 from idp_mcp.store.tables import clients
@@ -45,3 +45,22 @@ def upsert(conn: Connection, values: dict[str, Any]) -> None:
 
 def insert_client(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(clients).values(**values))
+
+
+def list_applications(conn: Connection, tenant_id: str) -> list[Client]:
+    rows = conn.execute(
+        select(clients)
+        .where(clients.c.tenant_id == tenant_id, clients.c.origin == "application")
+        .order_by(clients.c.created_at, clients.c.client_id)
+    ).all()
+    return [to_client(row) for row in rows]
+
+
+def update_client(conn: Connection, tenant_id: str, client_id: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        update(clients).where(clients.c.tenant_id == tenant_id, clients.c.client_id == client_id).values(**values)
+    )
+
+
+def delete_client(conn: Connection, tenant_id: str, client_id: str) -> None:
+    conn.execute(delete(clients).where(clients.c.tenant_id == tenant_id, clients.c.client_id == client_id))

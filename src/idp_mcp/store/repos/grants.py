@@ -106,3 +106,25 @@ def is_family_revoked(conn: Connection, family_id: str) -> bool:
         conn.execute(select(revoked_families.c.family_id).where(revoked_families.c.family_id == family_id)).first()
         is not None
     )
+
+
+def revoke_client_families(conn: Connection, tenant_id: str, client_id: str, now: datetime) -> None:
+    """End every grant of a client (it is being deleted): its refresh tokens and its access tokens."""
+    families = {
+        row.family_id
+        for row in conn.execute(
+            select(refresh_tokens.c.family_id).where(
+                refresh_tokens.c.tenant_id == tenant_id, refresh_tokens.c.client_id == client_id
+            )
+        ).all()
+    }
+    families |= {
+        row.grant_id
+        for row in conn.execute(
+            select(authorization_codes.c.grant_id).where(
+                authorization_codes.c.tenant_id == tenant_id, authorization_codes.c.client_id == client_id
+            )
+        ).all()
+    }
+    for family_id in families:
+        revoke_family(conn, tenant_id, family_id, now, "client_deleted")

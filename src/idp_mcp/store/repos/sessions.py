@@ -45,3 +45,7 @@ def purge_expired(conn: Connection, now: datetime) -> None:
 
 def update_interaction(conn: Connection, id_digest: str, params: dict[str, Any]) -> None:
     conn.execute(update(interactions).where(interactions.c.id_digest == id_digest).values(params=params))
+
+
+def delete_user_sessions(conn: Connection, tenant_id: str, user_id: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.tenant_id == tenant_id, web_sessions.c.user_id == user_id))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from idp_mcp.domain import User
 from idp_mcp.store.tables import users
@@ -48,3 +48,38 @@ def count(conn: Connection, tenant_id: str) -> int:
 
 def touch_sign_in(conn: Connection, tenant_id: str, user_id: str, now: datetime) -> None:
     conn.execute(update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(last_sign_in_at=now))
+
+
+def search(conn: Connection, tenant_id: str, query: str | None, offset: int, limit: int) -> tuple[list[User], int]:
+    condition = users.c.tenant_id == tenant_id
+    if query:
+        pattern = f"%{query.lower().replace('%', '').replace('_', '')}%"
+        condition = condition & or_(
+            func.lower(users.c.email).like(pattern),
+            func.lower(users.c.username).like(pattern),
+            func.lower(users.c.name).like(pattern),
+        )
+    total = int(conn.execute(select(func.count()).select_from(users).where(condition)).scalar_one())
+    rows = conn.execute(
+        select(users).where(condition).order_by(users.c.created_at, users.c.id).offset(offset).limit(limit)
+    ).all()
+    return [to_user(row) for row in rows], total
+
+
+def update_user(conn: Connection, tenant_id: str, user_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(**values))
+
+
+def delete_user(conn: Connection, tenant_id: str, user_id: str) -> None:
+    conn.execute(delete(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
+
+
+def exists_identifier(conn: Connection, tenant_id: str, *, email: str | None, username: str | None) -> bool:
+    clauses = []
+    if email:
+        clauses.append(users.c.email == email)
+    if username:
+        clauses.append(users.c.username == username)
+    if not clauses:
+        return False
+    return conn.execute(select(users.c.id).where(users.c.tenant_id == tenant_id, or_(*clauses))).first() is not None
