@@ -23,7 +23,10 @@ from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.server import IdpAuthorizationServer
+from idp_mcp.oauth.tenants import TenantEndpoints, TenantProviders
 from idp_mcp.settings import Settings
+from idp_mcp.web.console import Console
+from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.session import CookieJar
 
@@ -83,6 +86,8 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
     endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
     mcp = McpApp(settings, core, registry, guides)
+    providers = TenantProviders(core, pages.error_page)
+    hosted = HostedPages(pages, providers)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -94,7 +99,10 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
         Route("/.well-known/openid-configuration", metadata, methods=["GET", "OPTIONS"]),
         *endpoints.routes("/oauth"),
         *mcp.routes(),
+        *TenantEndpoints(providers).routes(),
+        *hosted.routes(),
         *pages.routes(),
+        *Console(pages, settings).routes(),
     ]
 
     @asynccontextmanager

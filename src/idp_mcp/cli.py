@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from idp_mcp.errors import IdpError
+from idp_mcp.logs import configure_logging
 from idp_mcp.settings import Settings
 
 
@@ -17,7 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     from idp_mcp.app import create_app
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     app = create_app(settings)
     print(f"idp-mcp {settings.public_url}  ·  MCP server URL: {settings.mcp_resource}", flush=True)
     uvicorn.run(
@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers (and their secret filter) for uvicorn too
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         access_log=False,

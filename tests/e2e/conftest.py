@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,6 +10,15 @@ from playwright.async_api import Page
 from tests.support.browser import launch_browser
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port, run_live_server
 
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")
+
+
+def assert_no_secrets_in_logs(server: LiveServer) -> None:
+    """Whatever a test did, the server's log (at DEBUG) holds no token and no password."""
+    logs = server.logs()
+    assert not JWT_SHAPE.search(logs), "a JWT (access or ID token) was written to the server log"
+    assert ADMIN_PASSWORD not in logs, "the administrator's password was written to the server log"
+
 
 @pytest.fixture
 def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
@@ -16,6 +26,7 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
         created = server.cli("admin", "create", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
         assert created.returncode == 0, created.stderr
         yield server
+    assert_no_secrets_in_logs(server)
 
 
 @pytest.fixture

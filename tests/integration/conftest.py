@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from idp_mcp.app import create_app
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.settings import Settings
+from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -20,8 +21,14 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[IdentityCore]:
-    core = IdentityCore.from_settings(settings)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def core(settings: Settings, clock: Clock) -> Iterator[IdentityCore]:
+    """The identity core on a fresh database, with an administrator, on a clock the test controls."""
+    core = IdentityCore.from_settings(settings, clock)
     core.bootstrap()
     anyio.run(core.users.create_administrator, ADMIN_EMAIL, ADMIN_PASSWORD)
     yield core

@@ -15,7 +15,15 @@ from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession, text_of
 from tests.support.tokens import IssuedToken, obtain_access_token
 
-ALL_TOOLS = {"getTenantInfo", "listInstructions", "getInstructions", "updateTenant"}
+READ_TOOLS = {
+    "getTenantInfo", "listInstructions", "getInstructions", "listApplications", "getApplication", "listUsers",
+    "getUser",
+}  # fmt: skip
+WRITE_TOOLS = {
+    "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
+    "revokeTemporarySecrets", "createUser", "updateUser", "deleteUser",
+}  # fmt: skip
+ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
 
 @pytest.fixture
@@ -93,14 +101,16 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
         assert tool["inputSchema"]["type"] == "object", tool["name"]
         assert tool["outputSchema"]["type"] == "object", tool["name"]
         assert tool["description"], tool["name"]
-    assert tools["updateTenant"]["annotations"]["readOnlyHint"] is False
-    assert all(tools[name]["annotations"]["readOnlyHint"] for name in ALL_TOOLS - {"updateTenant"})
+    assert all(tools[name]["annotations"]["readOnlyHint"] is False for name in WRITE_TOOLS)
+    assert all(tools[name]["annotations"]["readOnlyHint"] for name in READ_TOOLS)
+    destructive = {name for name, tool in tools.items() if tool["annotations"]["destructiveHint"]}
+    assert destructive == {"deleteApplication", "deleteUser"}
 
 
 def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:
     names = {tool["name"] for tool in read_only_session.list_tools()}
 
-    assert names == ALL_TOOLS - {"updateTenant"}
+    assert names == READ_TOOLS
 
 
 def test_write_tool_called_on_a_read_only_connection_asks_to_reconnect_and_changes_nothing(

@@ -3,20 +3,16 @@ RFC 6749 errors for everything else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 import httpx
 import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from idp_mcp.app import create_app
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.settings import Settings
-from idp_mcp.store.db import Database, create_db_engine
+from tests.support.clock import Clock
 from tests.support.inprocess import (
     PUBLIC_URL,
     AuthorizationResult,
@@ -26,7 +22,6 @@ from tests.support.inprocess import (
     refresh,
     register_client,
 )
-from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
 MCP_RESOURCE = f"{PUBLIC_URL}/mcp"
 
@@ -247,29 +242,10 @@ def test_refresh_token_of_another_client_is_refused(client: TestClient, client_i
 # --- expiry (a clock the test controls) ----------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: int) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def clocked_client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
-    core = IdentityCore(settings, Database(create_db_engine(settings.resolved_database_url)), clock)
-    core.bootstrap()
-    anyio.run(core.users.create_administrator, ADMIN_EMAIL, ADMIN_PASSWORD)
-    with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as test_client:
-        yield test_client
+def clocked_client(client: TestClient) -> TestClient:
+    """The shared client: its core runs on the ``clock`` fixture."""
+    return client
 
 
 def test_expired_code_is_refused_with_invalid_grant(

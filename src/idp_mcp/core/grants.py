@@ -174,6 +174,16 @@ class Grants:
             return None
         return _refresh_record(row)
 
+    def peek_refresh_token(self, tenant_id: str, token: str) -> RefreshRecord | None:
+        """An active refresh token's record, with no side effect (for introspection)."""
+        if not token or len(token) > 256:
+            return None
+        with self._db.transaction() as conn:
+            row = repo.get_refresh_token(conn, tenant_id, digest(token))
+        if row is None or row.rotated_at is not None or row.revoked_at is not None:
+            return None
+        return _refresh_record(row) if as_utc(row.expires_at) > self._clock() else None
+
     def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
         """(family_id, client_id) of a refresh token, for revocation."""
         with self._db.transaction() as conn:

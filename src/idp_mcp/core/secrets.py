@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from idp_mcp.core.applications import ApplicationNotFound
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, digests_equal, new_id, new_secret
 from idp_mcp.domain import Actor, Clock, as_utc
@@ -54,8 +55,13 @@ class ClientSecrets:
         expires_at = now + self._temporary_ttl if kind == "temporary" else None
         with self._db.transaction() as conn:
             client = clients_repo.get(conn, tenant_id, client_id)
-            if client is None or client.origin != "application" or client.is_public:
-                raise ValidationFailed("Only confidential applications (traditional, m2m) have secrets.")
+            if client is None or client.origin != "application":
+                raise _not_found(client_id)
+            if client.is_public:
+                raise ValidationFailed(
+                    "Only confidential applications (traditional, m2m) have secrets; this one is a public client "
+                    "that signs users in with PKCE and no secret."
+                )
             repo.insert_secret(
                 conn,
                 {
@@ -78,6 +84,9 @@ class ClientSecrets:
 
     def revoke_temporary(self, tenant_id: str, client_id: str, actor: Actor) -> int:
         with self._db.transaction() as conn:
+            client = clients_repo.get(conn, tenant_id, client_id)
+            if client is None or client.origin != "application":
+                raise _not_found(client_id)
             count = repo.revoke(conn, tenant_id, client_id, "temporary", self._clock())
             self._audit.write(
                 conn, actor, "application.secret.revoke_temporary", target_type="application", target_id=client_id,
@@ -115,6 +124,12 @@ class ClientSecrets:
             if digests_equal(presented_digest, row.digest) and _active(row, now):
                 matched = True
         return matched
+
+
+def _not_found(client_id: str) -> ApplicationNotFound:
+    return ApplicationNotFound(
+        f"No application '{client_id[:64]}' in this tenant. Call listApplications to see the ids."
+    )
 
 
 def _active(row: object, now: datetime) -> bool:

@@ -19,6 +19,10 @@ TOOL_NAME = re.compile(r"^[a-z]+[A-Za-z0-9]*$")  # lowerCamelCase verbNoun
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
+#: Ask the human behind the agent a yes/no question through the MCP client (form elicitation): True when they
+#: confirmed, False when they declined, cancelled or did not answer, None when the client could not ask them.
+Confirm = Callable[[str], Awaitable[bool | None]]
+
 
 @dataclass(frozen=True)
 class ToolContext:
@@ -31,10 +35,33 @@ class ToolContext:
     scopes: frozenset[str]
     user_email: str | None
     tool_names: tuple[str, ...]  # the tools this connection may call
+    confirm: Confirm | None = None  # set when the client can ask its user (form elicitation)
 
 
 class ToolFailure(Exception):
     """A failure the agent can act on; becomes an ``isError`` result with this sentence."""
+
+
+async def require_confirmation(ctx: ToolContext, question: str, *, confirmed: bool, tool: str) -> None:
+    """Go on only when the human confirmed a destructive change, or raise :class:`ToolFailure`.
+
+    When the client can ask its user (form elicitation), the user's answer decides and ``confirmed`` (the agent's
+    ``confirm: true``) is not enough on its own. Otherwise the agent must have asked and pass ``confirm: true``.
+    """
+    if ctx.confirm is not None:
+        answer = await ctx.confirm(question)
+        if answer is True:
+            return
+        if answer is False:
+            raise ToolFailure(
+                "The user did not confirm, so nothing was changed. Do not call this again unless the user asks for it."
+            )
+        # None: the client declared elicitation but could not ask; fall back to the agent's confirmation.
+    if not confirmed:
+        raise ToolFailure(
+            f'This cannot be undone, so nothing was changed yet. Ask the user: "{question}" Only if they say yes, '
+            f"call {tool} again with confirm: true."
+        )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
@@ -16,6 +17,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +33,7 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
 from idp_mcp.oauth.endpoints import with_cors
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
@@ -43,6 +45,16 @@ INSTRUCTIONS = (
     "then listInstructions and getInstructions to read the guide for the task before changing anything. "
     "Secrets returned by tools are temporary; long-lived secrets exist only in the web console."
 )
+
+#: How long a confirmation question waits for the human before it counts as "no".
+CONFIRM_TIMEOUT_SECONDS = 300.0
+CONFIRM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "confirm": {"type": "boolean", "title": "Yes, go ahead", "description": "Tick to confirm.", "default": False}
+    },
+    "required": ["confirm"],
+}
 
 
 class ScopedRequireAuth(RequireAuthMiddleware):
@@ -170,10 +182,16 @@ class McpApp:
         token = _access_token(ctx)
         if token is None:  # the middleware already refused requests without a token; belt and braces
             return _error("Not authenticated: reconnect this MCP server to sign in again.")
+        context = await self._context(token, _confirmer(ctx))
+        name = params.name[:64]
+        # Argument names only until they are validated: a value could be a password.
+        names = {"argument_names": sorted(str(key)[:64] for key in (params.arguments or {}))[:20]}
         tool = self.registry.get(params.name)
         if tool is None:
-            return _error(f"Unknown tool '{params.name[:64]}'. Call tools/list to see the tools you can use.")
+            await self._audit_call(context, name, names, "failure", "tool.unknown")
+            return _error(f"Unknown tool '{name}'. Call tools/list to see the tools you can use.")
         if tool.scope not in token.scopes:
+            await self._audit_call(context, name, names, "failure", "auth.insufficient_scope")
             return _error(
                 f"{tool.name} needs the '{tool.scope}' permission, which this connection was not granted. "
                 "Reconnect this MCP server and allow write access on the consent page."
@@ -181,16 +199,17 @@ class McpApp:
         try:
             args = tool.input_model.model_validate(params.arguments or {})
         except ValidationError as exc:
+            await self._audit_call(context, name, names, "failure", "request.invalid")
             return _error(_explain(exc))
-        context = await self._context(token)
+        arguments = {"arguments": args.model_dump(mode="json")}
         try:
             result = await tool.handler(context, args)
         except (ToolFailure, IdpError) as exc:
             message = exc.message if isinstance(exc, IdpError) else str(exc)
             code = exc.code if isinstance(exc, IdpError) else "tool.failed"
-            await self._audit_call(context, tool, args, "failure", code)
+            await self._audit_call(context, name, arguments, "failure", code)
             return _error(message)
-        await self._audit_call(context, tool, args, "success", None)
+        await self._audit_call(context, name, arguments, "success", None)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=json.dumps(structured, indent=2))],
@@ -198,23 +217,22 @@ class McpApp:
         )
 
     async def _audit_call(
-        self, context: ToolContext, tool: ToolSpec[Any], args: Any, outcome: str, error: str | None
+        self, context: ToolContext, tool_name: str, details: dict[str, Any], outcome: str, error: str | None
     ) -> None:
         """Every tool call is audited with the human and the agent; argument values pass through the scrubber."""
-        details: dict[str, Any] = {"arguments": args.model_dump(mode="json")}
         if error:
-            details["error"] = error
+            details = {**details, "error": error}
 
         def write() -> None:
             with self.core.db.transaction() as conn:
                 self.core.audit.write(
-                    conn, context.actor, f"tool.{tool.name}", target_type="tool", target_id=tool.name,
+                    conn, context.actor, f"tool.{tool_name}", target_type="tool", target_id=tool_name,
                     outcome=outcome, details=details,
                 )  # fmt: skip
 
         await run_in_threadpool(write)
 
-    async def _context(self, token: AccessToken) -> ToolContext:
+    async def _context(self, token: AccessToken, confirm: Confirm | None = None) -> ToolContext:
         claims = token.claims or {}
         client_id = token.client_id
         client = await run_in_threadpool(self.core.clients.get, ADMIN_TENANT_ID, client_id)
@@ -233,7 +251,33 @@ class McpApp:
             scopes=frozenset(token.scopes),
             user_email=user.email if user else None,
             tool_names=tuple(tool.name for tool in self.registry.allowed(token.scopes)),
+            confirm=confirm,
         )
+
+
+def _confirmer(ctx: ServerRequestContext[Any]) -> Confirm | None:
+    """A yes/no question to the user through form elicitation, when the client declared it and this request has a
+    channel back to the client (not in stateless mode); otherwise None."""
+    session = ctx.session
+    capabilities = session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities else None
+    # An empty ``elicitation: {}`` means form mode (MCP 2025-11-25); a client that declares only ``url`` has no forms.
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return None
+    if not session.can_send_request:
+        return None
+
+    async def confirm(question: str) -> bool | None:
+        try:
+            with anyio.move_on_after(CONFIRM_TIMEOUT_SECONDS):
+                answer = await session.elicit_form(question, CONFIRM_SCHEMA, related_request_id=ctx.request_id)
+                return answer.action == "accept" and (answer.content or {}).get("confirm") is True
+            return False  # no answer in time: not confirmed
+        except (MCPError, ValidationError) as exc:
+            logger.info("elicitation failed, falling back to the confirm argument: %s", type(exc).__name__)
+            return None
+
+    return confirm
 
 
 class _Mounted:

@@ -14,13 +14,15 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
-    """PKCE is required on every authorization request, and only with S256 (OAuth 2.1 §4.1.1)."""
+    """PKCE with S256 only (OAuth 2.1 §4.1.1). Required on every request, or, with
+    ``optional_for_confidential``, only for public clients (confidential ones may still use it)."""
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
-    def __init__(self) -> None:
+    def __init__(self, *, optional_for_confidential: bool = False) -> None:
         super().__init__(required=True)
+        self._optional_for_confidential = optional_for_confidential
 
     def validate_code_challenge(self, grant: object, redirect_uri: str) -> None:
         request = grant.request  # type: ignore[attr-defined]
@@ -29,6 +31,8 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
         method = request.payload.data.get("code_challenge_method")
         if len(datalist.get("code_challenge", [])) > 1 or len(datalist.get("code_challenge_method", [])) > 1:
             raise InvalidRequestError("Repeated 'code_challenge' or 'code_challenge_method'.")
+        if not challenge and not method and self._optional_for_confidential and not request.client.client.is_public:
+            return
         if not challenge:
             raise InvalidRequestError("PKCE is required: send 'code_challenge' with 'code_challenge_method=S256'.")
         if method != "S256":

@@ -43,7 +43,7 @@ def _multi(params: QueryParams | FormData) -> dict[str, list[str]]:
     return values
 
 
-def _headers(request: Request) -> dict[str, str]:
+def request_headers(request: Request) -> dict[str, str]:
     return {key.title(): value for key, value in request.headers.items()}
 
 
@@ -120,7 +120,7 @@ class AuthorizationServerEndpoints:
             params = form
         else:
             params = _multi(request.query_params)
-        oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", _headers(request), params)
+        oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
         outcome = await run_in_threadpool(self.flow.start, oauth_request)
         if outcome.redirect_to:
             return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})
@@ -131,7 +131,7 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
-        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", _headers(request), {}, form)
+        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
         result = await run_in_threadpool(self.server.create_token_response, oauth_request)
         return to_response(result)
 
@@ -139,7 +139,7 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
-        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", _headers(request), {}, form)
+        oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
         result = await run_in_threadpool(self.server.create_endpoint_response, "revocation", oauth_request)
         return to_response(result)
 

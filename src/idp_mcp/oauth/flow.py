@@ -14,10 +14,11 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Client, split_scope
-from idp_mcp.errors import InteractionExpired
+from idp_mcp.errors import InteractionExpired, ValidationFailed
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
 from idp_mcp.oauth.tokens import TokenSubject
+from idp_mcp.oauth.verifier import decode_id_token
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,25 @@ class AuthorizationFlow:
         self._consume(interaction)
         result = self.server.create_authorization_response(grant.request, grant_user=None, grant=grant)
         return self._location(result)
+
+    # --- RP-initiated logout -------------------------------------------------------------------------
+
+    def post_logout_redirect(self, id_token_hint: str | None, client_id: str | None, uri: str | None) -> str | None:
+        """Where to send the browser after logout: ``uri`` only if the client registered it exactly."""
+        if not uri:
+            return None
+        if not client_id and id_token_hint:
+            claims = decode_id_token(self.server.core.keys, id_token_hint, self.server.tenant_id, self.server.issuer)
+            audience = claims.get("aud") if claims else None
+            first = audience[0] if isinstance(audience, list) and audience else audience
+            client_id = first if isinstance(first, str) else None
+        if not client_id or not isinstance(client_id, str):
+            raise ValidationFailed("Name the application (client_id or id_token_hint) to return to it after logout.")
+        client = self.server.core.clients.get(self.server.tenant_id, client_id)
+        registered = client.metadata.get("post_logout_redirect_uris", []) if client else []
+        if uri not in registered:
+            raise ValidationFailed("This post_logout_redirect_uri is not registered for the application.")
+        return uri
 
     # --- helpers ------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin
 
 from idp_mcp.core.crypto import digest, digests_equal
@@ -9,12 +11,21 @@ from idp_mcp.core.grants import CodeRecord, RefreshRecord
 from idp_mcp.core.redirect_uris import redirect_uri_matches
 from idp_mcp.domain import Client, Clock, as_utc, join_scope, split_scope
 
+SecretVerifier = Callable[[Client, str], bool]
+
 
 class OAuthClient(ClientMixin):  # type: ignore[misc]
-    def __init__(self, client: Client, clock: Clock, default_scopes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        clock: Clock,
+        default_scopes: tuple[str, ...],
+        verify_application_secret: SecretVerifier | None = None,
+    ) -> None:
         self.client = client
         self._clock = clock
         self._default_scopes = default_scopes
+        self._verify_application_secret = verify_application_secret
 
     @property
     def client_id(self) -> str:
@@ -41,7 +52,15 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_matches(self.client.redirect_uris, redirect_uri)
 
+    @property
+    def id_token_signed_response_alg(self) -> str:
+        return str(self.client.metadata.get("id_token_signed_response_alg", "ES256"))
+
     def check_client_secret(self, client_secret: str) -> bool:
+        if self.client.origin == "application":
+            # Applications may hold several secrets (temporary and production), kept in their own table.
+            verify = self._verify_application_secret
+            return verify is not None and verify(self.client, client_secret)
         stored = self.client.secret_digest
         if not stored or not client_secret:
             return False
@@ -51,7 +70,11 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return digests_equal(digest(client_secret), stored)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == self.client.token_endpoint_auth_method
+        registered = self.client.token_endpoint_auth_method
+        if self.client.origin == "application" and registered != "none":
+            # Confidential applications may send their secret either way (client libraries differ).
+            return method in ("client_secret_basic", "client_secret_post")
+        return method == registered
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type in self.client.response_types

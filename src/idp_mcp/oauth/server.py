@@ -19,6 +19,7 @@ from idp_mcp.errors import ClientMetadataDocumentError
 from idp_mcp.oauth.checks import S256CodeChallenge
 from idp_mcp.oauth.cimd import MetadataDocumentResolver, looks_like_metadata_url
 from idp_mcp.oauth.grants.authorization_code import AuthorizationCodeGrant
+from idp_mcp.oauth.grants.client_credentials import ClientCredentialsGrant
 from idp_mcp.oauth.grants.openid import IdTokens
 from idp_mcp.oauth.grants.refresh_token import RefreshTokenGrant
 from idp_mcp.oauth.models import OAuthClient
@@ -102,6 +103,9 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         default_resource: str | None,
         scopes_supported: tuple[str, ...],
         default_scopes: tuple[str, ...],
+        client_credentials: bool = False,
+        pkce_optional_for_confidential: bool = False,
+        dynamic_registration: bool = True,
     ) -> None:
         super().__init__(scopes_supported=list(scopes_supported))
         self.core = core
@@ -112,8 +116,13 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.default_resource = default_resource
         self.default_scopes = default_scopes
         self.access_tokens = AccessTokenIssuer(core.keys, core.clock)
-        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), IdTokens(self)])
+        pkce = S256CodeChallenge(optional_for_confidential=pkce_optional_for_confidential)
+        self.register_grant(AuthorizationCodeGrant, [pkce, IdTokens(self)])
         self.register_grant(RefreshTokenGrant)
+        self.client_credentials = client_credentials
+        self.dynamic_registration = dynamic_registration
+        if client_credentials:
+            self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(IdpRevocationEndpoint)
         self.register_extension(_Issuer(issuer))
         self.register_token_generator("default", self._generate_token)
@@ -131,7 +140,12 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 raise InvalidClientError(description=exc.message) from None
         else:
             client = self.core.clients.get(self.tenant_id, client_id)
-        return OAuthClient(client, self.core.clock, self.default_scopes) if client else None
+        if client is None:
+            return None
+        return OAuthClient(client, self.core.clock, self.default_scopes, self._verify_application_secret)
+
+    def _verify_application_secret(self, client: Client, secret: str) -> bool:
+        return self.core.secrets.verify(self.tenant_id, client.client_id, secret)
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         refresh_token = token.get("refresh_token")

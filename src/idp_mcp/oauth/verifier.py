@@ -63,6 +63,30 @@ def decode_signed(
     return claims
 
 
+def decode_id_token(keys: KeyRing, token: str, tenant_id: str, issuer: str) -> dict[str, Any] | None:
+    """Claims of an ID token this issuer signed, expired or not (an id_token_hint may be old), else None."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return None
+    key = keys.verification_key(str(header.get("kid")))
+    if key is None or key.tenant_id != tenant_id or header.get("alg") != key.alg:
+        return None
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.public_key,  # type: ignore[arg-type]
+            algorithms=[key.alg],
+            issuer=issuer,
+            options={"verify_aud": False, "verify_exp": False, "require": ["iss", "sub", "aud"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
 class McpTokenVerifier:
     """The MCP SDK's TokenVerifier: validates in process, no HTTP round trip.
 

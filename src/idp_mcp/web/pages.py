@@ -76,7 +76,7 @@ class Pages:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
         return session if session and session.tenant_id == ADMIN_TENANT_ID else None
 
-    async def _form(self, request: Request) -> dict[str, Any]:
+    async def read_form(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         self.cookies.check_csrf(request, _text(form.get("csrf_token")))
         return {key: form.getlist(key) if key == "scope" else _text(form.get(key)) for key in form}
@@ -108,7 +108,7 @@ class Pages:
 
     async def sign_in_submit(self, request: Request) -> Response:
         try:
-            form = await self._form(request)
+            form = await self.read_form(request)
         except CsrfFailed as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         next_url = safe_next(form.get("next"))
@@ -132,7 +132,7 @@ class Pages:
 
     async def setup_submit(self, request: Request) -> Response:
         try:
-            form = await self._form(request)
+            form = await self.read_form(request)
         except CsrfFailed as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         next_url = safe_next(form.get("next"))
@@ -160,7 +160,7 @@ class Pages:
 
     async def sign_out(self, request: Request) -> Response:
         try:
-            form = await self._form(request)
+            form = await self.read_form(request)
         except CsrfFailed as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request))
@@ -204,7 +204,7 @@ class Pages:
 
     async def consent_submit(self, request: Request) -> Response:
         try:
-            form = await self._form(request)
+            form = await self.read_form(request)
         except CsrfFailed as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         interaction = await self._interaction(request)

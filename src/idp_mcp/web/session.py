@@ -21,17 +21,23 @@ class CookieJar:
         self.csrf_name = f"{prefix}idp_csrf"
         self.session_max_age = settings.session_ttl
 
-    def session_id(self, request: Request) -> str | None:
-        return request.cookies.get(self.session_name)
+    def _session_cookie(self, tenant_id: str | None) -> str:
+        # Administrators and each tenant's end users have separate sessions in the same browser.
+        return self.session_name if tenant_id is None else f"{self.session_name}_{tenant_id}"
 
-    def set_session(self, response: Response, raw: str) -> None:
+    def session_id(self, request: Request, tenant_id: str | None = None) -> str | None:
+        return request.cookies.get(self._session_cookie(tenant_id))
+
+    def set_session(self, response: Response, raw: str, tenant_id: str | None = None) -> None:
         response.set_cookie(
-            self.session_name, raw, max_age=self.session_max_age, httponly=True, secure=self.secure,
+            self._session_cookie(tenant_id), raw, max_age=self.session_max_age, httponly=True, secure=self.secure,
             samesite="lax", path="/",
         )  # fmt: skip
 
-    def clear_session(self, response: Response) -> None:
-        response.delete_cookie(self.session_name, path="/", secure=self.secure, httponly=True, samesite="lax")
+    def clear_session(self, response: Response, tenant_id: str | None = None) -> None:
+        response.delete_cookie(
+            self._session_cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
+        )
 
     def csrf_token(self, request: Request) -> str:
         """The token forms must echo; reuses the cookie's value or makes a new one (see ``ensure_csrf``)."""

@@ -46,8 +46,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 scope=decision["scope"],
                 resource=request.resource,
                 acting_tenant_id=decision.get("acting_tenant_id"),
-                code_challenge=data["code_challenge"],
-                code_challenge_method=data.get("code_challenge_method", "S256"),
+                # Empty for a confidential client that chose not to use PKCE (where the issuer allows it).
+                code_challenge=data.get("code_challenge") or "",
+                code_challenge_method=data.get("code_challenge_method") or "",
                 nonce=data.get("nonce"),
                 auth_time=decision["auth_time"],
                 expires_at=self.server.code_expiry(),

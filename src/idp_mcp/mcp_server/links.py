@@ -1,0 +1,21 @@
+"""The URLs tools hand to agents, built in one place: a tenant's OpenID Connect issuer, its discovery document,
+and an application's page in the web console."""
+
+from __future__ import annotations
+
+from idp_mcp.settings import Settings
+
+
+def tenant_issuer(settings: Settings, tenant_id: str) -> str:
+    """The issuer of the tokens a tenant's applications receive."""
+    return f"{settings.public_url}/t/{tenant_id}/oidc"
+
+
+def discovery_url(settings: Settings, tenant_id: str) -> str:
+    """The OpenID Connect discovery document of a tenant's issuer."""
+    return f"{tenant_issuer(settings, tenant_id)}/.well-known/openid-configuration"
+
+
+def console_application_url(settings: Settings, tenant_id: str, application_id: str) -> str:
+    """The application's page in the web console, where a person creates production secrets."""
+    return f"{settings.public_url}/console/t/{tenant_id}/applications/{application_id}"

@@ -1,0 +1,244 @@
+"""Tools for the tenant's users (the people who sign in to the developer's applications). No result ever carries a
+password or its hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.concurrency import run_in_threadpool
+
+from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
+from idp_mcp.core.users import UserChanges
+from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, require_confirmation
+
+UserId = Annotated[str, Field(min_length=1, max_length=64, description="The user's id, from listUsers.")]
+
+# --- results --------------------------------------------------------------------------------------------------
+
+
+class UserInfo(BaseModel):
+    userId: str
+    email: str | None
+    username: str | None
+    name: str | None
+    suspended: bool = Field(description="A suspended user cannot sign in.")
+    createdAt: datetime
+
+
+class UserPage(BaseModel):
+    users: list[UserInfo]
+    total: int = Field(description="How many users match, on every page.")
+    page: int
+    pageSize: int
+    hasMore: bool = Field(description="Whether a later page has more users.")
+
+
+class UpdatedUser(UserInfo):
+    changed: list[str] = Field(description="The fields that changed; empty when the values were the same already.")
+
+
+class DeletedUser(BaseModel):
+    userId: str
+    deleted: bool
+
+
+def _info(user: User) -> UserInfo:
+    return UserInfo(
+        userId=user.id,
+        email=user.email,
+        username=user.username,
+        name=user.name,
+        suspended=user.suspended,
+        createdAt=as_utc(user.created_at),
+    )
+
+
+# --- createUser -----------------------------------------------------------------------------------------------
+
+
+class CreateUserInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str | None = Field(default=None, min_length=3, max_length=254, description="The user's email address.")
+    username: str | None = Field(
+        default=None, min_length=3, max_length=64, description="A sign-in name: letters, digits, '_', '.' or '-'."
+    )
+    # The core checks the length (8 to 256) and says what to change; the schema tells clients up front.
+    password: SecretStr = Field(
+        description="An initial password the user signs in with: 8 to 256 characters, not a common password.",
+        json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
+    )
+    name: str | None = Field(default=None, max_length=128, description="The user's display name.")
+
+
+async def create_user(ctx: ToolContext, args: CreateUserInput) -> UserInfo:
+    """Create a user with a password."""
+    user = await ctx.core.tenant_users.create(
+        ctx.actor.tenant_id,
+        password=args.password.get_secret_value(),
+        actor=ctx.actor,
+        email=args.email,
+        username=args.username,
+        name=args.name,
+    )
+    return _info(user)
+
+
+# --- listUsers, getUser ---------------------------------------------------------------------------------------
+
+
+class ListUsersInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str | None = Field(
+        default=None, max_length=100, description="Part of an email, username or name to search for."
+    )
+    page: int = Field(default=1, ge=1, le=100_000, description="The page, from 1.")
+    pageSize: int = Field(default=20, ge=1, le=100, description="Users per page, 1 to 100.")
+
+
+async def list_users(ctx: ToolContext, args: ListUsersInput) -> UserPage:
+    """A page of the tenant's users, oldest first."""
+    users, total = await run_in_threadpool(
+        lambda: ctx.core.tenant_users.list(
+            ctx.actor.tenant_id, query=args.query, page=args.page, page_size=args.pageSize
+        )
+    )
+    return UserPage(
+        users=[_info(user) for user in users],
+        total=total,
+        page=args.page,
+        pageSize=args.pageSize,
+        hasMore=args.page * args.pageSize < total,
+    )
+
+
+class UserRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: UserId
+
+
+async def get_user(ctx: ToolContext, args: UserRef) -> UserInfo:
+    """One user."""
+    return _info(await run_in_threadpool(ctx.core.tenant_users.get, ctx.actor.tenant_id, args.userId))
+
+
+# --- updateUser -----------------------------------------------------------------------------------------------
+
+
+class UpdateUserInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: UserId
+    name: str | None = Field(default=None, max_length=128, description="A new display name; an empty string clears it.")
+    suspended: bool | None = Field(
+        default=None, description="true stops the user signing in and signs them out everywhere; false lets them back."
+    )
+
+
+async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
+    """Change the fields given; the others stay as they are."""
+    if args.name is None and args.suspended is None:
+        raise ToolFailure("Give at least one field to change: name or suspended.")
+    tenant_id = ctx.actor.tenant_id
+    changes = UserChanges(name=args.name, suspended=args.suspended)
+
+    def apply() -> tuple[User, User]:
+        before = ctx.core.tenant_users.get(tenant_id, args.userId)
+        return before, ctx.core.tenant_users.update(tenant_id, args.userId, changes, ctx.actor)
+
+    before, after = await run_in_threadpool(apply)
+    old, new = _info(before), _info(after)
+    changed = [key for key in ("name", "suspended") if getattr(old, key) != getattr(new, key)]
+    return UpdatedUser(**new.model_dump(), changed=changed)
+
+
+# --- deleteUser -----------------------------------------------------------------------------------------------
+
+
+class DeleteUserInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: UserId
+    confirm: bool = Field(
+        default=False,
+        description="true once the user you act for has confirmed the deletion. Clients that can ask them "
+        "directly are asked instead.",
+    )
+
+
+async def delete_user(ctx: ToolContext, args: DeleteUserInput) -> DeletedUser:
+    """Delete a user after the person acting confirmed it."""
+    tenant_id = ctx.actor.tenant_id
+    user = await run_in_threadpool(ctx.core.tenant_users.get, tenant_id, args.userId)
+    who = user.email or user.username or user.id
+    await require_confirmation(
+        ctx,
+        f"Delete the user {who} (id {user.id})? They can no longer sign in and their account is gone.",
+        confirmed=args.confirm,
+        tool="deleteUser",
+    )
+    deleted = await run_in_threadpool(ctx.core.tenant_users.delete, tenant_id, user.id, ctx.actor)
+    return DeletedUser(userId=deleted.id, deleted=True)
+
+
+TOOLS: list[ToolSpec[Any]] = [
+    ToolSpec(
+        name="createUser",
+        title="Create user",
+        description="Create a user who signs in to the tenant's applications, with an email and/or a username and "
+        "an initial password.",
+        input_model=CreateUserInput,
+        output_model=UserInfo,
+        handler=create_user,
+        scope=SCOPE_WRITE,
+        toolset="users",
+        read_only=False,
+    ),
+    ToolSpec(
+        name="listUsers",
+        title="List users",
+        description="List or search the tenant's users, a page at a time. Use it to find a user's id.",
+        input_model=ListUsersInput,
+        output_model=UserPage,
+        handler=list_users,
+        scope=SCOPE_READ,
+        toolset="users",
+        read_only=True,
+    ),
+    ToolSpec(
+        name="getUser",
+        title="Get user",
+        description="Read one user's profile and whether they are suspended.",
+        input_model=UserRef,
+        output_model=UserInfo,
+        handler=get_user,
+        scope=SCOPE_READ,
+        toolset="users",
+        read_only=True,
+    ),
+    ToolSpec(
+        name="updateUser",
+        title="Update user",
+        description="Change a user's display name, or suspend or reactivate them. A suspended user is signed out "
+        "everywhere and cannot sign in.",
+        input_model=UpdateUserInput,
+        output_model=UpdatedUser,
+        handler=update_user,
+        scope=SCOPE_WRITE,
+        toolset="users",
+        read_only=False,
+    ),
+    ToolSpec(
+        name="deleteUser",
+        title="Delete user",
+        description="Delete a user and their account, after the person you act for confirms. Prefer updateUser "
+        "with suspended: true when the account may be needed again.",
+        input_model=DeleteUserInput,
+        output_model=DeletedUser,
+        handler=delete_user,
+        scope=SCOPE_WRITE,
+        toolset="users",
+        read_only=False,
+        destructive=True,
+    ),
+]

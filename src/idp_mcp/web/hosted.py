@@ -1,0 +1,145 @@
+"""The hosted sign-in page of each tenant, and RP-initiated logout. The policy (what the user must do, what
+the client gets) lives in the authorization flow; this module renders and relays."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
+from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
+from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
+
+
+class HostedPages:
+    def __init__(self, pages: Pages, providers: TenantProviders) -> None:
+        self.pages = pages
+        self.providers = providers
+        self.core = pages.core
+        self.cookies = pages.cookies
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/t/{tenant}/interaction/{id}", self.interaction_page, methods=["GET"]),
+            Route("/t/{tenant}/sign-in", self.sign_in_submit, methods=["POST"]),
+            Route("/t/{tenant}/oidc/end-session", self.end_session, methods=["GET", "POST"]),
+        ]
+
+    async def _provider(self, request: Request) -> TenantProvider | None:
+        try:
+            return await run_in_threadpool(self.providers.get, request.path_params["tenant"])
+        except TenantNotFound:
+            return None
+
+    async def _interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
+        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id)
+        return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
+
+    async def _session(self, request: Request, tenant_id: str) -> BrowserSession | None:
+        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request, tenant_id))
+        return session if session and session.tenant_id == tenant_id else None
+
+    async def _render_sign_in(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
+        identifier: str = "", status: int = 200,
+    ) -> Response:  # fmt: skip
+        tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
+        client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
+        return self.pages.render(
+            request, "hosted_sign_in.html", status=status, tenant=tenant, interaction_id=interaction.id,
+            application=client.name if client else None, error=error, identifier=identifier,
+        )  # fmt: skip
+
+    async def _complete(self, provider: TenantProvider, interaction: Interaction, session: BrowserSession) -> str:
+        """First-party applications get what they asked for once the user is signed in: no consent step."""
+        consent = await run_in_threadpool(provider.flow.describe, interaction)
+        return await run_in_threadpool(
+            lambda: provider.flow.approve(
+                interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
+                acting_tenant_id=None,
+            )
+        )  # fmt: skip
+
+    async def interaction_page(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+        interaction = await self._interaction(provider, request.path_params["id"])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        session = await self._session(request, provider.tenant_id)
+        prompts = " ".join(interaction.params.get("prompt", [])).split()
+        if session is None or "login" in prompts:
+            return await self._render_sign_in(request, provider, interaction)
+        try:
+            location = await self._complete(provider, interaction, session)
+        except InteractionExpired as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        return RedirectResponse(location, status_code=303)
+
+    async def sign_in_submit(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        identifier = (form.get("identifier") or "")[:MAX_FIELD]
+        try:
+            user = await self.core.users.authenticate(
+                provider.tenant_id, identifier, (form.get("password") or "")[:MAX_FIELD]
+            )
+        except IdpError as exc:
+            return await self._render_sign_in(
+                request, provider, interaction, error=exc.message, identifier=identifier, status=exc.status
+            )
+        raw = await run_in_threadpool(self.core.sessions.start, provider.tenant_id, user.id)
+        session = await self._session_from_raw(raw, provider.tenant_id)
+        try:
+            location = await self._complete(provider, interaction, session)
+        except InteractionExpired as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        response = RedirectResponse(location, status_code=303)
+        self.cookies.set_session(response, raw, provider.tenant_id)
+        return response
+
+    async def _session_from_raw(self, raw: str, tenant_id: str) -> BrowserSession:
+        session = await run_in_threadpool(self.core.sessions.get, raw)
+        assert session is not None and session.tenant_id == tenant_id
+        return session
+
+    async def end_session(self, request: Request) -> Response:
+        """RP-initiated logout: end the tenant session, then return to a registered post-logout URI."""
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", "This page does not exist.", 404)
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+        try:
+            target = await run_in_threadpool(
+                provider.flow.post_logout_redirect,
+                params.get("id_token_hint"),
+                params.get("client_id"),
+                params.get("post_logout_redirect_uri"),
+            )
+        except IdpError as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request, provider.tenant_id))
+        if target:
+            state = params.get("state")
+            location = f"{target}{'&' if '?' in target else '?'}{urlencode({'state': state})}" if state else target
+            response: Response = RedirectResponse(location, status_code=303)
+        else:
+            response = self.pages.render(request, "signed_out.html")
+        self.cookies.clear_session(response, provider.tenant_id)
+        return response
