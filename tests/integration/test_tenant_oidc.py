@@ -312,3 +312,74 @@ def test_deleting_an_application_ends_its_tokens(client: TestClient, core: Ident
     core.applications.delete("default", app.id, ACTOR)
     response = client.get("/t/default/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert response.status_code == 401
+
+
+def _authorize_and_sign_in(client: TestClient, client_id: str) -> tuple[str, str]:
+    """Start an authorization and sign in; returns (the page after sign-in, its HTML or redirect Location)."""
+    _, challenge = pkce_pair()
+    response = client.get(
+        "/t/default/oidc/authorize",
+        params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "scope": "openid email",
+            "state": "st", "code_challenge": challenge, "code_challenge_method": "S256",
+        },
+        follow_redirects=False,
+    )  # fmt: skip
+    page = client.get(urlsplit(response.headers["location"]).path)
+    assert 'name="identifier"' in page.text, "expected the sign-in page"
+    interaction = re.search(r'name="interaction" value="([^"]+)"', page.text)
+    assert interaction
+    done = client.post(
+        "/t/default/sign-in",
+        data={
+            "csrf_token": csrf_from(page.text), "interaction": interaction.group(1),
+            "identifier": "bob@example.com", "password": USER_PASSWORD,
+        },
+        follow_redirects=False,
+    )  # fmt: skip
+    if done.status_code == 303:
+        return "redirect", done.headers["location"]
+    return "page", done.text
+
+
+def test_third_party_apps_ask_for_consent_once_and_first_party_apps_never(
+    client: TestClient, core: IdentityCore, user_id: str
+) -> None:
+    first_party = _app(core, "spa")
+    kind, location = _authorize_and_sign_in(client, first_party.id)
+    assert kind == "redirect" and location.startswith(f"{CALLBACK}?code=")
+
+    partner = _app(core, "spa", third_party=True)
+    client.cookies.clear()
+    kind, html = _authorize_and_sign_in(client, partner.id)
+    assert kind == "page" and "is not made by Default" in html and "See your email address" in html
+    interaction = re.search(r'action="(/t/default/interaction/[^"]+/consent)"', html)
+    assert interaction
+
+    denied = client.post(
+        interaction.group(1), data={"csrf_token": csrf_from(html), "action": "deny"}, follow_redirects=False
+    )
+    assert "error=access_denied" in denied.headers["location"]
+
+    # Still signed in: the next authorization goes straight to the consent page.
+    page = client.get(urlsplit(client.get(
+        "/t/default/oidc/authorize",
+        params={"response_type": "code", "client_id": partner.id, "redirect_uri": CALLBACK, "scope": "openid email",
+                "code_challenge": pkce_pair()[1], "code_challenge_method": "S256"},
+        follow_redirects=False,
+    ).headers["location"]).path)  # fmt: skip
+    allowed_form = re.search(r'action="(/t/default/interaction/[^"]+/consent)"', page.text)
+    assert allowed_form
+    allowed = client.post(
+        allowed_form.group(1), data={"csrf_token": csrf_from(page.text), "action": "approve"}, follow_redirects=False
+    )
+    assert allowed.headers["location"].startswith(f"{CALLBACK}?code=")
+
+    # Consent is remembered: the next sign-in goes straight back to the app.
+    again = client.get(urlsplit(client.get(
+        "/t/default/oidc/authorize",
+        params={"response_type": "code", "client_id": partner.id, "redirect_uri": CALLBACK, "scope": "openid email",
+                "code_challenge": pkce_pair()[1], "code_challenge_method": "S256"},
+        follow_redirects=False,
+    ).headers["location"]).path, follow_redirects=False)  # fmt: skip
+    assert again.status_code == 303 and again.headers["location"].startswith(f"{CALLBACK}?code=")

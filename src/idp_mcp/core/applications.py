@@ -38,6 +38,8 @@ class Application:
     cors_origins: tuple[str, ...]
     id_token_alg: IdTokenAlg
     created_at: datetime | None
+    # Made by someone other than the tenant (a partner): its users see a consent screen naming it.
+    third_party: bool = False
 
     @property
     def confidential(self) -> bool:
@@ -70,6 +72,7 @@ def _from_client(client: Client) -> Application:
         cors_origins=tuple(meta.get("cors_origins", [])),
         id_token_alg=meta.get("id_token_signed_response_alg", "ES256"),
         created_at=client.created_at,
+        third_party=bool(meta.get("third_party", False)),
     )
 
 
@@ -142,6 +145,7 @@ class Applications:
         post_logout_redirect_uris: list[str] | None = None,
         cors_origins: list[str] | None = None,
         id_token_alg: str = "ES256",
+        third_party: bool = False,
     ) -> Application:
         """Create an application; every field is validated before anything is written."""
         if app_type not in APPLICATION_TYPES:
@@ -180,6 +184,7 @@ class Applications:
                 "post_logout_redirect_uris": post_logout,
                 "cors_origins": origins,
                 "id_token_signed_response_alg": id_token_alg,
+                "third_party": third_party,
             },
             "created_at": now,
             "updated_at": now,
@@ -188,7 +193,7 @@ class Applications:
             repo.insert_client(conn, values)
             self._audit.write(
                 conn, actor, "application.create", target_type="application", target_id=client_id, tenant_id=tenant_id,
-                details={"name": name, "type": app_type, "redirect_uris": redirects},
+                details={"name": name, "type": app_type, "redirect_uris": redirects, "third_party": third_party},
             )  # fmt: skip
             client = repo.get(conn, tenant_id, client_id)
         assert client is not None

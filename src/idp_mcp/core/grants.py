@@ -85,6 +85,12 @@ class Grants:
             )
         return grant_id
 
+    def has_consent(self, tenant_id: str, user_id: str, client_id: str, scopes: list[str]) -> bool:
+        """Whether the user already allowed this client everything it asks for now."""
+        with self._db.transaction() as conn:
+            row = repo.latest_grant(conn, tenant_id, user_id, client_id)
+        return row is not None and set(scopes) <= set(row.scope.split())
+
     def save_code(self, code: str, record: CodeRecord) -> None:
         with self._db.transaction() as conn:
             repo.insert_code(

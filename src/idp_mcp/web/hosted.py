@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
@@ -27,6 +28,7 @@ class HostedPages:
         return [
             Route("/t/{tenant}/interaction/{id}", self.interaction_page, methods=["GET"]),
             Route("/t/{tenant}/sign-in", self.sign_in_submit, methods=["POST"]),
+            Route("/t/{tenant}/interaction/{id}/consent", self.consent_submit, methods=["POST"]),
             Route("/t/{tenant}/oidc/end-session", self.end_session, methods=["GET", "POST"]),
         ]
 
@@ -55,15 +57,67 @@ class HostedPages:
             application=client.name if client else None, error=error, identifier=identifier,
         )  # fmt: skip
 
-    async def _complete(self, provider: TenantProvider, interaction: Interaction, session: BrowserSession) -> str:
-        """First-party applications get what they asked for once the user is signed in: no consent step."""
-        consent = await run_in_threadpool(provider.flow.describe, interaction)
-        return await run_in_threadpool(
-            lambda: provider.flow.approve(
-                interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
-                acting_tenant_id=None,
-            )
+    async def _complete(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
+    ) -> Response:
+        """Once the user is signed in: first-party applications get what they asked for; a third-party one
+        needs the user's consent, asked once per set of scopes."""
+        try:
+            consent = await run_in_threadpool(provider.flow.describe, interaction)
+            third_party = bool(consent.client.metadata.get("third_party"))
+            if third_party and not await run_in_threadpool(
+                self.core.grants.has_consent, provider.tenant_id, session.user_id, consent.client.client_id,
+                consent.scopes,
+            ):  # fmt: skip
+                return await self._render_consent(request, provider, interaction, consent.client.name, consent.scopes)
+            location = await run_in_threadpool(
+                lambda: provider.flow.approve(
+                    interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
+                    acting_tenant_id=None,
+                )
+            )  # fmt: skip
+        except InteractionExpired as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        return RedirectResponse(location, status_code=303)
+
+    async def _render_consent(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str]
+    ) -> Response:
+        tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
+        described = [SCOPE_DESCRIPTIONS.get(scope, scope) for scope in scopes if scope != SCOPE_OPENID]
+        return self.pages.render(
+            request, "hosted_consent.html", tenant=tenant, client_name=client_name, scopes=described,
+            interaction_id=interaction.id,
         )  # fmt: skip
+
+    async def consent_submit(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self._interaction(provider, request.path_params["id"])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        session = await self._session(request, provider.tenant_id)
+        if session is None:
+            return await self._render_sign_in(request, provider, interaction)
+        try:
+            if form.get("action") != "approve":
+                location = await run_in_threadpool(provider.flow.deny, interaction)
+            else:
+                consent = await run_in_threadpool(provider.flow.describe, interaction)
+                location = await run_in_threadpool(
+                    lambda: provider.flow.approve(
+                        interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
+                        acting_tenant_id=None,
+                    )
+                )  # fmt: skip
+        except InteractionExpired as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        return RedirectResponse(location, status_code=303)
 
     async def interaction_page(self, request: Request) -> Response:
         provider = await self._provider(request)
@@ -76,11 +130,7 @@ class HostedPages:
         prompts = " ".join(interaction.params.get("prompt", [])).split()
         if session is None or "login" in prompts:
             return await self._render_sign_in(request, provider, interaction)
-        try:
-            location = await self._complete(provider, interaction, session)
-        except InteractionExpired as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        return RedirectResponse(location, status_code=303)
+        return await self._complete(request, provider, interaction, session)
 
     async def sign_in_submit(self, request: Request) -> Response:
         provider = await self._provider(request)
@@ -104,11 +154,7 @@ class HostedPages:
             )
         raw = await run_in_threadpool(self.core.sessions.start, provider.tenant_id, user.id)
         session = await self._session_from_raw(raw, provider.tenant_id)
-        try:
-            location = await self._complete(provider, interaction, session)
-        except InteractionExpired as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        response = RedirectResponse(location, status_code=303)
+        response = await self._complete(request, provider, interaction, session)
         self.cookies.set_session(response, raw, provider.tenant_id)
         return response
 

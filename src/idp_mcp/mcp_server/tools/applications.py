@@ -37,6 +37,7 @@ class ApplicationInfo(BaseModel):
     postLogoutRedirectUris: list[str]
     corsOrigins: list[str]
     idTokenAlg: IdTokenAlg
+    thirdParty: bool = Field(description="Whether users see a consent screen for this app.")
     issuer: str = Field(description="The OpenID Connect issuer the application trusts.")
     discoveryUrl: str = Field(description="The OpenID Connect discovery document; most libraries need only this.")
     consoleUrl: str = Field(description="The application's page in the web console (production secrets).")
@@ -102,6 +103,7 @@ def _info(ctx: ToolContext, app: Application) -> dict[str, Any]:
         "postLogoutRedirectUris": list(app.post_logout_redirect_uris),
         "corsOrigins": list(app.cors_origins),
         "idTokenAlg": app.id_token_alg,
+        "thirdParty": app.third_party,
         "issuer": tenant_issuer(ctx.settings, tenant_id),
         "discoveryUrl": discovery_url(ctx.settings, tenant_id),
         "consoleUrl": console_application_url(ctx.settings, tenant_id, app.id),
@@ -162,6 +164,10 @@ class CreateApplicationInput(BaseModel):
         description="For spa only: origins (https://host[:port]) allowed to call the token endpoint.",
     )
     idTokenAlg: IdTokenAlg = Field(default="ES256", description="How ID tokens are signed; RS256 for older libraries.")
+    thirdParty: bool = Field(
+        default=False,
+        description="True for an app built by someone else (a partner): users then see a consent screen naming it.",
+    )
 
 
 async def create_application(ctx: ToolContext, args: CreateApplicationInput) -> CreatedApplication:
@@ -177,6 +183,7 @@ async def create_application(ctx: ToolContext, args: CreateApplicationInput) -> 
             post_logout_redirect_uris=args.postLogoutRedirectUris,
             cors_origins=args.corsOrigins,
             id_token_alg=args.idTokenAlg,
+            third_party=args.thirdParty,
         )
     )
     if not app.confidential:
