@@ -14,12 +14,38 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 
 from idp_mcp.core.grants import Grants
-from idp_mcp.core.keys import SUPPORTED_ALGS, KeyRing
+from idp_mcp.core.keys import SUPPORTED_ALGS, KeyRing, SigningKey
 from idp_mcp.domain import split_scope
 
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "gid"]
 LEEWAY_SECONDS = 5
 MAX_TOKEN_LENGTH = 8192
+
+
+def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
+    """The published key of ``tenant_id`` named by the token's header, if the header's ``alg`` is that key's
+    own algorithm (so never ``none`` and never HMAC) and its ``typ`` is the one expected."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return None
+    kid, alg = header.get("kid"), header.get("alg")
+    if not isinstance(kid, str) or alg not in SUPPORTED_ALGS or header.get("typ") != typ:
+        return None
+    key = keys.verification_key(kid)
+    if key is None or key.tenant_id != tenant_id or key.alg != alg:
+        return None
+    return key
+
+
+def _decode(token: str, key: SigningKey, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key.public_key, algorithms=[key.alg], **kwargs)  # type: ignore[arg-type]
+    except jwt.PyJWTError:
+        return None
+    return claims
 
 
 def decode_signed(
@@ -32,59 +58,27 @@ def decode_signed(
     verify_exp: bool = True,
 ) -> dict[str, Any] | None:
     """The claims of a valid access token signed by ``tenant_id``'s key for ``issuer``; None otherwise."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
+    key = _signing_key(keys, token, tenant_id, "at+jwt")
+    if key is None:
         return None
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        return None
-    kid, alg = header.get("kid"), header.get("alg")
-    if not isinstance(kid, str) or alg not in SUPPORTED_ALGS or header.get("typ") != "at+jwt":
-        return None
-    key = keys.verification_key(kid)
-    if key is None or key.tenant_id != tenant_id or key.alg != alg:
-        return None
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.public_key,  # type: ignore[arg-type]
-            algorithms=[key.alg],
-            issuer=issuer,
-            audience=audience,
-            leeway=LEEWAY_SECONDS,
-            options={
-                "require": REQUIRED_CLAIMS,
-                "verify_aud": audience is not None,
-                "verify_exp": verify_exp,
-            },
-        )
-    except jwt.PyJWTError:
-        return None
-    return claims
+    return _decode(
+        token,
+        key,
+        issuer=issuer,
+        audience=audience,
+        leeway=LEEWAY_SECONDS,
+        options={"require": REQUIRED_CLAIMS, "verify_aud": audience is not None, "verify_exp": verify_exp},
+    )
 
 
 def decode_id_token(keys: KeyRing, token: str, tenant_id: str, issuer: str) -> dict[str, Any] | None:
     """Claims of an ID token this issuer signed, expired or not (an id_token_hint may be old), else None."""
-    if not token or len(token) > MAX_TOKEN_LENGTH:
+    key = _signing_key(keys, token, tenant_id, "JWT")
+    if key is None:
         return None
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        return None
-    key = keys.verification_key(str(header.get("kid")))
-    if key is None or key.tenant_id != tenant_id or header.get("alg") != key.alg:
-        return None
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.public_key,  # type: ignore[arg-type]
-            algorithms=[key.alg],
-            issuer=issuer,
-            options={"verify_aud": False, "verify_exp": False, "require": ["iss", "sub", "aud"]},
-        )
-    except jwt.PyJWTError:
-        return None
-    return claims
+    return _decode(
+        token, key, issuer=issuer, options={"verify_aud": False, "verify_exp": False, "require": ["iss", "sub", "aud"]}
+    )
 
 
 class McpTokenVerifier:
