@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_EMAIL, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFILE
 from idp_mcp.guides import GuideLibrary, default_directory
+from idp_mcp.logs import configure_logging
 from idp_mcp.mcp_server.registry import ToolRegistry
 from idp_mcp.mcp_server.server import McpApp
 from idp_mcp.mcp_server.tools import all_tools
@@ -26,7 +27,9 @@ from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.tenants import TenantEndpoints, TenantProviders
 from idp_mcp.settings import Settings
 from idp_mcp.web.console import Console
+from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.session import CookieJar
 
@@ -101,8 +104,10 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
         *mcp.routes(),
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
+        *HostedExperiencePages(hosted).routes(),
         *pages.routes(),
         *Console(pages, settings).routes(),
+        *Docs(pages, guides, settings).routes(),
     ]
 
     @asynccontextmanager
@@ -115,3 +120,11 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     app.state.core = core
     app.state.settings = settings
     return app
+
+
+def create_app_from_env() -> Starlette:
+    """The app from the environment, for ``uvicorn --factory idp_mcp.app:create_app_from_env``: each of uvicorn's
+    worker processes imports and calls it (workers need an import string, not an app object)."""
+    settings = Settings()
+    configure_logging(settings.log_level)  # workers are fresh processes: their logging is set up here
+    return create_app(settings)

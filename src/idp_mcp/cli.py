@@ -1,14 +1,28 @@
-"""`idp-mcp serve`, `idp-mcp migrate`, `idp-mcp admin create`."""
+"""`idp-mcp serve`, `idp-mcp migrate`, `idp-mcp admin create`, `idp-mcp tenant create`, `idp-mcp keys ...`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from idp_mcp.errors import IdpError
 from idp_mcp.logs import configure_logging
 from idp_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from idp_mcp.core.identity import IdentityCore
+    from idp_mcp.domain import Actor
+
+
+WORKERS_NEED_STATELESS = (
+    "error: --workers {workers} needs IDP_MCP_MCP_STATELESS=true. Worker processes share one port and each "
+    "keeps its own MCP sessions, so a session opened on one worker is unknown to the next one a request lands "
+    "on. Set IDP_MCP_MCP_STATELESS=true, or run one worker per replica behind a load balancer with sticky routing."
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -18,18 +32,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     configure_logging(settings.log_level)
+    options: dict[str, object] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # keep our handlers (and their secret filter) for uvicorn too
+        "proxy_headers": True,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "access_log": False,
+    }
+    if args.workers > 1:
+        if not settings.mcp_stateless:
+            print(WORKERS_NEED_STATELESS.format(workers=args.workers), file=sys.stderr)
+            return 2
+        # Build the app once here: migrations run before the workers start (each one then finds nothing to do),
+        # and a broken configuration stops this command instead of sending the workers into a restart loop.
+        create_app(settings).state.core.close()
+        print(f"idp-mcp {settings.public_url}  ·  MCP server URL: {settings.mcp_resource}", flush=True)
+        uvicorn.run("idp_mcp.app:create_app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
+        return 0
     app = create_app(settings)
     print(f"idp-mcp {settings.public_url}  ·  MCP server URL: {settings.mcp_resource}", flush=True)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep our handlers (and their secret filter) for uvicorn too
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        access_log=False,
-    )
+    uvicorn.run(app, **options)  # type: ignore[arg-type]
     return 0
 
 
@@ -82,6 +106,69 @@ def _tenant_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_core(action: Callable[[IdentityCore], int]) -> int:
+    from idp_mcp.core.identity import IdentityCore
+
+    core = IdentityCore.from_settings(Settings())
+    try:
+        core.bootstrap()
+        return action(core)
+    except IdpError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        core.close()
+
+
+def _cli_actor(tenant_id: str) -> Actor:
+    from idp_mcp.domain import Actor
+
+    return Actor(tenant_id=tenant_id, sub=None, client_name="idp-mcp command line")
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    def rotate(core: IdentityCore) -> int:
+        key = core.keys.rotate(args.tenant, args.alg, actor=_cli_actor(args.tenant))
+        seconds = core.settings.key_cache_seconds
+        expired = key.created_at + timedelta(seconds=seconds + core.settings.access_token_ttl)
+        print(f"key {key.kid} ({key.alg}) now signs for tenant {key.tenant_id}")
+        print(f"running servers sign with it within {seconds:g} s; tokens signed by the previous keys stay valid")
+        print(
+            f"after {expired.isoformat(timespec='seconds')}, when those tokens have expired, retire the previous "
+            f"keys: idp-mcp keys retire --tenant {args.tenant}"
+        )
+        return 0
+
+    return _with_core(rotate)
+
+
+def _keys_retire(args: argparse.Namespace) -> int:
+    def retire(core: IdentityCore) -> int:
+        actor = _cli_actor(args.tenant)
+        if args.kid:
+            retired = [core.keys.retire(args.tenant, args.kid, actor=actor, force=args.force)]
+        else:
+            retired = core.keys.retire_previous(args.tenant, actor=actor, force=args.force)
+        for key in retired:
+            print(f"key {key.kid} ({key.alg}) of tenant {key.tenant_id} retired: tokens it signed are refused")
+        if not retired:
+            print(f"tenant {args.tenant} has no published key besides the ones that sign")
+        return 0
+
+    return _with_core(retire)
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    def show(core: IdentityCore) -> int:
+        print(f"{'tenant':<20} {'kid':<44} {'alg':<6} {'status':<10} created")
+        for key in core.keys.list_keys(args.tenant):
+            created = key.created_at.isoformat(timespec="seconds")
+            print(f"{key.tenant_id:<20} {key.kid:<44} {key.alg:<6} {key.status:<10} {created}")
+        return 0
+
+    return _with_core(show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idp-mcp", description="An identity provider that AI agents administer through MCP."
@@ -92,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxies trusted for X-Forwarded-*")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (more than one needs IDP_MCP_MCP_STATELESS=true)"
+    )
     serve.set_defaults(func=_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date and exit")
@@ -111,6 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     tenant_create.add_argument("--name", required=True)
     tenant_create.add_argument("--admin", required=True, help="email of the administrator who owns it")
     tenant_create.set_defaults(func=_tenant_create)
+
+    keys = commands.add_parser("keys", help="rotate, retire and list signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_commands.add_parser("rotate", help="a new signing key; the previous ones stay published")
+    rotate.add_argument("--tenant", default="admin", help="'admin' (the MCP issuer, default) or a tenant id")
+    rotate.add_argument("--alg", default="ES256", choices=["ES256", "RS256"])
+    rotate.set_defaults(func=_keys_rotate)
+    retire = keys_commands.add_parser("retire", help="unpublish keys that no longer sign; their tokens are refused")
+    retire.add_argument("--tenant", default="admin", help="'admin' (the MCP issuer, default) or a tenant id")
+    retire.add_argument("--kid", help="the key to retire (default: every published key that no longer signs)")
+    retire.add_argument(
+        "--force", action="store_true", help="retire even while tokens the key signed may still be valid"
+    )
+    retire.set_defaults(func=_keys_retire)
+    listing = keys_commands.add_parser("list", help="every key with its status: signing, published or retired")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    listing.set_defaults(func=_keys_list)
     return parser
 
 

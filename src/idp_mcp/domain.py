@@ -53,6 +53,18 @@ def join_scope(scopes: list[str] | tuple[str, ...]) -> str:
     return " ".join(scopes)
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a string, or any key or item of nested dicts and lists, holds a NUL character. PostgreSQL refuses
+    NUL in text (even as a query parameter), so input holding one is refused at the edge, on every database."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str

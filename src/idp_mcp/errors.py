@@ -61,6 +61,18 @@ class InvalidCredentials(IdpError):
     status = 401
 
 
+class TooManyAttempts(IdpError):
+    """Too many failed attempts for an identifier or from an address; nothing was checked."""
+
+    code = "session.sign_in_throttled"
+    oauth_error = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UserSuspended(IdpError):
     code = "user.suspended"
     status = 403
@@ -108,3 +120,14 @@ class InteractionExpired(IdpError):
 class CsrfFailed(IdpError):
     code = "session.csrf_failed"
     status = 403
+
+
+class KeyNotFound(NotFound):
+    code = "key.not_found"
+
+
+class KeyInUse(IdpError):
+    """The signing key still signs, or tokens it signed may still be valid."""
+
+    code = "key.in_use"
+    status = 409

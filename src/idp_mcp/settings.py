@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     mcp_stateless: bool = Field(
         default=False, description="Serve /mcp without sessions (for replicas without sticky routing)."
     )
+    key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How often each process reloads the signing keys, so a rotation done elsewhere signs everywhere.",
+    )
     log_level: str = Field(default="INFO")
 
     # Client ID metadata documents (CIMD).
@@ -45,6 +51,27 @@ class Settings(BaseSettings):
     cimd_timeout: float = Field(default=5.0, gt=0, le=30)
     cimd_max_bytes: int = Field(default=5 * 1024, ge=512, le=64 * 1024)
     cimd_cache_ttl: int = Field(default=300, ge=0)
+
+    # Brute-force protection of password sign-in (the admin page and every tenant's hosted page). Failures are
+    # counted in the database, so every replica sees the same counts.
+    sign_in_max_failures_per_identifier: int = Field(
+        default=5, ge=1, le=1000, description="Failed password sign-ins allowed per identifier in the window."
+    )
+    sign_in_max_failures_per_address: int = Field(
+        default=30, ge=1, le=100000, description="Failed password sign-ins allowed per client address in the window."
+    )
+    sign_in_failure_window: int = Field(
+        default=900, ge=60, le=86400, description="Window in which sign-in failures are counted (s)."
+    )
+
+    # The SMTP connector that sends one-time email codes. Email codes are offered only when host and sender are set.
+    smtp_host: str | None = Field(default=None, description="SMTP server that sends email codes; unset: no email.")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = Field(default=None, description="SMTP login, when the server asks for one.")
+    smtp_password: SecretStr | None = Field(default=None)
+    smtp_from: str | None = Field(default=None, description="Sender address of the emails, e.g. no-reply@example.com.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS before logging in.")
+    smtp_timeout: float = Field(default=10.0, gt=0, le=60, description="Time allowed for one SMTP delivery (s).")
 
     @field_validator("public_url")
     @classmethod
@@ -85,6 +112,11 @@ class Settings(BaseSettings):
     @cached_property
     def public_host(self) -> str:
         return urlsplit(self.public_url).netloc
+
+    @property
+    def email_connector_configured(self) -> bool:
+        """Whether email codes can be sent: an SMTP host and a sender address are set."""
+        return bool(self.smtp_host and self.smtp_from)
 
     @cached_property
     def resolved_database_url(self) -> str:

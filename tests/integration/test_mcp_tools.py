@@ -16,12 +16,13 @@ from tests.support.mcp_http import McpSession, text_of
 from tests.support.tokens import IssuedToken, obtain_access_token
 
 READ_TOOLS = {
-    "getTenantInfo", "listInstructions", "getInstructions", "listApplications", "getApplication", "listUsers",
-    "getUser",
+    "getTenantInfo", "listInstructions", "getInstructions", "searchDocs", "listApplications", "getApplication",
+    "listUsers", "getUser", "getSignInExperience",
 }  # fmt: skip
 WRITE_TOOLS = {
     "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
-    "revokeTemporarySecrets", "createUser", "updateUser", "deleteUser",
+    "revokeTemporarySecrets", "createUser", "updateUser", "deleteUser", "updateBranding", "updateSignInMethod",
+    "updateSignUpMethod",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 

@@ -26,6 +26,11 @@ def run_app_server() -> Iterator[AppServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/favicon.ico":  # the browser asks after showing the callback page: not a redirect
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             app.received.append(f"{app.base_url}{self.path}")
             body = b"<!doctype html><title>Signed in</title><p>Signed in.</p>"
             self.send_response(200)

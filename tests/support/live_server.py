@@ -30,6 +30,7 @@ class LiveServer:
     port: int
     log_path: Path
     env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None  # for tests that kill it
 
     @property
     def mcp_url(self) -> str:
@@ -47,8 +48,15 @@ class LiveServer:
 
 @contextmanager
 def run_live_server(
-    data_dir: Path, database_url: str, *, extra_env: dict[str, str] | None = None, port: int | None = None
+    data_dir: Path,
+    database_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    serve_args: tuple[str, ...] = (),
 ) -> Iterator[LiveServer]:
+    """``idp-mcp serve`` on ``port`` (a free one by default) until the block ends. ``extra_env`` may set another
+    IDP_MCP_PUBLIC_URL (replicas answering as one issuer); ``serve_args`` go to ``serve`` (e.g. --workers)."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -63,7 +71,7 @@ def run_live_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "idp_mcp.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "idp_mcp.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,7 +89,7 @@ def run_live_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
                 time.sleep(0.1)
-            yield LiveServer(url=url, port=port, log_path=log_path, env=env)
+            yield LiveServer(url=url, port=port, log_path=log_path, env=env, process=process)
         finally:
             process.terminate()
             try:

@@ -1,4 +1,5 @@
-"""Guides: the shipped instructions/ folder is valid, and every kind of malformed guide is refused."""
+"""Guides: the shipped instructions/ folder is valid, and every kind of malformed guide is refused (front matter,
+unknown tools, unknown placeholders, links to missing guides or headings)."""
 
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def test_guide_with_windows_line_endings_is_parsed(tmp_path: Path) -> None:
 
 
 def test_links_between_existing_guides_are_accepted(tmp_path: Path) -> None:
-    _write(tmp_path, "first.md", _guide("first", body="See [the second](second.md#part-two).\n"))
-    _write(tmp_path, "second.md", _guide("second", body="Back to [the first](first.md).\n"))
+    _write(tmp_path, "first.md", _guide("first", body="# First\n\nSee [the second](second.md#part-two).\n"))
+    _write(tmp_path, "second.md", _guide("second", body="Back to [the first](./first.md).\n\n## Part two\n"))
     library = GuideLibrary.load(tmp_path, KNOWN_TOOLS)
     assert [guide.id for guide in library.all()] == ["first", "second"]
     assert library.get("missing") is None
@@ -156,3 +157,70 @@ def test_missing_guides_folder_is_refused(tmp_path: Path) -> None:
 def test_empty_guides_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GuideError, match="no guides in"):
         GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+
+
+# --- placeholders and links to headings ------------------------------------------------------------------------
+
+
+def test_known_placeholders_are_accepted_in_prose_and_code(tmp_path: Path) -> None:
+    body = (
+        '# Setup\n\nIssuer: {{ISSUER}} ({{ TENANT_ID }}).\n\n```python\nCLIENT_ID = "{{CLIENT_ID}}"\n'
+        'REDIRECT = "{{REDIRECT_URI}}"\nLOGOUT = "{{POST_LOGOUT_REDIRECT_URI}}"\n'
+        'DISCOVERY = "{{DISCOVERY_URL}}"\nBASE = "{{PUBLIC_URL}}"\n```\n'
+    )
+    _write(tmp_path, "placeholders.md", _guide("placeholders", body=body))
+    assert GuideLibrary.load(tmp_path, KNOWN_TOOLS).get("placeholders") is not None
+
+
+def test_lower_case_template_braces_are_not_placeholders(tmp_path: Path) -> None:
+    _write(tmp_path, "vue.md", _guide("vue", body="# Vue\n\n```html\n<p>{{ user.email }} {{ message }}</p>\n```\n"))
+    assert GuideLibrary.load(tmp_path, KNOWN_TOOLS).get("vue") is not None
+
+
+@pytest.mark.parametrize("placeholder", ["{{CLIENT_SECRET}}", "{{ CLIENTID }}", "{{API_KEY}}"])
+def test_guide_with_an_unknown_placeholder_is_refused(tmp_path: Path, placeholder: str) -> None:
+    _write(tmp_path, "typo.md", _guide("typo", body=f'# Typo\n\n```js\nconst x = "{placeholder}";\n```\n'))
+    with pytest.raises(GuideError, match=r"typo\.md: unknown placeholder\(s\) \{\{[A-Z_]+\}\}; use one of") as excinfo:
+        GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+    assert "{{CLIENT_ID}}" in str(excinfo.value)
+
+
+def test_placeholder_in_a_heading_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "moving.md", _guide("moving", body="# Guide\n\n## Configure {{CLIENT_ID}}\n\nText.\n"))
+    with pytest.raises(GuideError, match=r"moving\.md: heading 'Configure \{\{CLIENT_ID\}\}' has a placeholder"):
+        GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+
+
+def test_link_to_a_missing_heading_of_another_guide_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "first.md", _guide("first", body="# First\n\nSee [step two](second.md#step-2).\n"))
+    _write(tmp_path, "second.md", _guide("second", body="# Second\n\n## Step 1\n\n## Step 3\n"))
+    with pytest.raises(GuideError, match=r"first\.md: link 'second\.md#step-2' points at no heading of second\.md"):
+        GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+
+
+def test_link_to_a_missing_heading_of_the_same_guide_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "self.md", _guide("self", body="# Self\n\n## Install\n\nSee [below](#configure).\n"))
+    with pytest.raises(GuideError, match=r"self\.md: link '#configure' points at no heading of self\.md"):
+        GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+
+
+def test_links_to_existing_headings_are_accepted_including_repeated_ones(tmp_path: Path) -> None:
+    body = "# Self\n\n## Install\n\nSee [the second install](#install-1) and [top](#self).\n\n## Install\n"
+    _write(tmp_path, "self.md", _guide("self", body=body))
+    library = GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+    assert library.anchors("self") == {"self", "install", "install-1"}
+
+
+def test_relative_markdown_link_that_is_no_guide_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "readme-link.md", _guide("readme-link", body="# Links\n\nSee [the readme](../README.md).\n"))
+    with pytest.raises(GuideError, match=r"readme-link\.md: broken link to '\.\./README\.md'"):
+        GuideLibrary.load(tmp_path, KNOWN_TOOLS)
+
+
+def test_links_in_code_and_to_other_sites_are_not_checked(tmp_path: Path) -> None:
+    body = (
+        "# Links\n\n[RFC 6749](https://www.rfc-editor.org/rfc/rfc6749#section-1.5), [home](/docs)\n\n"
+        "```md\nSee [x](missing-guide.md#nowhere).\n```\n"
+    )
+    _write(tmp_path, "links.md", _guide("links", body=body))
+    assert GuideLibrary.load(tmp_path, KNOWN_TOOLS).get("links") is not None

@@ -155,3 +155,19 @@ def test_relative_data_dir_gives_an_absolute_sqlite_path(monkeypatch: pytest.Mon
     settings = Settings()
     assert settings.data_dir == Path("state")
     assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'state' / 'idp-mcp.db').resolve()}"
+
+
+# --- the email connector ---------------------------------------------------------------------------------------
+
+
+def test_the_email_connector_is_configured_by_host_and_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().email_connector_configured is False
+    monkeypatch.setenv("IDP_MCP_SMTP_HOST", "smtp.example.com")
+    assert Settings().email_connector_configured is False  # no sender yet
+    monkeypatch.setenv("IDP_MCP_SMTP_FROM", "no-reply@example.com")
+    monkeypatch.setenv("IDP_MCP_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("IDP_MCP_SMTP_STARTTLS", "false")
+    settings = Settings()
+    assert settings.email_connector_configured is True
+    assert (settings.smtp_port, settings.smtp_starttls) == (587, False)
+    assert "s3cret" not in repr(settings)  # a SecretStr

@@ -7,10 +7,15 @@ from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.clients import Clients
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
+from idp_mcp.core.mail import Mailer
+from idp_mcp.core.rate_limits import RateLimits, SignInLimits
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
+from idp_mcp.core.sign_in import HostedSignIn
+from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.core.tenants import Tenants
 from idp_mcp.core.users import TenantUsers, Users
+from idp_mcp.core.verification_codes import VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Clock, utcnow
 from idp_mcp.settings import Settings
 from idp_mcp.store.db import Database, create_db_engine
@@ -23,14 +28,40 @@ class IdentityCore:
         self.clock = clock
         self.audit = AuditLog(db, clock)
         self.tenants = Tenants(db, clock, self.audit)
-        self.users = Users(db, clock, self.audit)
+        self.rate_limits = RateLimits(db, clock)
+        self.users = Users(
+            db,
+            clock,
+            self.audit,
+            self.rate_limits,
+            SignInLimits(
+                per_identifier=settings.sign_in_max_failures_per_identifier,
+                per_address=settings.sign_in_max_failures_per_address,
+                window_seconds=settings.sign_in_failure_window,
+            ),
+        )
         self.tenant_users = TenantUsers(db, clock, self.audit)
         self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
         self.clients = Clients(db, clock, self.audit)
         self.grants = Grants(db, clock, self.audit)
-        self.keys = KeyRing(db, clock)
+        self.keys = KeyRing(
+            db,
+            clock,
+            settings.key_cache_seconds,
+            audit=self.audit,
+            token_lifetime_seconds=settings.access_token_ttl,
+        )
         self.sessions = Sessions(db, clock, self.audit, settings.session_ttl, settings.interaction_ttl)
+        self.mailer = Mailer(settings)
+        self.sign_in_experiences = SignInExperiences(
+            db, clock, self.audit, email_connector=settings.email_connector_configured
+        )
+        self.verification_codes = VerificationCodes(db, clock, self.audit)
+        self.hosted_sign_in = HostedSignIn(
+            db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
+            experiences=self.sign_in_experiences, codes=self.verification_codes,
+        )  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = utcnow) -> IdentityCore:

@@ -1,7 +1,12 @@
-"""Signing keys: generated on first use, persisted, published in JWKS, cached in memory.
+"""Signing keys: generated on first use, persisted, published in JWKS, cached in memory, rotated and retired.
 
-The cache refreshes on a short interval and on an unknown ``kid`` (rate-limited), so a rotation done by one
-replica is seen by the others without a restart.
+A tenant may have several published keys per algorithm: the newest signs, the older ones stay in JWKS so the
+tokens they signed keep verifying until they expire. Retiring a key takes it out of JWKS and makes every token
+it signed invalid.
+
+The cache refreshes every ``refresh_seconds`` (IDP_MCP_KEY_CACHE_SECONDS) and on an unknown ``kid``
+(rate-limited), so a rotation done by one replica (or the command line) is used for signing by every replica
+within that interval, and tokens signed with the new key verify everywhere at once.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -18,9 +24,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy.exc import IntegrityError
 
-from idp_mcp.domain import Clock
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.domain import Actor, Clock, as_utc
+from idp_mcp.errors import KeyInUse, KeyNotFound, TenantNotFound, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import keys as repo
+from idp_mcp.store.repos import tenants as tenants_repo
 
 SUPPORTED_ALGS = ("ES256", "RS256")
 
@@ -34,6 +43,20 @@ class SigningKey:
     public_key: PublicKeyTypes
     public_jwk: dict[str, Any]
     jose_key: ECKey | RSAKey  # the same private key for joserfc (authlib's OpenID Connect signs with it)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What an operator sees of a key (never the private part)."""
+
+    kid: str
+    tenant_id: str
+    alg: str
+    created_at: datetime
+    retired_at: datetime | None
+    #: signing: the newest published key of its tenant and algorithm; published: in JWKS, verifies only;
+    #: retired: out of JWKS, the tokens it signed are refused.
+    status: Literal["signing", "published", "retired"]
 
 
 def _generate(alg: str) -> PrivateKeyTypes:
@@ -57,11 +80,60 @@ def _public_jwk(private_key: PrivateKeyTypes, alg: str) -> dict[str, Any]:
     return data
 
 
+def _new_key_values(tenant_id: str, alg: str, created_at: datetime) -> dict[str, Any]:
+    private_key = _generate(alg)
+    jwk = _public_jwk(private_key, alg)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "kid": jwk["kid"],
+        "tenant_id": tenant_id,
+        "alg": alg,
+        "private_pem": pem,
+        "public_jwk": jwk,
+        "created_at": created_at,
+    }
+
+
+def _statuses(rows: list[Any]) -> list[KeyInfo]:
+    """Rows (any order) → KeyInfo, marking the newest unretired key of each tenant and algorithm as signing."""
+    ordered = sorted(rows, key=lambda r: (r.tenant_id, as_utc(r.created_at), r.kid))
+    signing: dict[tuple[str, str], str] = {}
+    for row in ordered:
+        if row.retired_at is None:
+            signing[(row.tenant_id, row.alg)] = row.kid  # newest wins, as in the cache
+    return [
+        KeyInfo(
+            kid=row.kid,
+            tenant_id=row.tenant_id,
+            alg=row.alg,
+            created_at=as_utc(row.created_at),
+            retired_at=as_utc(row.retired_at) if row.retired_at is not None else None,
+            status="retired"
+            if row.retired_at is not None
+            else ("signing" if signing[(row.tenant_id, row.alg)] == row.kid else "published"),
+        )
+        for row in ordered
+    ]
+
+
 class KeyRing:
-    def __init__(self, db: Database, clock: Clock, refresh_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        refresh_seconds: float = 60.0,
+        *,
+        audit: AuditLog | None = None,
+        token_lifetime_seconds: float = 3600.0,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._refresh_seconds = refresh_seconds
+        self._audit = audit or AuditLog(db, clock)
+        # How long a token signed just before a rotation may still be presented: retiring earlier refuses it.
+        self._token_lifetime = token_lifetime_seconds
         self._lock = threading.Lock()
         self._by_kid: dict[str, SigningKey] = {}
         self._signing: dict[tuple[str, str], SigningKey] = {}
@@ -74,29 +146,98 @@ class KeyRing:
         key = self._signing.get((tenant_id, alg))
         if key is not None:
             return key
-        private_key = _generate(alg)
-        jwk = _public_jwk(private_key, alg)
-        pem = private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
+        values = _new_key_values(tenant_id, alg, self._clock())
         try:
             with self._db.transaction() as conn:
                 if not any(row.alg == alg for row in repo.active_keys(conn, tenant_id)):
-                    repo.insert_key(
-                        conn,
-                        {
-                            "kid": jwk["kid"],
-                            "tenant_id": tenant_id,
-                            "alg": alg,
-                            "private_pem": pem,
-                            "public_jwk": jwk,
-                            "created_at": self._clock(),
-                        },
-                    )
+                    repo.insert_key(conn, values)
         except IntegrityError:
             pass  # another replica stored one first; load it below
         self._reload()
         return self._signing[(tenant_id, alg)]
+
+    def rotate(self, tenant_id: str, alg: str = "ES256", *, actor: Actor | None = None) -> KeyInfo:
+        """A new key for ``tenant_id`` and ``alg`` that signs from now on (on other replicas within the cache
+        interval). The previous keys stay published, so the tokens they signed stay valid until they expire;
+        retire them with :meth:`retire` once those tokens have expired. Audited as ``key.rotate``."""
+        if alg not in SUPPORTED_ALGS:
+            raise ValidationFailed(f"The algorithm must be one of {', '.join(SUPPORTED_ALGS)}.")
+        actor = actor or Actor(tenant_id=tenant_id, sub=None)
+        with self._db.transaction() as conn:
+            if tenants_repo.get(conn, tenant_id) is None:
+                raise TenantNotFound(f"Tenant '{tenant_id}' does not exist.")
+            previous = [row for row in repo.active_keys(conn, tenant_id) if row.alg == alg]
+            created_at = self._clock()
+            if previous:
+                # The newest key signs: make sure the new one sorts after every existing one, even with a clock
+                # that stands still (tests) or lags another replica's.
+                created_at = max(created_at, as_utc(previous[0].created_at) + timedelta(milliseconds=1))
+            values = _new_key_values(tenant_id, alg, created_at)
+            repo.insert_key(conn, values)
+            self._audit.write(
+                conn, actor, "key.rotate", target_type="signing_key", target_id=values["kid"], tenant_id=tenant_id,
+                details={"alg": alg, "previous": [row.kid for row in previous]},
+            )  # fmt: skip
+        self._reload()
+        return next(info for info in self.list_keys(tenant_id) if info.kid == values["kid"])
+
+    def retire(self, tenant_id: str, kid: str, *, actor: Actor | None = None, force: bool = False) -> KeyInfo:
+        """Take a key that no longer signs out of JWKS; every token it signed is refused from then on (on other
+        replicas within the cache interval). Refused for the key that signs (rotate first) and, unless
+        ``force``, while tokens it signed may still be unexpired. Audited as ``key.retire``."""
+        retired = self._retire(tenant_id, lambda info: info.kid == kid, actor=actor, force=force)
+        if not retired:
+            raise KeyNotFound(f"Tenant '{tenant_id}' has no published key '{kid[:64]}'.")
+        return retired[0]
+
+    def retire_previous(self, tenant_id: str, *, actor: Actor | None = None, force: bool = False) -> list[KeyInfo]:
+        """Retire every published key of ``tenant_id`` that no longer signs (see :meth:`retire`); all or none."""
+        return self._retire(tenant_id, lambda info: info.status == "published", actor=actor, force=force)
+
+    def list_keys(self, tenant_id: str | None = None) -> list[KeyInfo]:
+        """Every key, retired ones included, oldest first; of one tenant when ``tenant_id`` is given."""
+        with self._db.transaction() as conn:
+            return _statuses(repo.all_keys(conn, tenant_id))
+
+    def _retire(self, tenant_id: str, chosen: Any, *, actor: Actor | None, force: bool) -> list[KeyInfo]:
+        actor = actor or Actor(tenant_id=tenant_id, sub=None)
+        now = as_utc(self._clock())
+        with self._db.transaction() as conn:
+            infos = _statuses(repo.all_keys(conn, tenant_id))
+            targets = [info for info in infos if info.status != "retired" and chosen(info)]
+            for info in targets:
+                if info.status == "signing":
+                    raise KeyInUse(
+                        f"Key '{info.kid}' still signs the tokens of tenant '{tenant_id}'. Rotate first "
+                        "(idp-mcp keys rotate), then retire it once the tokens it signed have expired."
+                    )
+                # Other replicas may sign with it until they reload their keys, and those tokens then live
+                # for a token lifetime.
+                stopped_signing = min(
+                    (
+                        other.created_at
+                        for other in infos
+                        if (other.tenant_id, other.alg) == (info.tenant_id, info.alg)
+                        and other.created_at > info.created_at
+                    ),
+                    default=now,
+                )
+                safe_at = stopped_signing + timedelta(seconds=self._token_lifetime + self._refresh_seconds)
+                if not force and now < safe_at:
+                    until = safe_at.isoformat(timespec="seconds")
+                    raise KeyInUse(
+                        f"Tokens signed by key '{info.kid}' may be valid until {until}; retire it after that "
+                        "(or force it, which refuses those tokens at once)."
+                    )
+            for info in targets:
+                repo.retire(conn, info.kid, now)
+                self._audit.write(
+                    conn, actor, "key.retire", target_type="signing_key", target_id=info.kid, tenant_id=tenant_id,
+                    details={"alg": info.alg, "forced": force},
+                )  # fmt: skip
+        self._reload()
+        retired = {info.kid for info in targets}
+        return [info for info in self.list_keys(tenant_id) if info.kid in retired]
 
     def signing_key(self, tenant_id: str, alg: str = "ES256") -> SigningKey:
         self._maybe_reload()

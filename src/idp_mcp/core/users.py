@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core import passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
+from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
 from idp_mcp.errors import (
     InvalidCredentials,
     SetupAlreadyDone,
+    TooManyAttempts,
     UserAlreadyExists,
     UserNotFound,
     UserSuspended,
@@ -41,10 +44,19 @@ class SignInResult:
 
 
 class Users:
-    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        audit: AuditLog,
+        rate_limits: RateLimits | None = None,
+        sign_in_limits: SignInLimits | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        self._rate_limits = rate_limits
+        self._sign_in_limits = sign_in_limits or SignInLimits()
 
     def administrators_exist(self) -> bool:
         with self._db.transaction() as conn:
@@ -96,14 +108,19 @@ class Users:
         assert user is not None
         return user
 
-    async def authenticate(self, tenant_id: str, identifier: str, password: str) -> User:
+    async def authenticate(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
+    ) -> User:
         """The user with this identifier and password, or :class:`InvalidCredentials`.
 
-        The error does not say whether the identifier exists, and a missing account costs the same time.
+        The error does not say whether the identifier exists, and a missing account costs the same time. Failures
+        are limited per identifier (known or not) and per ``client_address``: past a limit the password is not even
+        checked and :class:`TooManyAttempts` says how long to wait. A success clears the identifier's count.
         """
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
+        await self._count_sign_in_attempt(tenant_id, identifier, client_address)
         with self._db.transaction() as conn:
             found = repo.find_by_identifier(conn, tenant_id, identifier)
         user, password_hash = found if found else (None, None)
@@ -118,7 +135,55 @@ class Users:
         with self._db.transaction() as conn:
             repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
             self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
+        await self._forgive_sign_in_attempt(tenant_id, identifier, client_address)
         return user
+
+    async def _count_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
+        if self._rate_limits is None:
+            return
+        policy = self._sign_in_limits
+        exceeded = await anyio.to_thread.run_sync(
+            self._rate_limits.hit,
+            PASSWORD_SIGN_IN,
+            tenant_id,
+            policy.limits(identifier, client_address),
+            policy.window_seconds,
+        )
+        if exceeded is None:
+            return
+        self._audit.write_failure(
+            Actor(tenant_id=tenant_id, sub=None),
+            "session.sign_in_throttled",
+            details={
+                "limit": exceeded.kind,
+                "identifier": normalise_identifier(identifier),
+                "client_address": client_address,
+                "retry_after": exceeded.retry_after,
+            },
+        )
+        raise TooManyAttempts(exceeded.message, exceeded.retry_after)
+
+    async def _forgive_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
+        """A success is no failure: the identifier starts afresh and the address gets its attempt back."""
+        limiter = self._rate_limits
+        if limiter is None:
+            return
+
+        def forgive() -> None:
+            limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
+            if client_address:
+                limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
+
+        await anyio.to_thread.run_sync(forgive)
+
+    def administrator_may_act(self, user_id: str, tenant_id: str) -> bool:
+        """Whether the administrator exists, is not suspended and still administers ``tenant_id`` (checked on every
+        MCP request, behind a short cache, so a removed or suspended administrator's agents stop)."""
+        with self._db.transaction() as conn:
+            user = repo.get(conn, ADMIN_TENANT_ID, user_id)
+            if user is None or user.suspended:
+                return False
+            return tenants_repo.member_role(conn, tenant_id, user_id) is not None
 
     def find_administrator(self, email: str) -> User | None:
         with self._db.transaction() as conn:
@@ -169,6 +234,27 @@ class TenantUsers:
             raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
         passwords.check_policy(password, identifiers=(address, username, address.split("@")[0] if address else None))
         password_hash = await passwords.hash_password(password)
+        return self._insert(tenant_id, address, username, clean_name, password_hash, actor, "user.create")
+
+    def register(
+        self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor
+    ) -> User:
+        """Create a user who signed up on the hosted page, with exactly the identifiers the tenant asks for.
+
+        The password was checked and hashed when the form was sent (it may have waited for an email code since);
+        without one, the user signs in with email codes.
+        """
+        address = normalise_email(email) if email else None
+        if username is not None and not USERNAME.match(username):
+            raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
+        if not address and not username:
+            raise ValidationFailed("Give an email, a username, or both.")
+        return self._insert(tenant_id, address, username, None, password_hash, actor, "user.sign_up")
+
+    def _insert(
+        self, tenant_id: str, address: str | None, username: str | None, name: str | None, password_hash: str | None,
+        actor: Actor, action: str,
+    ) -> User:  # fmt: skip
         now = self._clock()
         user_id = new_id()
         try:
@@ -179,12 +265,12 @@ class TenantUsers:
                     conn,
                     {
                         "tenant_id": tenant_id, "id": user_id, "email": address, "username": username,
-                        "name": clean_name, "password_hash": password_hash, "suspended": False,
+                        "name": name, "password_hash": password_hash, "suspended": False,
                         "created_at": now, "updated_at": now,
                     },
                 )  # fmt: skip
                 self._audit.write(
-                    conn, actor, "user.create", target_type="user", target_id=user_id, tenant_id=tenant_id,
+                    conn, actor, action, target_type="user", target_id=user_id, tenant_id=tenant_id,
                     details={"email": address, "username": username},
                 )  # fmt: skip
                 user = repo.get(conn, tenant_id, user_id)

@@ -1,5 +1,5 @@
 """The URLs tools hand to agents, built in one place: a tenant's OpenID Connect issuer, its discovery document,
-and an application's page in the web console."""
+an application's page in the web console, and the guides on the /docs pages."""
 
 from __future__ import annotations
 
@@ -19,3 +19,13 @@ def discovery_url(settings: Settings, tenant_id: str) -> str:
 def console_application_url(settings: Settings, tenant_id: str, application_id: str) -> str:
     """The application's page in the web console, where a person creates production secrets."""
     return f"{settings.public_url}/console/t/{tenant_id}/applications/{application_id}"
+
+
+def docs_url(settings: Settings, guide_id: str, anchor: str = "") -> str:
+    """A guide on the public /docs pages, at one heading when ``anchor`` is given."""
+    return f"{settings.public_url}/docs/{guide_id}" + (f"#{anchor}" if anchor else "")
+
+
+def sign_in_preview_url(settings: Settings, tenant_id: str) -> str:
+    """The tenant's hosted sign-in page with its current sign-in experience, without an application's request."""
+    return f"{settings.public_url}/t/{tenant_id}/preview"

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from idp_mcp import __version__
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor
+from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor, contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
@@ -100,6 +100,7 @@ class McpApp:
             tenant_id=ADMIN_TENANT_ID,
             issuer=settings.issuer,
             resource=settings.mcp_resource,
+            subject_active=self._subject_active,
         )
         self.server: Server[Any] = Server(
             "idp-mcp",
@@ -113,6 +114,12 @@ class McpApp:
             app=self.server,
             stateless=settings.mcp_stateless,
             security_settings=self._transport_security(),
+        )
+
+    def _subject_active(self, sub: str, client_id: str, tenant: str) -> bool:
+        """A token speaks for an administrator who may still act on its tenant, through a client that still exists."""
+        return self.core.users.administrator_may_act(sub, tenant) and (
+            self.core.clients.get(ADMIN_TENANT_ID, client_id) is not None
         )
 
     def _transport_security(self) -> TransportSecuritySettings:
@@ -196,6 +203,12 @@ class McpApp:
                 f"{tool.name} needs the '{tool.scope}' permission, which this connection was not granted. "
                 "Reconnect this MCP server and allow write access on the consent page."
             )
+        if contains_nul(params.arguments):
+            # PostgreSQL refuses NUL in text (SQLite would store it): refuse it here, the same on both.
+            await self._audit_call(context, name, names, "failure", "request.invalid")
+            return _error(
+                "Invalid arguments: text must not contain NUL characters (\\u0000). Remove them and call again."
+            )
         try:
             args = tool.input_model.model_validate(params.arguments or {})
         except ValidationError as exc:
@@ -209,6 +222,12 @@ class McpApp:
             code = exc.code if isinstance(exc, IdpError) else "tool.failed"
             await self._audit_call(context, name, arguments, "failure", code)
             return _error(message)
+        except Exception:
+            # A bug. Left to the SDK it would become a JSON-RPC error carrying the exception's text (SQL and its
+            # parameters included); the agent gets a tool error without internals, the log gets the traceback.
+            logger.exception("tool %s failed unexpectedly", name)
+            await self._audit_call(context, name, arguments, "failure", "internal")
+            return _error(f"{name} failed on the server (an internal error, now logged). Try again later.")
         await self._audit_call(context, name, arguments, "success", None)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(

@@ -4,6 +4,10 @@ client (draft-ietf-oauth-client-id-metadata-document). We fetch it carefully and
 Fetch rules: https only, no redirects, a small size cap, a short timeout, and no loopback, private,
 link-local or otherwise non-public addresses (checked on the resolved addresses) unless a setting meant for
 tests allows them. The document's ``client_id`` must equal the URL, and it may only describe a public client.
+
+The host name is resolved once, and the connection goes to an address that was checked (the certificate is still
+verified for the name): resolving again to connect would let a DNS server answer a public address to the check
+and a private one to the connection (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from idp_mcp.core.clients import Clients, parse_client_metadata
 from idp_mcp.domain import Client
 from idp_mcp.errors import ClientMetadataDocumentError, InvalidClientMetadata
 from idp_mcp.settings import Settings
+
+MAX_ADDRESSES_TRIED = 4
+
+
+class _Unreachable(Exception):
+    """This address did not take the connection; the next one the host resolves to may."""
 
 
 def looks_like_metadata_url(client_id: str) -> bool:
@@ -43,25 +53,39 @@ def check_metadata_url(url: str) -> None:
 
 def _is_public_address(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (mapped, or 6to4) is judged as the IPv4 address it reaches.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            ip = embedded
+        elif ip.is_site_local:  # deprecated fec0::/10, which ipaddress still counts as global
+            return False
     return ip.is_global and not (
         ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
     )
 
 
-def check_host_is_public(host: str, port: int) -> None:
+def resolve_host(host: str, port: int, *, allow_private: bool = False) -> list[str]:
+    """The addresses ``host`` resolves to, each of them public unless ``allow_private`` (tests only)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise ClientMetadataDocumentError(
             f"The host {host} of the client ID metadata document does not resolve."
         ) from exc
-    for info in infos:
-        if not _is_public_address(str(info[4][0])):
-            raise ClientMetadataDocumentError(
-                f"The client ID metadata document host {host} resolves to a non-public address; refused."
-            )
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private and not all(_is_public_address(address) for address in addresses):
+        raise ClientMetadataDocumentError(
+            f"The client ID metadata document host {host} resolves to a non-public address; refused."
+        )
+    if not addresses:
+        raise ClientMetadataDocumentError(f"The host {host} of the client ID metadata document does not resolve.")
+    return addresses
+
+
+def check_host_is_public(host: str, port: int) -> list[str]:
+    """The public addresses of ``host``; :class:`ClientMetadataDocumentError` if any of them is not public."""
+    return resolve_host(host, port)
 
 
 class MetadataDocumentResolver:
@@ -101,17 +125,34 @@ class MetadataDocumentResolver:
         return client
 
     def _fetch(self, url: str) -> dict[str, object]:
-        parts = urlsplit(url)
-        if not self._settings.cimd_allow_private_addresses:
-            check_host_is_public(parts.hostname or "", parts.port or 443)
+        try:
+            target = httpx.URL(url)
+            host = target.raw_host.decode("ascii")  # IDNA: what DNS, SNI and the certificate speak
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise ClientMetadataDocumentError("The client ID metadata document URL is not a valid URL.") from exc
+        addresses = resolve_host(host, target.port or 443, allow_private=self._settings.cimd_allow_private_addresses)
+        deadline = time.monotonic() + self._settings.cimd_timeout
+        for address in addresses[:MAX_ADDRESSES_TRIED]:
+            try:
+                return self._fetch_from(target, host, address, deadline)
+            except _Unreachable:
+                continue
+        raise ClientMetadataDocumentError("The client ID metadata document could not be fetched (ConnectError).")
+
+    def _fetch_from(self, target: httpx.URL, host: str, address: str, deadline: float) -> dict[str, object]:
+        """Fetch from ``address`` (one the checks passed), presenting the URL's host in Host and SNI, and
+        verifying the certificate for that host."""
         verify: ssl.SSLContext | bool = True
         if self._settings.cimd_ca_bundle:
             verify = ssl.create_default_context(cafile=str(self._settings.cimd_ca_bundle))
         limit = self._settings.cimd_max_bytes
+        pinned = target.copy_with(host=address)
+        headers = {"Accept": "application/json", "Host": target.netloc.decode("ascii")}
+        timeout = max(0.05, deadline - time.monotonic())
         try:
             with (
-                httpx.Client(timeout=self._settings.cimd_timeout, follow_redirects=False, verify=verify) as http,
-                http.stream("GET", url, headers={"Accept": "application/json"}) as response,
+                httpx.Client(timeout=timeout, follow_redirects=False, verify=verify) as http,
+                http.stream("GET", pinned, headers=headers, extensions={"sni_hostname": host}) as response,
             ):
                 if response.is_redirect:
                     raise ClientMetadataDocumentError("The client ID metadata document URL redirects; refused.")
@@ -120,7 +161,6 @@ class MetadataDocumentResolver:
                         f"Fetching the client ID metadata document answered HTTP {response.status_code}."
                     )
                 body = bytearray()
-                deadline = time.monotonic() + self._settings.cimd_timeout
                 for chunk in response.iter_bytes():
                     body.extend(chunk)
                     if time.monotonic() > deadline:
@@ -132,6 +172,8 @@ class MetadataDocumentResolver:
                         )
         except httpx.TimeoutException as exc:
             raise ClientMetadataDocumentError("Fetching the client ID metadata document timed out.") from exc
+        except httpx.ConnectError as exc:
+            raise _Unreachable from exc
         except httpx.HTTPError as exc:
             raise ClientMetadataDocumentError(
                 f"The client ID metadata document could not be fetched ({type(exc).__name__})."

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp
 
 from idp_mcp.core.clients import parse_client_metadata
+from idp_mcp.domain import contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -25,6 +26,9 @@ ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+NUL_REFUSED = "Parameters must not contain NUL characters."
 
 
 def oauth_error(error: str, description: str, status: int = 400, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -44,7 +48,9 @@ def _multi(params: QueryParams | FormData) -> dict[str, list[str]]:
 
 
 def request_headers(request: Request) -> dict[str, str]:
-    return {key.title(): value for key, value in request.headers.items()}
+    # Values stripped as HTTP servers do (RFC 9110 §5.5): authlib splits "Authorization: Basic " on whitespace
+    # and expects two parts, so a bare scheme with a trailing space raised instead of failing client auth.
+    return {key.title(): value.strip() for key, value in request.headers.items()}
 
 
 async def read_form(request: Request) -> dict[str, list[str]] | JSONResponse:
@@ -59,7 +65,10 @@ async def read_form(request: Request) -> dict[str, list[str]] | JSONResponse:
         form = await request.form()
     except Exception:  # starlette raises several parser errors for malformed bodies
         return oauth_error("invalid_request", "The request body is not valid form data.")
-    return _multi(form)
+    params = _multi(form)
+    if contains_nul(params):
+        return oauth_error("invalid_request", NUL_REFUSED)
+    return params
 
 
 def to_response(result: EndpointResult) -> Response:
@@ -120,6 +129,8 @@ class AuthorizationServerEndpoints:
             params = form
         else:
             params = _multi(request.query_params)
+            if contains_nul(params):
+                return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
         outcome = await run_in_threadpool(self.flow.start, oauth_request)
         if outcome.redirect_to:
@@ -157,6 +168,8 @@ class AuthorizationServerEndpoints:
             payload = json.loads(body)
         except (ValueError, RecursionError):  # deeply nested arrays exhaust the parser's recursion limit
             return oauth_error("invalid_client_metadata", "The request body is not valid JSON.")
+        if contains_nul(payload):
+            return oauth_error("invalid_client_metadata", NUL_REFUSED)
         try:
             metadata = parse_client_metadata(payload)
             registration = await run_in_threadpool(self.server.core.clients.register, self.server.tenant_id, metadata)

@@ -119,7 +119,7 @@ class AuthorizationFlow:
             audience = claims.get("aud") if claims else None
             first = audience[0] if isinstance(audience, list) and audience else audience
             client_id = first if isinstance(first, str) else None
-        if not client_id or not isinstance(client_id, str):
+        if not client_id or not isinstance(client_id, str) or "\x00" in client_id:  # NUL: PostgreSQL refuses it
             raise ValidationFailed("Name the application (client_id or id_token_hint) to return to it after logout.")
         client = self.server.core.clients.get(self.server.tenant_id, client_id)
         registered = client.metadata.get("post_logout_redirect_uris", []) if client else []

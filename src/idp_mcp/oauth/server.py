@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error, UnsupportedResponseTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 
@@ -129,8 +130,17 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # --- authlib hooks -------------------------------------------------------------------------------
 
+    def get_authorization_grant(self, request: Any) -> Any:
+        response_type = request.payload.response_type
+        if response_type and invalid_error_characters(response_type):
+            # authlib quotes the response_type in an error description, which may only hold printable ASCII
+            # without '"' and '\\': any other character turned a bad request into a server error. Refuse it without
+            # quoting it, on the error page (no redirect for a request this malformed).
+            raise UnsupportedResponseTypeError("(not printable)", "The response type is not supported.")
+        return super().get_authorization_grant(request)
+
     def query_client(self, client_id: str) -> OAuthClient | None:
-        if not client_id or len(client_id) > 2048:
+        if not client_id or len(client_id) > 2048 or "\x00" in client_id:  # NUL: from a Basic header's base64
             return None
         client: Client | None
         if self.cimd is not None and looks_like_metadata_url(client_id):

@@ -63,7 +63,7 @@ class TenantProviders:
         provider = self._providers.get(tenant_id)
         if provider is not None:
             return provider
-        if tenant_id == "admin" or len(tenant_id) > 64:
+        if tenant_id == "admin" or len(tenant_id) > 64 or "\x00" in tenant_id:  # NUL: PostgreSQL refuses it
             raise TenantNotFound(f"Tenant '{tenant_id[:64]}' does not exist.")
         self.core.tenants.get(tenant_id)  # raises TenantNotFound
         issuer = tenant_issuer(self.core.settings.public_url, tenant_id)
@@ -189,8 +189,8 @@ class TenantEndpoints:
         if SCOPE_EMAIL in scopes and user.email:
             info["email"] = user.email
         if SCOPE_PROFILE in scopes:
-            info["name"] = user.name
-            info["preferred_username"] = user.username
+            # Claims without a value are left out rather than sent as null (OIDC Core §5.3.2).
+            info |= {key: value for key, value in (("name", user.name), ("preferred_username", user.username)) if value}
         return info
 
     async def introspect(self, provider: TenantProvider, request: Request) -> Response:

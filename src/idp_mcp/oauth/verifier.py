@@ -1,5 +1,10 @@
 """Access-token validation: signature with a published key of the right tenant, algorithm pinned to the key
-(never ``none``, never HMAC), ``typ`` at+jwt, issuer, audience, expiry, and the grant not revoked."""
+(never ``none``, never HMAC), ``typ`` at+jwt, issuer, audience, expiry, and the grant not revoked.
+
+The audience must be exactly the resource, as a single string. RFC 9068 §4 only asks that ``aud`` *contain* the
+resource, but this server never issues a token for several audiences (RFC 8707 binds each to one resource), so a
+list is either forged or meant for someone else as well; refusing it costs nothing and closes cross-resource replay.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -20,6 +26,9 @@ from idp_mcp.domain import split_scope
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "gid"]
 LEEWAY_SECONDS = 5
 MAX_TOKEN_LENGTH = 8192
+
+#: Whether the token's subject may still act: (sub, client_id, acting tenant) → bool. Runs in a worker thread.
+SubjectCheck = Callable[[str, str, str], bool]
 
 
 def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
@@ -67,7 +76,12 @@ def decode_signed(
         issuer=issuer,
         audience=audience,
         leeway=LEEWAY_SECONDS,
-        options={"require": REQUIRED_CLAIMS, "verify_aud": audience is not None, "verify_exp": verify_exp},
+        options={
+            "require": REQUIRED_CLAIMS,
+            "verify_aud": audience is not None,
+            "strict_aud": audience is not None,
+            "verify_exp": verify_exp,
+        },
     )
 
 
@@ -84,8 +98,9 @@ def decode_id_token(keys: KeyRing, token: str, tenant_id: str, issuer: str) -> d
 class McpTokenVerifier:
     """The MCP SDK's TokenVerifier: validates in process, no HTTP round trip.
 
-    Verified tokens are cached by digest until they expire; the grant-revocation check is cached for a few
-    seconds only, so a revocation takes effect on every replica within that window.
+    Verified tokens are cached by digest until they expire; the grant-revocation check and the subject check (the
+    administrator still exists, is not suspended, still administers the tenant, and the client still exists) are
+    cached for a few seconds only, so a revocation or a suspension takes effect on every replica within that window.
     """
 
     def __init__(
@@ -98,6 +113,7 @@ class McpTokenVerifier:
         resource: str,
         revocation_cache_seconds: float = 5.0,
         cache_size: int = 4096,
+        subject_active: SubjectCheck | None = None,
     ) -> None:
         self._keys = keys
         self._grants = grants
@@ -106,27 +122,39 @@ class McpTokenVerifier:
         self._resource = resource
         self._revocation_ttl = revocation_cache_seconds
         self._cache_size = cache_size
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # digest → (kid, claims): the kid is looked up again on every use, so a retired key's tokens stop.
+        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._revocation_checked: dict[str, tuple[float, bool]] = {}
+        self._subject_active = subject_active
+        self._subject_checked: dict[tuple[str, str, str], tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
     async def verify_token(self, token: str) -> AccessToken | None:
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
-            claims = self._verified.get(key)
-        if claims is None:
-            claims = decode_signed(
+            cached = self._verified.get(key)
+        if cached is not None:
+            kid, claims = cached
+            if self._keys.verification_key(kid) is None:  # retired since it was verified
+                with self._lock:
+                    self._verified.pop(key, None)
+                return None
+        else:
+            decoded = decode_signed(
                 self._keys, token, tenant_id=self._tenant_id, issuer=self._issuer, audience=self._resource
             )
-            if claims is None or not isinstance(claims.get("tenant"), str):
+            if decoded is None or not isinstance(decoded.get("tenant"), str):
                 return None
+            claims = decoded
             with self._lock:
-                self._verified[key] = claims
+                self._verified[key] = (str(jwt.get_unverified_header(token)["kid"]), claims)
                 while len(self._verified) > self._cache_size:
                     self._verified.popitem(last=False)
         if int(claims["exp"]) < time.time():
             return None
         if await self._is_revoked(str(claims["gid"])):
+            return None
+        if not await self._is_active(str(claims["sub"]), str(claims["client_id"]), str(claims["tenant"])):
             return None
         return AccessToken(
             token=token,
@@ -148,3 +176,18 @@ class McpTokenVerifier:
             self._revocation_checked.clear()
         self._revocation_checked[family_id] = (now, revoked)
         return revoked
+
+    async def _is_active(self, sub: str, client_id: str, tenant: str) -> bool:
+        check = self._subject_active
+        if check is None:
+            return True
+        key = (sub, client_id, tenant)
+        now = time.monotonic()
+        cached = self._subject_checked.get(key)
+        if cached is not None and now - cached[0] < self._revocation_ttl:
+            return cached[1]
+        active = await anyio.to_thread.run_sync(check, sub, client_id, tenant)
+        if len(self._subject_checked) > self._cache_size:
+            self._subject_checked.clear()
+        self._subject_checked[key] = (now, active)
+        return active

@@ -231,6 +231,20 @@ audit_log = Table(
     Index("ix_audit_log_tenant_at", "tenant_id", "at"),
 )
 
+# Failed-attempt counters behind rate limits (password sign-in), one row per limited key and window. The key is the
+# SHA-256 digest of purpose, tenant, kind and value: no identifier or address is kept in clear.
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("hits", Integer, nullable=False),
+    Column("window_start", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Index("ix_rate_limit_counters_expires_at", "expires_at"),
+)
+
 # Server-wide secrets generated on first start (e.g. the key that signs CSRF for signed-out forms).
 server_secrets = Table(
     "server_secrets",
@@ -238,4 +252,34 @@ server_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", TS, nullable=False),
+)
+
+# Each tenant's sign-in experience (branding, sign-in methods, sign-up) as one validated JSON document, with a
+# version that moves on every change. A tenant without a row has the default experience.
+sign_in_experiences = Table(
+    "sign_in_experiences",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# One-time codes sent by email (sign-in, sign-up verification), stored as SHA-256 digests. A row is written for
+# every send, delivered or not, so the sends per address can be counted for the rate limit.
+verification_codes = Table(
+    "verification_codes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("identifier", String(320), nullable=False),
+    Column("digest", String(64), nullable=False),
+    # What the code confirms, e.g. a pending sign-up (identifiers and an Argon2id password hash, never a password).
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("consumed_at", TS),
+    Index("ix_verification_codes_identifier", "tenant_id", "identifier", "created_at"),
 )

@@ -11,10 +11,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
-from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
+from idp_mcp.web.hosted_experience import ExperienceView
+from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
 
 
 class HostedPages:
@@ -23,6 +24,7 @@ class HostedPages:
         self.providers = providers
         self.core = pages.core
         self.cookies = pages.cookies
+        self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -50,11 +52,10 @@ class HostedPages:
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
         identifier: str = "", status: int = 200,
     ) -> Response:  # fmt: skip
-        tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
         client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
-        return self.pages.render(
-            request, "hosted_sign_in.html", status=status, tenant=tenant, interaction_id=interaction.id,
-            application=client.name if client else None, error=error, identifier=identifier,
+        return await self.view.sign_in(
+            request, provider.tenant_id, interaction_id=interaction.id, application=client.name if client else None,
+            error=error, identifier=identifier, status=status,
         )  # fmt: skip
 
     async def _complete(
@@ -145,13 +146,23 @@ class HostedPages:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
         try:
-            user = await self.core.users.authenticate(
-                provider.tenant_id, identifier, (form.get("password") or "")[:MAX_FIELD]
+            # Only the identifiers the tenant's sign-in experience allows with a password.
+            user = await self.core.hosted_sign_in.with_password(
+                provider.tenant_id,
+                identifier,
+                (form.get("password") or "")[:MAX_FIELD],
+                client_address=client_host(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(
                 request, provider, interaction, error=exc.message, identifier=identifier, status=exc.status
             )
+        return await self.sign_user_in(request, provider, interaction, user)
+
+    async def sign_user_in(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
+    ) -> Response:
+        """Start the tenant session of a user who just proved who they are (any method), then finish the request."""
         raw = await run_in_threadpool(self.core.sessions.start, provider.tenant_id, user.id)
         session = await self._session_from_raw(raw, provider.tenant_id)
         response = await self._complete(request, provider, interaction, session)

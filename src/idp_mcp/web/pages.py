@@ -35,6 +35,12 @@ def safe_next(value: str | None) -> str:
     return value if not parts.scheme and not parts.netloc else "/"
 
 
+def client_host(request: Request) -> str | None:
+    """The client's address, for rate limits. Behind a proxy, uvicorn puts the X-Forwarded-For address here, but
+    only for proxies it trusts (``--forwarded-allow-ips``); a header from anyone else is ignored."""
+    return request.client.host if request.client else None
+
+
 class Pages:
     def __init__(self, core: IdentityCore, flow: AuthorizationFlow, cookies: CookieJar, mcp_url: str) -> None:
         self.core = core
@@ -115,7 +121,10 @@ class Pages:
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
         try:
             user = await self.core.users.authenticate(
-                ADMIN_TENANT_ID, identifier, (form.get("password") or "")[:MAX_FIELD]
+                ADMIN_TENANT_ID,
+                identifier,
+                (form.get("password") or "")[:MAX_FIELD],
+                client_address=client_host(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
@@ -242,4 +251,5 @@ class Pages:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    # A value holding NUL counts as not sent: no browser sends one, and PostgreSQL refuses NUL in text.
+    return value if isinstance(value, str) and "\x00" not in value else None

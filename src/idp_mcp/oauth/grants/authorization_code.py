@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749 import InvalidRequestError, grants
 
 from idp_mcp.core.grants import CodeRecord
 from idp_mcp.oauth.checks import InvalidTargetError, choose_resource
@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     server: IdpAuthorizationServer
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
+        # authlib's own quotes the requested URI in the error description, which may only hold printable ASCII
+        # without '"' and '\\': a URI with any other character turned into a server error. Say it without quoting.
+        requested = request.payload.redirect_uri
+        if requested and not client.check_redirect_uri(requested):
+            raise InvalidRequestError("The redirect_uri is not one registered for this client.")
+        redirect_uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+        return redirect_uri
 
     def validate_authorization_request(self) -> str:
         redirect_uri: str = super().validate_authorization_request()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 
+from idp_mcp.core.keys import SigningKey
 from idp_mcp.domain import SCOPE_EMAIL, SCOPE_PROFILE, split_scope
 from idp_mcp.oauth.tokens import TokenSubject
 
@@ -20,19 +22,26 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]
     def __init__(self, server: IdpAuthorizationServer) -> None:
         super().__init__(require_nonce=False)
         self._server = server
+        self._chosen = threading.local()  # the key named in the header being encoded on this thread
 
     def _key_alg(self, client: Any) -> str:
         alg = client.client.metadata.get("id_token_signed_response_alg") if hasattr(client, "client") else None
         return alg if alg in ("ES256", "RS256") else "ES256"
 
     def resolve_client_private_key(self, client: Any) -> Any:
-        return self._server.core.keys.signing_key(self._server.tenant_id, self._key_alg(client)).jose_key
+        # authlib asks for the header first and the key later: sign with the key the header named, even if a
+        # rotation was picked up in between.
+        chosen: SigningKey | None = getattr(self._chosen, "key", None)
+        self._chosen.key = None
+        key = chosen or self._server.core.keys.signing_key(self._server.tenant_id, self._key_alg(client))
+        return key.jose_key
 
     def get_client_algorithm(self, client: Any) -> str:
         return self._key_alg(client)
 
     def get_encode_header(self, client: Any) -> dict[str, str]:
         key = self._server.core.keys.signing_key(self._server.tenant_id, self._key_alg(client))
+        self._chosen.key = key
         return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
 
     def get_client_claims(self, client: Any) -> dict[str, Any]:

@@ -18,5 +18,9 @@ with engine.connect() as connection:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas (or workers) starting together on one database: one migrates, the others wait here and
+            # then find the schema up to date. The lock ends with the transaction.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7311235880)")
         context.run_migrations()
     connection.commit()

@@ -1,0 +1,190 @@
+"""Prepare an idp-mcp database for bench/run, through the identity core (no HTTP):
+
+- an administrator, a tenant ``bench`` with its signing key, an m2m application with a production secret, a
+  public (spa) application and one user of the tenant;
+- N authorization codes (PKCE S256, one grant each) and N refresh tokens (one family each) for the spa;
+- a real access token for the MCP endpoint: a dynamically registered client, a consent (grant) and the
+  server's own AccessTokenIssuer, signed with the admin issuer's key.
+
+Settings come from the IDP_MCP_* environment variables, as for ``idp-mcp serve``. Writes ``setup.json``,
+``codes.txt`` ("code verifier" lines) and ``refresh.txt`` into the output directory.
+
+    python bench/idp_setup.py OUT_DIR --codes N --refresh N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.pool import QueuePool
+
+from idp_mcp.core.clients import parse_client_metadata
+from idp_mcp.core.crypto import new_id
+from idp_mcp.core.grants import CodeRecord, RefreshRecord
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor
+from idp_mcp.oauth.tenants import tenant_issuer
+from idp_mcp.oauth.tokens import AccessTokenIssuer, TokenSubject
+from idp_mcp.settings import Settings
+
+TENANT = "bench"
+REDIRECT_URI = "http://127.0.0.1:9999/callback"
+PASSWORD = "bench passphrase that is long enough 7"
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def _read_transaction_ms(core: IdentityCore, n: int = 100) -> float:
+    """Mean time of ``grants.is_family_revoked`` (one indexed read in its own transaction), in ms."""
+    started = time.perf_counter()
+    for _ in range(n):
+        core.grants.is_family_revoked("bench-no-such-family")
+    return round((time.perf_counter() - started) / n * 1e3, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--codes", type=int, default=0)
+    parser.add_argument("--refresh", type=int, default=0)
+    parser.add_argument("--nullpool", dest="pooled", action="store_false", help="mint on the server's NullPool engine")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    settings = Settings()
+    core = IdentityCore.from_settings(settings)
+    core.bootstrap()
+    admin = asyncio.run(core.users.create_administrator("bench-admin@example.com", PASSWORD))
+    admin_actor = Actor(tenant_id=ADMIN_TENANT_ID, sub=admin.id)
+    core.tenants.create(TENANT, "Bench", owner_user_id=admin.id, actor=admin_actor)
+    core.keys.ensure(TENANT)
+    actor = Actor(tenant_id=TENANT, sub=admin.id)
+    m2m = core.applications.create(TENANT, name="bench m2m", app_type="m2m", actor=actor)
+    m2m_secret = core.secrets.create(TENANT, m2m.id, "production", actor)
+    spa = core.applications.create(TENANT, name="bench spa", app_type="spa", redirect_uris=[REDIRECT_URI], actor=actor)
+    user = asyncio.run(core.tenant_users.create(TENANT, password=PASSWORD, actor=actor, email="bench-user@example.com"))
+    issuer = tenant_issuer(settings.public_url, TENANT)
+
+    # The server's engine uses NullPool: every transaction opens a SQLite connection, runs three PRAGMAs and
+    # closes it, which costs milliseconds. Measure one read transaction both ways (evidence for the README), then
+    # mint through the same core API on a pooled engine so that minting takes seconds, not a minute.
+    per_transaction = {"nullpool_ms": _read_transaction_ms(core)}
+    if args.pooled:
+        engine, old = core.db.engine, core.db.engine.pool
+        engine.pool = QueuePool(old._creator, pool_size=1, max_overflow=0, dialect=old._dialect, _dispatch=old.dispatch)
+        per_transaction["pooled_ms"] = _read_transaction_ms(core)
+    started = time.monotonic()
+    now = core.clock()
+    with (args.out / "codes.txt").open("w") as out:
+        for _ in range(args.codes):
+            code, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
+            core.grants.save_code(
+                code,
+                CodeRecord(
+                    tenant_id=TENANT,
+                    client_id=spa.id,
+                    user_id=user.id,
+                    grant_id=new_id(16),
+                    redirect_uri=REDIRECT_URI,
+                    scope="openid offline_access",
+                    resource=issuer,
+                    acting_tenant_id=None,
+                    code_challenge=s256(verifier),
+                    code_challenge_method="S256",
+                    nonce=None,
+                    auth_time=now,
+                    expires_at=now + timedelta(seconds=settings.authorization_code_ttl),
+                ),
+            )
+            out.write(f"{code} {verifier}\n")
+    codes_seconds = time.monotonic() - started
+
+    started = time.monotonic()
+    with (args.out / "refresh.txt").open("w") as out:
+        for _ in range(args.refresh):
+            token = secrets.token_urlsafe(32)
+            core.grants.save_refresh_token(
+                token,
+                RefreshRecord(
+                    tenant_id=TENANT,
+                    family_id=new_id(16),
+                    client_id=spa.id,
+                    user_id=user.id,
+                    scope="openid offline_access",
+                    resource=issuer,
+                    acting_tenant_id=None,
+                    auth_time=now,
+                    expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
+                ),
+            )
+            out.write(f"{token}\n")
+    refresh_seconds = time.monotonic() - started
+
+    # A real MCP access token: registered client, recorded consent, signed by the server's own issuer code.
+    scope = "idp:read idp:write offline_access"
+    registration = core.clients.register(
+        ADMIN_TENANT_ID,
+        parse_client_metadata(
+            {
+                "client_name": "Bench agent",
+                "redirect_uris": [REDIRECT_URI],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_method": "none",
+            }
+        ),
+    )
+    client_id = registration.client.client_id
+    grant_id = core.grants.record_consent(
+        tenant_id=ADMIN_TENANT_ID,
+        user_id=admin.id,
+        client_id=client_id,
+        client_name="Bench agent",
+        acting_tenant_id=DEFAULT_TENANT_ID,
+        scope=scope,
+        resource=settings.mcp_resource,
+    )
+    access_token = AccessTokenIssuer(core.keys, core.clock).issue(
+        signing_tenant_id=ADMIN_TENANT_ID,
+        issuer=settings.issuer,
+        subject=TokenSubject(
+            user_id=admin.id,
+            family_id=grant_id,
+            resource=settings.mcp_resource,
+            acting_tenant_id=DEFAULT_TENANT_ID,
+            auth_time=now,
+        ),
+        client_id=client_id,
+        scope=scope,
+        ttl_seconds=settings.access_token_ttl,
+    )
+    core.close()
+    (args.out / "setup.json").write_text(
+        json.dumps(
+            {
+                "tenant": TENANT,
+                "issuer": issuer,
+                "m2m_client_id": m2m.id,
+                "m2m_secret": m2m_secret.value,
+                "spa_client_id": spa.id,
+                "redirect_uri": REDIRECT_URI,
+                "mcp_access_token": access_token,
+                "mint_seconds": {"codes": round(codes_seconds, 2), "refresh": round(refresh_seconds, 2)},
+                "read_transaction": per_transaction,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""What a person can do on a tenant's hosted page, as the tenant's sign-in experience allows: sign in with a
+password or with a code sent by email, and create an account (with the email verified by a code when asked).
+
+Nothing here says whether an address has an account: a code is "sent" either way (an email goes out only when there
+is someone to receive it), and a sign-up for an address that has an account already gets a notice by email instead
+of a code. Emails are returned to the caller to deliver after the response, so its timing does not tell either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idp_mcp.core import passwords
+from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.mail import OutgoingEmail
+from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
+from idp_mcp.core.tenants import Tenants
+from idp_mcp.core.users import USERNAME, TenantUsers, Users, normalise_email
+from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, VerificationCodes
+from idp_mcp.domain import Actor, Clock, User
+from idp_mcp.errors import Forbidden, InvalidCredentials, UserAlreadyExists, UserSuspended, ValidationFailed
+from idp_mcp.store.db import Database
+from idp_mcp.store.repos import users as users_repo
+
+_LABELS = {"email": "email", "username": "username"}
+
+
+class SignUpDisabled(Forbidden):
+    code = "sign_up.disabled"
+
+
+class MethodNotOffered(Forbidden):
+    code = "sign_in.method_not_offered"
+
+
+@dataclass(frozen=True)
+class SignUpForm:
+    email: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class SignUpStarted:
+    """Either the account exists now (``user``), or a code went to ``pending_email`` to confirm it first."""
+
+    user: User | None
+    pending_email: str | None
+    email: OutgoingEmail | None  # to deliver after responding
+
+
+class HostedSignIn:
+    def __init__(
+        self, db: Database, clock: Clock, audit: AuditLog, *, tenants: Tenants, users: Users,
+        tenant_users: TenantUsers, experiences: SignInExperiences, codes: VerificationCodes,
+    ) -> None:  # fmt: skip
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+        self._tenants = tenants
+        self._users = users
+        self._tenant_users = tenant_users
+        self._experiences = experiences
+        self._codes = codes
+
+    def experience(self, tenant_id: str) -> SignInExperience:
+        return self._experiences.get(tenant_id)
+
+    def email_codes_offered(self, experience: SignInExperience) -> bool:
+        """Email codes are shown only while the server can send them (the connector may have been removed since)."""
+        return experience.email_code and self._experiences.email_connector
+
+    # --- password ---------------------------------------------------------------------------------------------
+
+    async def with_password(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
+    ) -> User:
+        """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
+        rate-limited per identifier and per ``client_address``, see :meth:`Users.authenticate`)."""
+        allowed = self.experience(tenant_id).password_identifiers
+        kind = "email" if "@" in identifier else "username"
+        if kind not in allowed:
+            if not allowed:
+                raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
+            raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
+        return await self._users.authenticate(tenant_id, identifier, password, client_address=client_address)
+
+    # --- email codes ------------------------------------------------------------------------------------------
+
+    def request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
+        """Issue a sign-in code for ``email``; the email to deliver, or None when nobody can receive it."""
+        experience = self.experience(tenant_id)
+        if not self.email_codes_offered(experience):
+            raise MethodNotOffered("Signing in with an email code is not offered here.")
+        address = normalise_email(email)
+        issued = self._codes.issue(tenant_id, "sign_in", address)
+        user = self._find_by_email(tenant_id, address)
+        if user is None or user.suspended:
+            return None
+        brand = self._brand(tenant_id, experience)
+        return OutgoingEmail(
+            to=address,
+            subject=f"Your sign-in code for {brand}",
+            body=_code_body(f"Your code to sign in to {brand} is:", issued.code),
+        )
+
+    async def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
+        """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up)."""
+        if not self.email_codes_offered(self.experience(tenant_id)):
+            raise MethodNotOffered("Signing in with an email code is not offered here.")
+        address = _address_or_reject(email)
+        self._codes.verify(tenant_id, "sign_in", address, code)
+        user = self._find_by_email(tenant_id, address)
+        actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
+        if user is None:  # nobody received that code: only a lucky guess gets here
+            raise CodeRejected("This code expired or was already used. Ask for a new code.")
+        if user.suspended:
+            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
+            raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
+        with self._db.transaction() as conn:
+            users_repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
+            self._audit.write(
+                conn, actor, "session.sign_in", target_type="user", target_id=user.id, details={"method": "email_code"}
+            )
+        return user
+
+    # --- sign-up ----------------------------------------------------------------------------------------------
+
+    async def start_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpStarted:
+        """Create the account now, or send a code to confirm the email first when the experience asks for it.
+
+        Only the identifiers the tenant asks for are kept, and a password only when sign-up sets one.
+        """
+        experience = self.experience(tenant_id)
+        sign_up = experience.sign_up
+        if not sign_up.enabled:
+            raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
+        email = username = password = None
+        if "email" in sign_up.identifiers:
+            if not (form.email or "").strip():
+                raise ValidationFailed("Enter your email address.")
+            email = normalise_email(form.email or "")
+        if "username" in sign_up.identifiers:
+            username = (form.username or "").strip()
+            if not USERNAME.match(username):
+                raise ValidationFailed(
+                    "A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter."
+                )
+        if sign_up.password:
+            password = form.password or ""
+            passwords.check_policy(password, identifiers=(email, username, email.split("@")[0] if email else None))
+        if username and self._taken(tenant_id, None, username):
+            raise UserAlreadyExists("This username is taken: choose another.")
+        password_hash = await passwords.hash_password(password) if password is not None else None
+        actor = Actor(tenant_id=tenant_id, sub=None)
+        if not sign_up.verify_email:
+            user = self._tenant_users.register(
+                tenant_id, email=email, username=username, password_hash=password_hash, actor=actor
+            )
+            return SignUpStarted(user=user, pending_email=None, email=None)
+        assert email is not None  # the experience's validation ties verifyEmail to an email identifier
+        issued = self._codes.issue(
+            tenant_id, "sign_up", email, payload={"username": username, "password_hash": password_hash}
+        )
+        return SignUpStarted(user=None, pending_email=email, email=self._sign_up_email(tenant_id, email, issued.code))
+
+    async def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
+        """Create the account that waited for the code sent to ``email``."""
+        if not self.experience(tenant_id).sign_up.enabled:
+            raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
+        address = _address_or_reject(email)
+        verified = self._codes.verify(tenant_id, "sign_up", address, code)
+        username = verified.payload.get("username")
+        password_hash = verified.payload.get("password_hash")
+        return self._tenant_users.register(
+            tenant_id, email=address, username=username if isinstance(username, str) else None,
+            password_hash=password_hash if isinstance(password_hash, str) else None,
+            actor=Actor(tenant_id=tenant_id, sub=None),
+        )  # fmt: skip
+
+    def resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
+        """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash)."""
+        if purpose == "sign_in":
+            return self.request_sign_in_code(tenant_id, email)
+        if not self.experience(tenant_id).sign_up.enabled:
+            raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
+        address = normalise_email(email)
+        payload = self._codes.pending_payload(tenant_id, "sign_up", address)
+        if payload is None:
+            raise CodeRejected("This sign-up expired. Fill in the form again.")
+        issued = self._codes.issue(tenant_id, "sign_up", address, payload=payload)
+        return self._sign_up_email(tenant_id, address, issued.code)
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _sign_up_email(self, tenant_id: str, address: str, code: str) -> OutgoingEmail:
+        brand = self._brand(tenant_id, self.experience(tenant_id))
+        if self._taken(tenant_id, address, None):
+            return OutgoingEmail(
+                to=address,
+                subject=f"You already have an account at {brand}",
+                body=(
+                    f"Someone, perhaps you, tried to create an account at {brand} with this email address, but it "
+                    "has one already. Sign in instead. If it was not you, you can ignore this email.\n"
+                ),
+            )
+        return OutgoingEmail(
+            to=address,
+            subject=f"Confirm your email for {brand}",
+            body=_code_body(f"Your code to confirm your email and create your account at {brand} is:", code),
+        )
+
+    def _brand(self, tenant_id: str, experience: SignInExperience) -> str:
+        return experience.branding.display_name or self._tenants.get(tenant_id).name
+
+    def _find_by_email(self, tenant_id: str, address: str) -> User | None:
+        with self._db.transaction() as conn:
+            found = users_repo.find_by_identifier(conn, tenant_id, address)
+        return found[0] if found and found[0].email == address else None
+
+    def _taken(self, tenant_id: str, email: str | None, username: str | None) -> bool:
+        with self._db.transaction() as conn:
+            return users_repo.exists_identifier(conn, tenant_id, email=email, username=username)
+
+
+def _address_or_reject(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except ValidationFailed:
+        raise CodeRejected("This code expired or was already used. Ask for a new code.") from None
+
+
+def _code_body(intro: str, code: str) -> str:
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    return (
+        f"{intro}\n\n    {code}\n\nIt works once, for {minutes} minutes. If you did not ask for it, you can ignore "
+        "this email: nobody can use it without access to your inbox.\n"
+    )

@@ -1,0 +1,251 @@
+"""Tools for the tenant's sign-in experience: the branding of its hosted sign-in page, how users sign in, and
+whether (and how) they can create an account. Updates are partial; the core validates the whole result and refuses
+a contradiction with a sentence that says what to change, writing nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from idp_mcp.core.sign_in_experience import ExperienceUpdate, SignInExperience
+from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
+from idp_mcp.mcp_server.links import sign_in_preview_url
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec
+from idp_mcp.mcp_server.tools.tenant import NoInput
+
+DarkMode = Literal["on", "off", "auto"]
+Identifier = Literal["email", "username"]
+# phone is accepted by the schema so the refusal can say why (no SMS connector), rather than "not one of".
+IdentifierInput = Literal["email", "username", "phone"]
+
+# --- results --------------------------------------------------------------------------------------------------
+
+
+class BrandingState(BaseModel):
+    displayName: str | None = Field(description="Shown on the page and in emails; null: the tenant's name.")
+    logoUrl: str | None
+    darkLogoUrl: str | None
+    faviconUrl: str | None
+    primaryColor: str
+    darkPrimaryColor: str | None = Field(description="null: the primary colour is used in dark mode too.")
+    darkMode: DarkMode
+    customCss: str
+    termsOfUseUrl: str | None
+    privacyPolicyUrl: str | None
+
+
+class SignInMethodState(BaseModel):
+    identifier: Identifier
+    password: bool
+    verificationCode: bool = Field(description="A 6-digit code sent by email signs the user in.")
+
+
+class SignInState(BaseModel):
+    methods: list[SignInMethodState] = Field(description="In the order the sign-in page shows them.")
+
+
+class SignUpState(BaseModel):
+    enabled: bool
+    identifiers: list[Identifier] = Field(description="What a new user must give.")
+    password: bool = Field(description="Whether a password is set at sign-up.")
+    verifyEmail: bool = Field(
+        description="Whether the email is confirmed with an emailed code before the account exists."
+    )
+
+
+class SignInExperienceInfo(BaseModel):
+    version: int = Field(description="Moves by one on every change; 0 is the default, never changed.")
+    branding: BrandingState
+    signIn: SignInState
+    signUp: SignUpState
+    emailConnector: bool = Field(description="Whether this server can send email codes (an SMTP connector is set up).")
+    previewUrl: str = Field(description="The hosted sign-in page as users will see it; show it to the user.")
+    updatedAt: datetime | None
+
+
+class UpdatedSignInExperience(SignInExperienceInfo):
+    changed: list[str] = Field(description="The fields that changed, e.g. branding.logoUrl; empty when none did.")
+    summary: str = Field(description="What changed, in a sentence to tell the user.")
+
+
+def _info(ctx: ToolContext, experience: SignInExperience) -> dict[str, Any]:
+    return {
+        **experience.document(),
+        "version": experience.version,
+        "emailConnector": ctx.core.sign_in_experiences.email_connector,
+        "previewUrl": sign_in_preview_url(ctx.settings, experience.tenant_id),
+        "updatedAt": as_utc(experience.updated_at) if experience.updated_at else None,
+    }
+
+
+def _updated(ctx: ToolContext, update: ExperienceUpdate) -> UpdatedSignInExperience:
+    return UpdatedSignInExperience(
+        **_info(ctx, update.experience), changed=list(update.changed), summary=update.summary
+    )
+
+
+# --- getSignInExperience --------------------------------------------------------------------------------------
+
+
+async def get_sign_in_experience(ctx: ToolContext, _: NoInput) -> SignInExperienceInfo:
+    """The tenant's sign-in experience as it is now."""
+    experience = await run_in_threadpool(ctx.core.sign_in_experiences.get, ctx.actor.tenant_id)
+    return SignInExperienceInfo(**_info(ctx, experience))
+
+
+# --- updateBranding -------------------------------------------------------------------------------------------
+
+
+class UpdateBrandingInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    displayName: str | None = Field(
+        default=None, max_length=64, description="Name on the page and in emails; null: the tenant's name."
+    )
+    logoUrl: str | None = Field(default=None, max_length=2048, description="https URL of the logo; null removes it.")
+    darkLogoUrl: str | None = Field(
+        default=None, max_length=2048, description="https URL of a logo for dark backgrounds; null removes it."
+    )
+    faviconUrl: str | None = Field(default=None, max_length=2048, description="https URL of the favicon.")
+    primaryColor: str | None = Field(
+        default=None, max_length=16, description="Buttons and links, #rgb or #rrggbb; null: the default colour."
+    )
+    darkPrimaryColor: str | None = Field(
+        default=None, max_length=16, description="The primary colour in dark mode; null: primaryColor."
+    )
+    darkMode: DarkMode | None = Field(
+        default=None, description="on: always dark; off: always light; auto: follow the device (the default)."
+    )
+    customCss: str | None = Field(
+        default=None,
+        max_length=16384,
+        description="Plain CSS rules, at most 4 KB: no @-rules, url(), strings, escapes or script. Null or '' removes "
+        "it. Prefer the colour fields; the page's classes may change.",
+    )
+    termsOfUseUrl: str | None = Field(default=None, max_length=2048, description="https URL of the terms of use.")
+    privacyPolicyUrl: str | None = Field(default=None, max_length=2048, description="https URL of the privacy policy.")
+
+
+async def update_branding(ctx: ToolContext, args: UpdateBrandingInput) -> UpdatedSignInExperience:
+    """Change the branding fields given (null resets one)."""
+    changes = args.model_dump(exclude_unset=True)
+    if not changes:
+        raise ToolFailure(f"Give at least one field to change: {', '.join(UpdateBrandingInput.model_fields)}.")
+    update = await run_in_threadpool(
+        ctx.core.sign_in_experiences.update_branding, ctx.actor.tenant_id, changes, ctx.actor
+    )
+    return _updated(ctx, update)
+
+
+# --- updateSignInMethod ---------------------------------------------------------------------------------------
+
+
+class SignInMethodInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    identifier: IdentifierInput = Field(
+        description="What the user types: email or username (phone needs an SMS connector, not available yet)."
+    )
+    password: bool = Field(default=False, description="The user proves it with a password.")
+    verificationCode: bool = Field(
+        default=False, description="The user proves it with a 6-digit code sent by email (email only; needs SMTP)."
+    )
+
+
+class UpdateSignInMethodInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    methods: list[SignInMethodInput] = Field(
+        max_length=3,
+        description="The complete list of sign-in methods, in the order the page shows them; it replaces the "
+        "current list.",
+    )
+
+
+async def update_sign_in_method(ctx: ToolContext, args: UpdateSignInMethodInput) -> UpdatedSignInExperience:
+    """Replace the ordered list of sign-in methods."""
+    changes = {"methods": [method.model_dump() for method in args.methods]}
+    update = await run_in_threadpool(
+        ctx.core.sign_in_experiences.update_sign_in, ctx.actor.tenant_id, changes, ctx.actor
+    )
+    return _updated(ctx, update)
+
+
+# --- updateSignUpMethod ---------------------------------------------------------------------------------------
+
+
+class UpdateSignUpMethodInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = Field(default=None, description="Whether the sign-in page offers 'Create account'.")
+    identifiers: list[IdentifierInput] | None = Field(
+        default=None, max_length=2, description="What a new user must give: ['email'], ['username'] or both."
+    )
+    password: bool | None = Field(default=None, description="Whether a new user sets a password.")
+    verifyEmail: bool | None = Field(
+        default=None, description="Whether the email is confirmed with an emailed code before the account exists."
+    )
+
+
+async def update_sign_up_method(ctx: ToolContext, args: UpdateSignUpMethodInput) -> UpdatedSignInExperience:
+    """Change the sign-up fields given; the others stay as they are."""
+    changes = args.model_dump(exclude_none=True)
+    if not changes:
+        raise ToolFailure("Give at least one field to change: enabled, identifiers, password or verifyEmail.")
+    update = await run_in_threadpool(
+        ctx.core.sign_in_experiences.update_sign_up, ctx.actor.tenant_id, changes, ctx.actor
+    )
+    return _updated(ctx, update)
+
+
+TOOLS: list[ToolSpec[Any]] = [
+    ToolSpec(
+        name="getSignInExperience",
+        title="Get sign-in experience",
+        description="Read the tenant's sign-in experience: branding, sign-in methods, sign-up, its version and a "
+        "preview URL of the hosted sign-in page. Call it before changing any of them.",
+        input_model=NoInput,
+        output_model=SignInExperienceInfo,
+        handler=get_sign_in_experience,
+        scope=SCOPE_READ,
+        toolset="sign_in_experience",
+        read_only=True,
+    ),
+    ToolSpec(
+        name="updateBranding",
+        title="Update branding",
+        description="Change how the hosted sign-in page looks: display name, logos, favicon, colours, dark mode, "
+        "custom CSS, terms and privacy links. Only the fields given change, null resets one, and the result has a "
+        "previewUrl to show the user.",
+        input_model=UpdateBrandingInput,
+        output_model=UpdatedSignInExperience,
+        handler=update_branding,
+        scope=SCOPE_WRITE,
+        toolset="sign_in_experience",
+        read_only=False,
+    ),
+    ToolSpec(
+        name="updateSignInMethod",
+        title="Update sign-in methods",
+        description="Set how users sign in: the identifiers (email, username), how each is proven (password, a "
+        "code sent by email) and their order on the page. The list replaces the current one, and a contradiction "
+        "is refused without changing anything.",
+        input_model=UpdateSignInMethodInput,
+        output_model=UpdatedSignInExperience,
+        handler=update_sign_in_method,
+        scope=SCOPE_WRITE,
+        toolset="sign_in_experience",
+        read_only=False,
+    ),
+    ToolSpec(
+        name="updateSignUpMethod",
+        title="Update sign-up",
+        description="Turn self-service sign-up on or off and choose what it asks for: identifiers, a password, and "
+        "whether the email is confirmed with a code. Only the fields given change.",
+        input_model=UpdateSignUpMethodInput,
+        output_model=UpdatedSignInExperience,
+        handler=update_sign_up_method,
+        scope=SCOPE_WRITE,
+        toolset="sign_in_experience",
+        read_only=False,
+    ),
+]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from idp_mcp.store.tables import sign_in_experiences
+
+
+def get(conn: Connection, tenant_id: str) -> Any:
+    return conn.execute(select(sign_in_experiences).where(sign_in_experiences.c.tenant_id == tenant_id)).first()
+
+
+def insert_first(conn: Connection, tenant_id: str, document: dict[str, Any], now: datetime) -> None:
+    conn.execute(insert(sign_in_experiences).values(tenant_id=tenant_id, version=1, document=document, updated_at=now))
+
+
+def replace(conn: Connection, tenant_id: str, expected_version: int, document: dict[str, Any], now: datetime) -> bool:
+    """Write the next version only if nobody wrote since ``expected_version`` was read; False otherwise."""
+    result = conn.execute(
+        update(sign_in_experiences)
+        .where(sign_in_experiences.c.tenant_id == tenant_id, sign_in_experiences.c.version == expected_version)
+        .values(version=expected_version + 1, document=document, updated_at=now)
+    )
+    return int(result.rowcount) == 1

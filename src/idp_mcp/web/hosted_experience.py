@@ -1,0 +1,350 @@
+"""A tenant's hosted pages as its sign-in experience shapes them: the branded stylesheet, the sign-in page with the
+methods the tenant offers, sign-in with a code sent by email, sign-up, and a preview without an authorization
+request. The rules (who may sign in how, what a code proves, which fields sign-up keeps) live in ``core.sign_in``;
+this module renders and relays. Everything works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from idp_mcp.core.mail import Mailer, OutgoingEmail
+from idp_mcp.core.sessions import Interaction
+from idp_mcp.core.sign_in import SignUpForm
+from idp_mcp.core.sign_in_experience import Branding, SignInExperience
+from idp_mcp.core.verification_codes import Purpose
+from idp_mcp.domain import User
+from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
+from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
+
+if TYPE_CHECKING:  # the hosted pages build this module's view; only the type is needed here
+    from idp_mcp.web.hosted import HostedPages
+
+NOT_FOUND = "This sign-in page does not exist."
+_LABELS = {"email": "Email", "username": "Username"}
+
+
+# --- the branded stylesheet -----------------------------------------------------------------------------------
+
+
+def _luminance(hex_color: str) -> float:
+    digits = hex_color.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(char * 2 for char in digits)
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def ink_for(background: str) -> str:
+    """White or near-black, whichever reads better on ``background`` (WCAG contrast ratio)."""
+    lum = _luminance(background)
+    on_white = 1.05 / (lum + 0.05)
+    on_dark = (lum + 0.05) / (_luminance("#1b1b1f") + 0.05)
+    return "#ffffff" if on_white >= on_dark else "#1b1b1f"
+
+
+def branding_stylesheet(branding: Branding) -> str:
+    """CSS custom properties for the tenant's colours, then its (already validated) custom CSS."""
+    light, dark = branding.primary_color, branding.effective_dark_primary_color
+    light_vars = f"--primary: {light}; --primary-ink: {ink_for(light)};"
+    dark_vars = f"--primary: {dark}; --primary-ink: {ink_for(dark)};"
+    css = (
+        f":root {{ {light_vars} }}\n"
+        f":root.dark {{ {dark_vars} }}\n"
+        f"@media (prefers-color-scheme: dark) {{ :root:not(.light) {{ {dark_vars} }} }}\n"
+    )
+    if branding.custom_css:
+        css += f"/* The tenant's custom CSS */\n{branding.custom_css}\n"
+    return css
+
+
+# --- rendering --------------------------------------------------------------------------------------------------
+
+
+class ExperienceView:
+    """Renders a tenant's hosted pages with its branding and the methods its experience offers."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self.core = pages.core
+
+    async def render(
+        self, request: Request, template: str, tenant_id: str, *, status: int = 200, **context: Any
+    ) -> Response:
+        tenant = await run_in_threadpool(self.core.tenants.get, tenant_id)
+        experience: SignInExperience = await run_in_threadpool(self.core.hosted_sign_in.experience, tenant_id)
+        return self.pages.render(
+            request, template, status=status, tenant=tenant, experience=experience, branding=experience.branding,
+            brand_name=experience.branding.display_name or tenant.name, sign_up=experience.sign_up,
+            **{"preview": False, **context},
+        )  # fmt: skip
+
+    async def sign_in(
+        self, request: Request, tenant_id: str, *, interaction_id: str | None, application: str | None,
+        error: str | None = None, identifier: str = "", email: str = "", notice: str | None = None,
+        status: int = 200,
+    ) -> Response:  # fmt: skip
+        """The sign-in page: a password form and an email-code form, in the order of the tenant's methods."""
+        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, tenant_id)
+        codes = self.core.hosted_sign_in.email_codes_offered(experience)
+        sections: list[str] = []  # "password" and "code" forms, in the order of the first method using each
+        for method in experience.sign_in_methods:
+            for section, offered in (("password", method.password), ("code", method.verification_code and codes)):
+                if offered and section not in sections:
+                    sections.append(section)
+        password_identifiers = list(experience.password_identifiers)
+        label = " or ".join(_LABELS[i] for i in password_identifiers)
+        preview = interaction_id is None
+        sign_up_url = None
+        if experience.sign_up.enabled:
+            sign_up_url = (
+                f"/t/{tenant_id}/preview?screen=sign-up"
+                if preview
+                else f"/t/{tenant_id}/interaction/{interaction_id}/sign-up"
+            )
+        return await self.render(
+            request, "hosted_sign_in.html", tenant_id, status=status, interaction_id=interaction_id or "",
+            application=application, error=error, identifier=identifier, email=email, notice=notice,
+            sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
+            sign_up_url=sign_up_url, preview=preview,
+        )  # fmt: skip
+
+    async def sign_up(
+        self, request: Request, tenant_id: str, *, interaction_id: str | None, application: str | None,
+        error: str | None = None, values: dict[str, str] | None = None, status: int = 200,
+    ) -> Response:  # fmt: skip
+        preview = interaction_id is None
+        sign_in_url = f"/t/{tenant_id}/preview" if preview else f"/t/{tenant_id}/interaction/{interaction_id}"
+        return await self.render(
+            request, "hosted_sign_up.html", tenant_id, status=status, interaction_id=interaction_id or "",
+            application=application, error=error, values={"email": "", "username": "", **(values or {})},
+            sign_in_url=sign_in_url, preview=preview,
+        )  # fmt: skip
+
+    async def code(
+        self, request: Request, tenant_id: str, *, interaction_id: str, purpose: str, email: str,
+        error: str | None = None, notice: str | None = None, status: int = 200,
+    ) -> Response:  # fmt: skip
+        verify = "sign-in/code/verify" if purpose == "sign_in" else "sign-up/verify"
+        back = f"/t/{tenant_id}/interaction/{interaction_id}" + ("" if purpose == "sign_in" else "/sign-up")
+        return await self.render(
+            request, "hosted_code.html", tenant_id, status=status, interaction_id=interaction_id, purpose=purpose,
+            email=email, error=error, notice=notice, verify_url=f"/t/{tenant_id}/{verify}", back_url=back,
+        )  # fmt: skip
+
+
+def _deliver_later(response: Response, mailer: Mailer, email: OutgoingEmail | None) -> Response:
+    """Send after the response: the time a request takes must not depend on whether an email went out."""
+    if email is not None:
+        response.background = BackgroundTask(mailer.send, email)
+    return response
+
+
+# --- routes -------------------------------------------------------------------------------------------------------
+
+
+class HostedExperiencePages:
+    def __init__(self, hosted: HostedPages) -> None:
+        self.hosted = hosted
+        self.pages = hosted.pages
+        self.core = hosted.pages.core
+        self.providers: TenantProviders = hosted.providers
+        self.view: ExperienceView = hosted.view
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/t/{tenant}/branding.css", self.stylesheet, methods=["GET"]),
+            Route("/t/{tenant}/preview", self.preview, methods=["GET"]),
+            Route("/t/{tenant}/sign-in/code", self.send_sign_in_code, methods=["POST"]),
+            Route("/t/{tenant}/sign-in/code/verify", self.verify_sign_in_code, methods=["POST"]),
+            Route("/t/{tenant}/code/resend", self.resend_code, methods=["POST"]),
+            Route("/t/{tenant}/interaction/{id}/sign-up", self.sign_up_page, methods=["GET"]),
+            Route("/t/{tenant}/sign-up", self.sign_up_submit, methods=["POST"]),
+            Route("/t/{tenant}/sign-up/verify", self.verify_sign_up, methods=["POST"]),
+        ]
+
+    # --- lookups ------------------------------------------------------------------------------------------------
+
+    async def _provider(self, request: Request) -> TenantProvider | None:
+        try:
+            return await run_in_threadpool(self.providers.get, request.path_params["tenant"])
+        except TenantNotFound:
+            return None
+
+    async def _interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
+        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id[:MAX_FIELD])
+        return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
+
+    async def _application(self, provider: TenantProvider, interaction: Interaction) -> str | None:
+        client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
+        return client.name if client else None
+
+    async def _form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
+        """The tenant, the pending interaction and the CSRF-checked form of a POST; or the error page to show."""
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self._interaction(provider, form.get("interaction") or "")
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        return provider, interaction, form
+
+    async def _signed_in(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
+    ) -> Response:
+        return await self.hosted.sign_user_in(request, provider, interaction, user)
+
+    # --- stylesheet and preview ---------------------------------------------------------------------------------
+
+    async def stylesheet(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return Response("/* no such tenant */\n", status_code=404, media_type="text/css")
+        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, provider.tenant_id)
+        return Response(
+            branding_stylesheet(experience.branding),
+            media_type="text/css",
+            # Pages link it with ?v=<version>, so a change shows at once; the short max-age bounds a stale copy.
+            headers={"Cache-Control": "public, max-age=60"},
+        )
+
+    async def preview(self, request: Request) -> Response:
+        """The hosted page as users will see it with the current experience; its forms are inactive."""
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        if request.query_params.get("screen") == "sign-up":
+            return await self.view.sign_up(request, provider.tenant_id, interaction_id=None, application=None)
+        return await self.view.sign_in(request, provider.tenant_id, interaction_id=None, application=None)
+
+    # --- sign-in with an email code -----------------------------------------------------------------------------
+
+    async def send_sign_in_code(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        email = (form.get("email") or "").strip()[:MAX_FIELD]
+        try:
+            outgoing = await run_in_threadpool(self.core.hosted_sign_in.request_sign_in_code, provider.tenant_id, email)
+        except IdpError as exc:
+            return await self.view.sign_in(
+                request, provider.tenant_id, interaction_id=interaction.id,
+                application=await self._application(provider, interaction), error=exc.message, email=email,
+                status=exc.status,
+            )  # fmt: skip
+        response = await self.view.code(
+            request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_in", email=email.lower()
+        )
+        return _deliver_later(response, self.core.mailer, outgoing)
+
+    async def verify_sign_in_code(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        email = (form.get("email") or "")[:MAX_FIELD]
+        try:
+            user = await self.core.hosted_sign_in.with_email_code(
+                provider.tenant_id, email, (form.get("code") or "")[:MAX_FIELD]
+            )
+        except IdpError as exc:
+            return await self.view.code(
+                request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_in", email=email,
+                error=exc.message, status=exc.status,
+            )  # fmt: skip
+        return await self._signed_in(request, provider, interaction, user)
+
+    async def resend_code(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        email = (form.get("email") or "")[:MAX_FIELD]
+        purpose: Purpose = "sign_up" if form.get("purpose") == "sign_up" else "sign_in"
+        try:
+            outgoing = await run_in_threadpool(self.core.hosted_sign_in.resend_code, provider.tenant_id, purpose, email)
+        except IdpError as exc:
+            return await self.view.code(
+                request, provider.tenant_id, interaction_id=interaction.id, purpose=purpose, email=email,
+                error=exc.message, status=exc.status,
+            )  # fmt: skip
+        response = await self.view.code(
+            request, provider.tenant_id, interaction_id=interaction.id, purpose=purpose, email=email,
+            notice="We sent a new code. Codes sent before it no longer work.",
+        )  # fmt: skip
+        return _deliver_later(response, self.core.mailer, outgoing)
+
+    # --- sign-up ------------------------------------------------------------------------------------------------
+
+    async def sign_up_page(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        interaction = await self._interaction(provider, request.path_params["id"])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, provider.tenant_id)
+        if not experience.sign_up.enabled:
+            return await self.pages.error_page(
+                request, "sign_up.disabled", "Creating an account is not available here. Go back and sign in.", 403
+            )
+        return await self.view.sign_up(
+            request, provider.tenant_id, interaction_id=interaction.id,
+            application=await self._application(provider, interaction),
+        )  # fmt: skip
+
+    async def sign_up_submit(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        values = {key: (form.get(key) or "").strip()[:MAX_FIELD] for key in ("email", "username")}
+        sign_up_form = SignUpForm(
+            email=values["email"] or None, username=values["username"] or None,
+            password=(form.get("password") or "")[:MAX_FIELD] or None,
+        )  # fmt: skip
+        try:
+            started = await self.core.hosted_sign_in.start_sign_up(provider.tenant_id, sign_up_form)
+        except IdpError as exc:
+            return await self.view.sign_up(
+                request, provider.tenant_id, interaction_id=interaction.id,
+                application=await self._application(provider, interaction), error=exc.message, values=values,
+                status=exc.status,
+            )  # fmt: skip
+        if started.user is not None:
+            return await self._signed_in(request, provider, interaction, started.user)
+        assert started.pending_email is not None
+        response = await self.view.code(
+            request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_up", email=started.pending_email
+        )
+        return _deliver_later(response, self.core.mailer, started.email)
+
+    async def verify_sign_up(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        email = (form.get("email") or "")[:MAX_FIELD]
+        try:
+            user = await self.core.hosted_sign_in.finish_sign_up(
+                provider.tenant_id, email, (form.get("code") or "")[:MAX_FIELD]
+            )
+        except IdpError as exc:
+            return await self.view.code(
+                request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_up", email=email,
+                error=exc.message, status=exc.status,
+            )  # fmt: skip
+        return await self._signed_in(request, provider, interaction, user)

@@ -1,0 +1,140 @@
+"""The FastAPI guide's code really signs a user in.
+
+An agent reads instructions/integrate-fastapi.md through getInstructions with the applicationId it just created, so
+the real renderer fills in the placeholders. The test takes the guide's one complete app (the ```python block whose
+first line is ``# file: app.py``), writes it to a temporary folder, runs it under uvicorn as a developer would
+(the temporary secret only in IDP_CLIENT_SECRET), and Chromium signs a user in through it: /login → the tenant's
+hosted sign-in page → /callback → / shows the user's email.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from markdown_it import MarkdownIt
+from mcp import Client
+from playwright.async_api import Page
+
+from idp_mcp.guides import default_directory
+from tests.support.browser import BrowserAuthorizer
+from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port
+from tests.support.mcp_client import MemoryTokenStorage, connect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+GUIDE_ID = "integrate-fastapi"
+APP_FILE_MARKER = "# file: app.py"
+USER_EMAIL = "dora@example.com"
+USER_PASSWORD = "a long secret passphrase 9"
+
+
+def app_code(markdown: str) -> str:
+    """The guide's complete app: exactly one ```python block whose first line is ``# file: app.py``."""
+    blocks = [
+        token.content
+        for token in MarkdownIt("commonmark").parse(markdown)
+        if token.type == "fence"
+        and token.info.strip().split(" ")[0] == "python"
+        and token.content.split("\n", 1)[0].strip() == APP_FILE_MARKER
+    ]
+    assert len(blocks) == 1, f"{GUIDE_ID}.md must hold exactly one ```python block starting '{APP_FILE_MARKER}'"
+    return blocks[0]
+
+
+async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await mcp.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@contextmanager
+def run_guide_app(folder: Path, port: int, secret: str) -> Iterator[str]:
+    """``python -m uvicorn app:app`` in ``folder``, as the guide tells a developer to run it; yields its base URL."""
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "IDP_CLIENT_SECRET": secret, "APP_BASE_URL": base_url}
+    log_path = folder / "uvicorn.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"the guide's app exited:\n{log_path.read_text()}")
+                try:
+                    httpx.get(f"{base_url}/", timeout=1)
+                    break  # any HTTP answer: the app is up
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the guide's app did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    not (default_directory() / f"{GUIDE_ID}.md").exists(),
+    reason=f"waits for the guide instructions/{GUIDE_ID}.md, not written yet",
+)
+async def test_fastapi_guide_code_signs_a_real_user_in(
+    live_server: LiveServer, page: Page, callback_uri: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
+    with anyio.fail_after(150):
+        async with connect(live_server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
+            app = await _call(
+                mcp,
+                "createApplication",
+                {"name": "Dora's FastAPI app", "type": "traditional", "redirectUris": [f"http://127.0.0.1:{port}/callback"]},
+            )  # fmt: skip
+            await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD, "name": "Dora"})
+            guide = await _call(mcp, "getInstructions", {"topic": GUIDE_ID, "applicationId": app["applicationId"]})
+        secret = app["temporarySecret"]["value"]
+
+        code = app_code(guide["markdown"])
+        assert app["clientId"] in code, "the guide's app does not use the application's client id"
+        assert "{{" not in code and "<your" not in code, "the guide's app has a placeholder left"
+        assert secret not in guide["markdown"]
+        assert "IDP_CLIENT_SECRET" in code, "the guide's app must read its secret from IDP_CLIENT_SECRET"
+
+        folder = tmp_path / "guide-app"
+        folder.mkdir()
+        (folder / "app.py").write_text(code, encoding="utf-8")
+
+        with run_guide_app(folder, port, secret) as base_url:
+            await page.goto(f"{base_url}/login")
+            await page.wait_for_selector("input[name=identifier]")
+            assert page.url.startswith(f"{live_server.url}/t/"), f"/login did not lead to the hosted page: {page.url}"
+            await page.fill("input[name=identifier]", USER_EMAIL)
+            await page.fill("input[name=password]", USER_PASSWORD)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base_url}/**")
+            await page.wait_for_load_state()
+
+            await page.goto(f"{base_url}/")
+            home = await page.content()
+            assert USER_EMAIL in home, (
+                f"/ does not show the user after sign-in:\n{home[:2000]}\n"
+                + (folder / "uvicorn.log").read_text()[-4000:]
+            )
