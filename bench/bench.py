@@ -768,19 +768,19 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def verdict(key: str, ratio: float | None, p99: float) -> tuple[str, str]:
+    """The target's text and PASS / FALL SHORT."""
     text, check = TARGETS[key]
     return text, ("PASS" if check(ratio, p99) else "FALL SHORT")
 
 
 def table(res: dict[str, Any], read_tool: str) -> str:
     m = res["measurements"]
-    rows = []
-    header = (
-        "| scenario | idp-mcp req/s | p50 ms | p99 ms | reference | ref req/s | ref p50 | ref p99 | ratio "
-        "| target | result | load before (1/5/15 min) · others' CPU |"
-    )
-    rows.append(header)
-    rows.append("|" + "---|" * 12)
+    dash = "\u2014"
+    rows = [
+        "| scenario | idp-mcp req/s | p50 ms | p99 ms | CPU ms/req | reference | ref req/s | ref p50 | ref p99 "
+        "| ref CPU ms/req | ratio | target | result | load before (1/5/15 min) · others' CPU (cores) |",
+        "|" + "---|" * 14,
+    ]
 
     def load_cell(*keys: str) -> str:
         parts = []
@@ -789,58 +789,54 @@ def table(res: dict[str, Any], read_tool: str) -> str:
             parts.append(f"{x['load_before']} · {x['cpu']['others_cores']:.2f}{' BUSY' if x['busy'] else ''}")
         return " / ".join(parts)
 
-    for key, label, ref_name in (
-        ("cc", "client credentials, 16 conns", "node-oidc-provider"),
-        ("code", "code + PKCE exchange (each once)", "node-oidc-provider"),
-        ("refresh", "refresh + rotation (each once)", "node-oidc-provider"),
+    def figures(x: dict[str, Any]) -> str:
+        cpu = 1000 * x["cpu"]["server_cores"] / x["rps"]  # CPU the server used per request (all its threads)
+        return f"{x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {cpu:.2f}"
+
+    def row(label: str, a: str, ref: str, b: str | None, key: str | None, load: str) -> None:
+        x, y = m[a], (m[b] if b else None)
+        ratio = x["rps"] / y["rps"] if y else None
+        text, result = verdict(key, ratio, x["p99_ms"]) if key else ("(report)", dash)
+        ref_cells = f"{ref} | {figures(y)}" if y else f"{dash} | {dash} | {dash} | {dash} | {dash}"
+        ratio_cell = f"{ratio:.2f}\u00d7" if ratio is not None else dash
+        rows.append(f"| {label} | {figures(x)} | {ref_cells} | {ratio_cell} | {text} | {result} | {load} |")
+
+    for key, label in (
+        ("cc", "client credentials, 16 conns"),
+        ("code", "code + PKCE exchange (each code once)"),
+        ("refresh", "refresh + rotation (each token once)"),
     ):
-        a, b = m[f"{key}/idp-mcp"], m[f"{key}/node"]
-        ratio = a["rps"] / b["rps"]
-        text, result = verdict(key, ratio, a["p99_ms"])
-        rows.append(
-            f"| {label} | {a['rps']:.0f} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {ref_name} | {b['rps']:.0f} "
-            f"| {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {ratio:.2f}\u00d7 | {text} | {result} "
-            f"| {load_cell(f'{key}/idp-mcp', f'{key}/node')} |"
-        )
-    a, b = m[f"mcp {read_tool}/idp-mcp"], m["mcp ping/sdk"]
-    ratio = a["rps"] / b["rps"]
-    text, result = verdict("mcp_read", ratio, a["p99_ms"])
-    rows.append(
-        f"| MCP tools/call {read_tool} (bearer) | {a['rps']:.0f} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} "
-        f"| bare SDK, trivial tool | {b['rps']:.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {ratio:.2f}\u00d7 "
-        f"| {text} | {result} | {load_cell(f'mcp {read_tool}/idp-mcp', 'mcp ping/sdk')} |"
-    )
+        row(label, f"{key}/idp-mcp", "node-oidc-provider", f"{key}/node", key,
+            load_cell(f"{key}/idp-mcp", f"{key}/node"))  # fmt: skip
+    read = f"mcp {read_tool}/idp-mcp"
+    row(f"MCP tools/call {read_tool} (bearer)", read, "bare SDK, trivial tool", "mcp ping/sdk", "mcp_read",
+        load_cell(read, "mcp ping/sdk"))  # fmt: skip
     if read_tool != "listInstructions":
-        a = m["mcp listInstructions/idp-mcp"]
-        ratio = a["rps"] / b["rps"]
-        rows.append(
-            f"| MCP tools/call listInstructions (bearer, no DB in the tool) | {a['rps']:.0f} | {a['p50_ms']:.2f} "
-            f"| {a['p99_ms']:.2f} | bare SDK, trivial tool | {b['rps']:.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} "
-            f"| {ratio:.2f}\u00d7 | (info) | — | {load_cell('mcp listInstructions/idp-mcp')} |"
-        )
-    a = m["mcp createApplication/idp-mcp"]
-    rows.append(
-        f"| MCP tools/call createApplication (writes) | {a['rps']:.0f} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} "
-        f"| — | — | — | — | — | (report) | — | {load_cell('mcp createApplication/idp-mcp')} |"
-    )
+        other = "mcp listInstructions/idp-mcp"
+        row("MCP tools/call listInstructions (bearer; no DB in the tool)", other, "bare SDK, trivial tool",
+            "mcp ping/sdk", None, load_cell(other))  # fmt: skip
+    write = "mcp createApplication/idp-mcp"
+    row("MCP tools/call createApplication (writes)", write, "", None, None, load_cell(write))
+    blank = f"{dash} | {dash} | {dash}"
     c = m["cold_start"]
     ok = "PASS" if c["idp_median_s"] <= 1.0 else "FALL SHORT"
     rows.append(
-        f"| cold start → first 401 on /mcp (median of {len(c['idp_runs_s'])}) | {c['idp_median_s']:.2f} s | — | — "
-        f"| bare SDK → first answer | {c['sdk_median_s']:.2f} s | — | — | — | ≤ 1.0 s | {ok} "
-        f"| runs {', '.join(f'{x:.2f}' for x in c['idp_runs_s'])} |"
+        f"| cold start \u2192 first 401 on /mcp (median of {len(c['idp_runs_s'])}) | {c['idp_median_s']:.2f} s "
+        f"| {blank} | bare SDK \u2192 first answer | {c['sdk_median_s']:.2f} s | {blank} | {dash} | \u2264 1.0 s "
+        f"| {ok} | runs {', '.join(f'{x:.2f}' for x in c['idp_runs_s'])} |"
     )
     r = m["idle_rss_mb"]
     ok = "PASS" if r["idp"] <= 80 else "FALL SHORT"
     rows.append(
-        f"| idle RSS after start | {r['idp']:.0f} MB | — | — | bare SDK / node-oidc-provider | {r['sdk']:.0f} / "
-        f"{r['node']:.0f} MB | — | — | — | ≤ 80 MB | {ok} | |"
+        f"| idle RSS after start | {r['idp']:.0f} MB | {blank} | bare SDK / node-oidc-provider "
+        f"| {r['sdk']:.0f} / {r['node']:.0f} MB | {blank} | {dash} | \u2264 80 MB | {ok} | |"
     )
-    s = m["sessions"]
+    sessions = m["sessions"]
     rows.append(
-        f"| RSS per 1,000 MCP sessions | +{s['idp']['delta_per_1000_mb']:.1f} MB | — | — | bare SDK "
-        f"| +{s['sdk']['delta_per_1000_mb']:.1f} MB | — | — | — | (report) | — "
-        f"| after close: idp {s['idp']['rss_after_close_mb']:.0f} MB, SDK {s['sdk']['rss_after_close_mb']:.0f} MB |"
+        f"| RSS per 1,000 MCP sessions | +{sessions['idp']['delta_per_1000_mb']:.1f} MB | {blank} | bare SDK "
+        f"| +{sessions['sdk']['delta_per_1000_mb']:.1f} MB | {blank} | {dash} | (report) | {dash} "
+        f"| after DELETE: idp-mcp {sessions['idp']['rss_after_close_mb']:.0f} MB, "
+        f"SDK {sessions['sdk']['rss_after_close_mb']:.0f} MB |"
     )
     return "\n".join(rows)
 
@@ -907,8 +903,9 @@ def main() -> int:
         "Response members (sanity request before each scenario): "
         + "; ".join(f"{k}: idp-mcp {v['idp-mcp']} / node {v['node']}" for k, v in res["response_members"].items()),
         f"One read transaction on the server's NullPool engine vs a pooled engine (ms): {res['read_transaction_ms']}",
-        "others' CPU = cores used by processes other than the measured server and the load generator during the "
-        f"window; BUSY when above {BUSY_CORES}.",
+        "CPU ms/req = CPU time of the server process (all threads) during the window / requests: the figure least "
+        "disturbed by a busy machine. others' CPU = cores used by processes other than the measured server and the "
+        f"load generator during the window; BUSY when above {BUSY_CORES}.",
     ]
     text = "\n".join(lines)
     print("\n" + text)

@@ -210,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(func=_keys_rotate)
     retire = keys_commands.add_parser("retire", help="unpublish keys that no longer sign; their tokens are refused")
     retire.add_argument("--tenant", default="admin", help="'admin' (the MCP issuer, default) or a tenant id")
-    retire.add_argument("--kid", help="the key to retire (default: every published key that no longer signs)")
+    retire.add_argument(
+        "--kid",
+        help="the key to retire, written --kid=<kid> (a kid may start with '-'); "
+        "default: every published key that no longer signs",
+    )
     retire.add_argument(
         "--force", action="store_true", help="retire even while tokens the key signed may still be valid"
     )

@@ -59,12 +59,12 @@ def test_keys_retire_waits_for_old_tokens_to_expire_unless_forced(capsys: pytest
     capsys.readouterr()
     assert main(["keys", "retire"]) == 1
     assert "may be valid until" in capsys.readouterr().err
-    assert main(["keys", "retire", "--kid", old, "--force"]) == 0
+    assert main(["keys", "retire", f"--kid={old}", "--force"]) == 0
     assert f"key {old} (ES256) of tenant admin retired" in capsys.readouterr().out
     assert listed(capsys)[old] == ("admin", "retired")
 
     signing = next(kid for kid, (tenant, status) in listed(capsys).items() if status == "signing" and tenant == "admin")
-    assert main(["keys", "retire", "--kid", signing, "--force"]) == 1
+    assert main(["keys", "retire", f"--kid={signing}", "--force"]) == 1
     assert "Rotate first" in capsys.readouterr().err
 
     core = IdentityCore.from_settings(Settings())
