@@ -71,15 +71,21 @@ class HostedPages:
                 consent.scopes,
             ):  # fmt: skip
                 return await self._render_consent(request, provider, interaction, consent.client.name, consent.scopes)
-            location = await run_in_threadpool(
-                lambda: provider.flow.approve(
-                    interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
-                    acting_tenant_id=None,
-                )
-            )  # fmt: skip
+            location = await self._approve(provider, interaction, session, consent.scopes)
         except InteractionExpired as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
         return RedirectResponse(location, status_code=303)
+
+    async def _approve(
+        self, provider: TenantProvider, interaction: Interaction, session: BrowserSession, scopes: list[str]
+    ) -> str:
+        """Issue the code for what the application asked; returns where to send the browser."""
+        return await run_in_threadpool(
+            lambda: provider.flow.approve(
+                interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
+                acting_tenant_id=None,
+            )
+        )  # fmt: skip
 
     async def _render_consent(
         self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str]
@@ -110,12 +116,7 @@ class HostedPages:
                 location = await run_in_threadpool(provider.flow.deny, interaction)
             else:
                 consent = await run_in_threadpool(provider.flow.describe, interaction)
-                location = await run_in_threadpool(
-                    lambda: provider.flow.approve(
-                        interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=consent.scopes,
-                        acting_tenant_id=None,
-                    )
-                )  # fmt: skip
+                location = await self._approve(provider, interaction, session, consent.scopes)
         except InteractionExpired as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
         return RedirectResponse(location, status_code=303)
