@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -56,7 +56,6 @@ class ApplicationChanges:
     post_logout_redirect_uris: list[str] | None = None
     cors_origins: list[str] | None = None
     id_token_alg: IdTokenAlg | None = None
-    changed: list[str] = field(default_factory=list)
 
 
 def _from_client(client: Client) -> Application:

@@ -6,7 +6,7 @@ this module renders and relays. Everything works without JavaScript.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -251,21 +251,7 @@ class HostedExperiencePages:
         return _deliver_later(response, self.core.mailer, outgoing)
 
     async def verify_sign_in_code(self, request: Request) -> Response:
-        found = await self._form(request)
-        if isinstance(found, Response):
-            return found
-        provider, interaction, form = found
-        email = (form.get("email") or "")[:MAX_FIELD]
-        try:
-            user = await self.core.hosted_sign_in.with_email_code(
-                provider.tenant_id, email, (form.get("code") or "")[:MAX_FIELD]
-            )
-        except IdpError as exc:
-            return await self.view.code(
-                request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_in", email=email,
-                error=exc.message, status=exc.status,
-            )  # fmt: skip
-        return await self._signed_in(request, provider, interaction, user)
+        return await self._verify_code(request, "sign_in")
 
     async def resend_code(self, request: Request) -> Response:
         found = await self._form(request)
@@ -333,18 +319,26 @@ class HostedExperiencePages:
         return _deliver_later(response, self.core.mailer, started.email)
 
     async def verify_sign_up(self, request: Request) -> Response:
+        return await self._verify_code(request, "sign_up")
+
+    async def _verify_code(self, request: Request, purpose: Literal["sign_in", "sign_up"]) -> Response:
+        """Check an emailed code, then sign the user in (or finish their sign-up); a bad code re-renders."""
         found = await self._form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
         email = (form.get("email") or "")[:MAX_FIELD]
+        code = (form.get("code") or "")[:MAX_FIELD]
+        finish = (
+            self.core.hosted_sign_in.with_email_code
+            if purpose == "sign_in"
+            else self.core.hosted_sign_in.finish_sign_up
+        )
         try:
-            user = await self.core.hosted_sign_in.finish_sign_up(
-                provider.tenant_id, email, (form.get("code") or "")[:MAX_FIELD]
-            )
+            user = await finish(provider.tenant_id, email, code)
         except IdpError as exc:
             return await self.view.code(
-                request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_up", email=email,
+                request, provider.tenant_id, interaction_id=interaction.id, purpose=purpose, email=email,
                 error=exc.message, status=exc.status,
             )  # fmt: skip
         return await self._signed_in(request, provider, interaction, user)
