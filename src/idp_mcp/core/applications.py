@@ -199,11 +199,11 @@ class Applications:
         return _from_client(client)
 
     def list(self, tenant_id: str) -> list[Application]:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return [_from_client(client) for client in repo.list_applications(conn, tenant_id)]
 
     def get(self, tenant_id: str, application_id: str) -> Application:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             client = repo.get(conn, tenant_id, application_id)
         if client is None or client.origin != "application":
             raise ApplicationNotFound(

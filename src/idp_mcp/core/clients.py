@@ -101,7 +101,7 @@ class Clients:
         self._audit = audit
 
     def get(self, tenant_id: str, client_id: str) -> Client | None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.get(conn, tenant_id, client_id)
 
     def register(self, tenant_id: str, metadata: ClientMetadata, *, actor: Actor | None = None) -> Registration:

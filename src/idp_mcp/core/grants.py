@@ -87,7 +87,7 @@ class Grants:
 
     def has_consent(self, tenant_id: str, user_id: str, client_id: str, scopes: list[str]) -> bool:
         """Whether the user already allowed this client everything it asks for now."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.latest_grant(conn, tenant_id, user_id, client_id)
         return row is not None and set(scopes) <= set(row.scope.split())
 
@@ -169,7 +169,7 @@ class Grants:
         is spent (RFC 6749 §6: the old token is revoked only once a new one is issued). Spend it with
         :meth:`claim_refresh_token`. A token already rotated out is reuse: its family is revoked, as there.
         """
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_refresh_token(conn, tenant_id, digest(token))
         if row is None or row.client_id != client_id:
             return None
@@ -210,7 +210,7 @@ class Grants:
             )
 
     def is_family_revoked(self, family_id: str) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.is_family_revoked(conn, family_id)
 
     def refresh_expiry(self, ttl_seconds: int) -> datetime:

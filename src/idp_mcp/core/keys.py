@@ -263,7 +263,7 @@ class KeyRing:
             self._reload()
 
     def _reload(self) -> None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             rows = repo.all_published(conn)
         by_kid: dict[str, SigningKey] = {}
         signing: dict[tuple[str, str], SigningKey] = {}

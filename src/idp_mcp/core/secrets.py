@@ -96,7 +96,7 @@ class ClientSecrets:
 
     def list(self, tenant_id: str, client_id: str) -> list[SecretInfo]:
         now = self._clock()
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             rows = repo.for_client(conn, tenant_id, client_id)
         return [
             SecretInfo(
@@ -117,7 +117,7 @@ class ClientSecrets:
             return False
         presented_digest = digest(presented)
         now = self._clock()
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             rows = repo.for_client(conn, tenant_id, client_id)
         matched = False
         for row in rows:  # compare with every secret so timing does not tell which one matched

@@ -78,7 +78,7 @@ class Tenants:
                 pass
 
     def get(self, tenant_id: str) -> Tenant:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             tenant = repo.get(conn, tenant_id)
         if tenant is None:
             raise TenantNotFound(f"Tenant '{tenant_id}' does not exist.")

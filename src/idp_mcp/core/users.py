@@ -59,7 +59,7 @@ class Users:
         self._sign_in_limits = sign_in_limits or SignInLimits()
 
     def administrators_exist(self) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.count(conn, ADMIN_TENANT_ID) > 0
 
     async def create_administrator(
@@ -179,19 +179,19 @@ class Users:
     def administrator_may_act(self, user_id: str, tenant_id: str) -> bool:
         """Whether the administrator exists, is not suspended and still administers ``tenant_id`` (checked on every
         MCP request, behind a short cache, so a removed or suspended administrator's agents stop)."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             user = repo.get(conn, ADMIN_TENANT_ID, user_id)
             if user is None or user.suspended:
                 return False
             return tenants_repo.member_role(conn, tenant_id, user_id) is not None
 
     def find_administrator(self, email: str) -> User | None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             found = repo.find_by_identifier(conn, ADMIN_TENANT_ID, normalise_email(email))
         return found[0] if found else None
 
     def get(self, tenant_id: str, user_id: str) -> User | None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.get(conn, tenant_id, user_id)
 
 
@@ -280,7 +280,7 @@ class TenantUsers:
         return user
 
     def get(self, tenant_id: str, user_id: str) -> User:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             user = repo.get(conn, tenant_id, user_id)
         if user is None:
             raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")

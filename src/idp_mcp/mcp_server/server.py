@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -110,6 +111,7 @@ class McpApp:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
+        self._names: dict[tuple[str, str], tuple[float, str | None, str | None]] = {}
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=settings.mcp_stateless,
@@ -254,13 +256,25 @@ class McpApp:
     async def _context(self, token: AccessToken, confirm: Confirm | None = None) -> ToolContext:
         claims = token.claims or {}
         client_id = token.client_id
-        client = await run_in_threadpool(self.core.clients.get, ADMIN_TENANT_ID, client_id)
-        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, token.subject or "")
+        key = (client_id, token.subject or "")
+        cached = self._names.get(key)
+        if cached is None or time.monotonic() - cached[0] > 30.0:
+            # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
+            def lookup() -> tuple[str | None, str | None]:
+                client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
+                user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
+                return (client.name if client else None, user.email if user else None)
+
+            cached = (time.monotonic(), *await run_in_threadpool(lookup))
+            if len(self._names) > 4096:
+                self._names.clear()
+            self._names[key] = cached
+        _, client_name, user_email = cached
         actor = Actor(
             tenant_id=str(claims.get("tenant")),
             sub=token.subject,
             client_id=client_id,
-            client_name=client.name if client else None,
+            client_name=client_name,
         )
         return ToolContext(
             core=self.core,
@@ -268,7 +282,7 @@ class McpApp:
             guides=self.guides,
             actor=actor,
             scopes=frozenset(token.scopes),
-            user_email=user.email if user else None,
+            user_email=user_email,
             tool_names=tuple(tool.name for tool in self.registry.allowed(token.scopes)),
             confirm=confirm,
         )
