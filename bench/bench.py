@@ -159,6 +159,19 @@ def _cpu_jiffies() -> tuple[int, int]:
     return busy, busy + idle + iowait
 
 
+def family(pid: int) -> list[int]:
+    """The process and its children (uvicorn's worker processes under ``serve --workers N``)."""
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def _pid_jiffies(pid: int) -> int:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -293,10 +306,11 @@ class Bench:
             self.profiles.append(profile_path)
             time.sleep(0.5)
         load = loadavg()
-        before = snapshot([server.pid])
+        pids = family(server.pid)
+        before = snapshot(pids)
         argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(LUA), server.base]
         subprocess.run(argv, env=env, capture_output=True, timeout=duration + 30, check=True)
-        after = snapshot([server.pid])
+        after = snapshot(pids)
         if profiler is not None:
             profiler.wait(timeout=30)
         data = json.loads(out.read_text())
@@ -340,9 +354,13 @@ def idp_env(data: Path, port: int) -> dict[str, str]:
     }
 
 
-def start_idp(data: Path, port: int, work: Path, name: str = "idp-mcp") -> Server:
+def start_idp(data: Path, port: int, work: Path, name: str = "idp-mcp", workers: int = 1) -> Server:
     argv = [PY, "-m", "idp_mcp.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = spawn(argv, idp_env(data, port), work / f"{name}-{port}.log")
+    env = idp_env(data, port)
+    if workers > 1:  # worker processes share the port, so MCP sessions cannot live in one of them
+        argv += ["--workers", str(workers)]
+        env["IDP_MCP_MCP_STATELESS"] = "true"
+    process = spawn(argv, env, work / f"{name}-{port}.log")
     wait_until(lambda: status_of(port, "GET", "/healthz") == 200, 30, name, process)
     return Server(name, port, process, work / f"{name}-{port}.log")
 
@@ -352,6 +370,13 @@ def start_node(port: int, secret: str, work: Path) -> Server:
     process = spawn([node, "server.mjs", str(port), secret], dict(os.environ), work / "node.log", cwd=BENCH / "node")
     wait_until(lambda: status_of(port, "GET", "/.well-known/openid-configuration") == 200, 30, "node", process)
     return Server("node-oidc-provider", port, process, work / "node.log")
+
+
+def start_floor(port: int, client_id: str, secret: str, work: Path) -> Server:
+    argv = [PY, str(BENCH / "floor_server.py"), str(port), client_id, secret]
+    process = spawn(argv, dict(os.environ), work / "floor.log")
+    wait_until(lambda: status_of(port, "GET", "/healthz") == 200, 30, "floor", process)
+    return Server("python-floor", port, process, work / "floor.log")
 
 
 def start_sdk(port: int, work: Path) -> Server:
@@ -610,6 +635,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print("bench: token endpoint", flush=True)
     bench.wrk("cc/idp-mcp", idp, idp_token_path, [cc], {**form, "Authorization": f"Basic {idp_basic}"})
     bench.wrk("cc/node", node, "/token", [cc], {**form, "Authorization": f"Basic {node_basic}"})
+    floor = start_floor(free_port(), setup["m2m_client_id"], setup["m2m_secret"], work)
+    shapes["cc"]["python floor"] = check_token_response(
+        "floor cc",
+        httpx.post(floor.base + "/token", content=cc, headers={**form, "Authorization": f"Basic {idp_basic}"}),
+    )
+    bench.wrk("warmup-floor", floor, "/token", [cc], {**form, "Authorization": f"Basic {idp_basic}"}, duration=2,
+              record=False)  # fmt: skip
+    bench.wrk("cc/floor", floor, "/token", [cc], {**form, "Authorization": f"Basic {idp_basic}"})
+    stop(floor.process)
 
     spa = setup["spa_client_id"]
     idp_codes = [line.split() for line in (minted / "codes.txt").read_text().splitlines() if line]
@@ -760,6 +794,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     res["measurements"]["rss_end_mb"] = {"idp": round(rss_mb(idp.pid), 1), "sdk": round(rss_mb(sdk.pid), 1)}
     stop(idp.process)
     stop(sdk.process)
+
+    # 7. Production serving: the same database behind `idp-mcp serve --workers N` (stateless MCP), client
+    # credentials only (node-oidc-provider above is one process; this row is not like for like).
+    if args.workers > 1:
+        print(f"bench: idp-mcp serve --workers {args.workers}", flush=True)
+        multi = start_idp(data, free_port(), work, name="idp-mcp-workers", workers=args.workers)
+        time.sleep(2)
+        headers = {**form, "Authorization": f"Basic {idp_basic}"}
+        bench.wrk("warmup-workers", multi, idp_token_path, [cc], headers, duration=2, record=False)
+        bench.wrk("cc/idp-mcp-workers", multi, idp_token_path, [cc], headers)
+        stop(multi.process)
+    res["workers"] = args.workers
     res["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return res
 
@@ -808,6 +854,12 @@ def table(res: dict[str, Any], read_tool: str) -> str:
     ):
         row(label, f"{key}/idp-mcp", "node-oidc-provider", f"{key}/node", key,
             load_cell(f"{key}/idp-mcp", f"{key}/node"))  # fmt: skip
+    if "cc/floor" in m:
+        row("client credentials, Python floor (Starlette + PyJWT, no DB, no authlib; not a product)", "cc/floor",
+            "node-oidc-provider", "cc/node", None, load_cell("cc/floor"))  # fmt: skip
+    if "cc/idp-mcp-workers" in m:
+        row(f"client credentials, idp-mcp serve --workers {res['workers']} (node: 1 process)", "cc/idp-mcp-workers",
+            "node-oidc-provider", "cc/node", None, load_cell("cc/idp-mcp-workers"))  # fmt: skip
     read = f"mcp {read_tool}/idp-mcp"
     row(f"MCP tools/call {read_tool} (bearer)", read, "bare SDK, trivial tool", "mcp ping/sdk", "mcp_read",
         load_cell(read, "mcp ping/sdk"))  # fmt: skip
@@ -847,6 +899,9 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=5000, help="codes and refresh tokens minted per server")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--cold-starts", type=int, default=5)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also measure client credentials under serve --workers N (0: skip)"
+    )
     parser.add_argument("--read-tool", default="getTenantInfo", choices=["getTenantInfo", "listInstructions"])
     parser.add_argument(
         "--profile",
@@ -901,7 +956,10 @@ def main() -> int:
         rendered,
         "",
         "Response members (sanity request before each scenario): "
-        + "; ".join(f"{k}: idp-mcp {v['idp-mcp']} / node {v['node']}" for k, v in res["response_members"].items()),
+        + "; ".join(
+            f"{k}: " + " / ".join(f"{name} {members}" for name, members in v.items())
+            for k, v in res["response_members"].items()
+        ),
         f"One read transaction on the server's NullPool engine vs a pooled engine (ms): {res['read_transaction_ms']}",
         "CPU ms/req = CPU time of the server process (all threads) during the window / requests: the figure least "
         "disturbed by a busy machine. others' CPU = cores used by processes other than the measured server and the "
