@@ -12,6 +12,11 @@ def insert_entry(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(audit_log).values(**values))
 
 
+def insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one statement execution (executemany)."""
+    conn.execute(insert(audit_log), rows)
+
+
 def recent(conn: Connection, tenant_id: str, limit: int = 50) -> list[AuditEntry]:
     rows = conn.execute(
         select(audit_log).where(audit_log.c.tenant_id == tenant_id).order_by(audit_log.c.id.desc()).limit(limit)
