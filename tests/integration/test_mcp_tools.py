@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from idp_mcp.app import create_app
 from idp_mcp.core.audit import FLUSH_INTERVAL_SECONDS
 from idp_mcp.core.identity import IdentityCore
+from idp_mcp.settings import Settings
 from idp_mcp.store.tables import audit_log
 from tests.support.inprocess import PUBLIC_URL, authorize, exchange_code
 from tests.support.live_server import ADMIN_EMAIL
@@ -328,6 +330,17 @@ def test_a_write_tool_calls_row_is_committed_before_its_answer(
     # The write's row, and the read queued before it (committed with it, so none is lost or reordered after it).
     assert {"tenant.update", "tool.updateTenant", "tool.getTenantInfo"} <= set(committed)
     assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
+
+
+def test_queued_rows_are_committed_when_the_app_shuts_down(settings: Settings, core: IdentityCore) -> None:
+    core.audit._flush_interval = 3600.0  # the writer thread would not commit them in this test's lifetime
+    with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as client:
+        mcp = McpSession(client, obtain_access_token(client).access_token)
+        mcp.initialize()
+        mcp.call_tool("listInstructions")
+        assert "tool.listInstructions" not in committed_actions(core)
+
+    assert "tool.listInstructions" in committed_actions(core)
 
 
 def test_failed_tool_call_is_audited_as_a_failure(session: McpSession, core: IdentityCore) -> None:

@@ -228,8 +228,10 @@ class McpApp:
             async with self.session_manager.run():
                 yield
         finally:
-            # Commit the tool calls' queued audit rows before the process (and the database engine) goes away.
-            await run_in_threadpool(self.core.audit.close)
+            # Commit the tool calls' queued audit rows before the process (and the database engine) goes away, even
+            # when shutdown cancels this task.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.core.audit.close)
 
     # --- handlers -----------------------------------------------------------------------------------
 
