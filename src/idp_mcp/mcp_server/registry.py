@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import Actor, Tenant
+from idp_mcp.domain import Actor
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.settings import Settings
 
@@ -36,8 +36,6 @@ class ToolContext:
     user_email: str | None
     tool_names: tuple[str, ...]  # the tools this connection may call
     confirm: Confirm | None = None  # set when the client can ask its user (form elicitation)
-    # The acting tenant as read a few seconds ago at most (with the names above), or None: read it from the core.
-    tenant: Tenant | None = None
 
 
 class ToolFailure(Exception):

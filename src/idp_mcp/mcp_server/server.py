@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp_mcp import __version__
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor, Tenant, contains_nul
+from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor, contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
@@ -48,9 +48,8 @@ INSTRUCTIONS = (
 
 #: How long a confirmation question waits for the human before it counts as "no".
 CONFIRM_TIMEOUT_SECONDS = 300.0
-#: How long the agent's name, the human's email (labels of audit rows and of getTenantInfo) and the acting tenant's
-#: record are reused: the window of the token verifier's revocation and subject checks.
-CONTEXT_TTL_SECONDS = 5.0
+#: How long the agent's name and the human's email (labels of audit rows and of getTenantInfo) are reused.
+NAMES_TTL_SECONDS = 30.0
 #: Methods the transport serves at /mcp.
 MCP_METHODS = ("GET", "POST", "DELETE")
 CONFIRM_SCHEMA: dict[str, Any] = {
@@ -163,7 +162,7 @@ class McpApp:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
-        self._names: dict[tuple[str, str, str], tuple[float, Actor, str | None, Tenant | None]] = {}
+        self._names: dict[tuple[str, str, str], tuple[float, Actor, str | None]] = {}
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=settings.mcp_stateless,
@@ -290,8 +289,6 @@ class McpApp:
             logger.exception("tool %s failed unexpectedly", name)
             await self._audited(context, name, arguments, "failure", "internal", durable=durable)
             return _error(f"{name} failed on the server (an internal error, now logged). Try again later.")
-        if durable and tool.toolset == "tenant":
-            self._forget_tenant(context.actor.tenant_id)
         await self._audited(context, name, arguments, "success", None, durable=durable)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(
@@ -331,25 +328,20 @@ class McpApp:
         tenant_id = str(claims.get("tenant"))
         key = (client_id, token.subject or "", tenant_id)
         cached = self._names.get(key)
-        if cached is None or time.monotonic() - cached[0] > CONTEXT_TTL_SECONDS:
-            # One thread hop for the three lookups, and only every few seconds per (agent, human, tenant): the names
-            # only label audit rows, and the tenant record is what getTenantInfo shows.
-            def lookup() -> tuple[str | None, str | None, Tenant | None]:
+        if cached is None or time.monotonic() - cached[0] > NAMES_TTL_SECONDS:
+            # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
+            def lookup() -> tuple[str | None, str | None]:
                 client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
                 user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
-                try:
-                    tenant: Tenant | None = self.core.tenants.get(tenant_id)
-                except IdpError:
-                    tenant = None  # a tool that needs it asks the core, and reports its error
-                return (client.name if client else None, user.email if user else None, tenant)
+                return (client.name if client else None, user.email if user else None)
 
-            client_name, user_email, tenant = await run_in_threadpool(lookup)
+            client_name, user_email = await run_in_threadpool(lookup)
             actor = Actor(tenant_id=tenant_id, sub=token.subject, client_id=client_id, client_name=client_name)
-            cached = (time.monotonic(), actor, user_email, tenant)
+            cached = (time.monotonic(), actor, user_email)
             if len(self._names) > 4096:
                 self._names.clear()
             self._names[key] = cached
-        _, actor, user_email, tenant = cached
+        _, actor, user_email = cached
         scopes = frozenset(token.scopes)
         tool_names = self._tool_names.get(scopes)
         if tool_names is None:
@@ -363,13 +355,7 @@ class McpApp:
             user_email=user_email,
             tool_names=tool_names,
             confirm=confirm,
-            tenant=tenant,
         )
-
-    def _forget_tenant(self, tenant_id: str) -> None:
-        """A tenant tool changed the tenant: the next call of this process reads it again."""
-        for key in [key for key in self._names if key[2] == tenant_id]:
-            self._names.pop(key, None)
 
 
 def _confirmer(ctx: ServerRequestContext[Any]) -> Confirm | None:

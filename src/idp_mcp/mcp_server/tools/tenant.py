@@ -30,9 +30,7 @@ class TenantInfo(BaseModel):
 
 async def get_tenant_info(ctx: ToolContext, _: NoInput) -> TenantInfo:
     """Describe the tenant and what this connection may do."""
-    tenant = ctx.tenant
-    if tenant is None:  # not read with the connection's context: read it now
-        tenant = await run_in_threadpool(ctx.core.tenants.get, ctx.actor.tenant_id)
+    tenant = await run_in_threadpool(ctx.core.tenants.get, ctx.actor.tenant_id)
     return TenantInfo(
         tenantId=tenant.id,
         tenantName=tenant.name,
