@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,7 +19,7 @@ from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_EMAIL, SCOPE_OFFLI
 from idp_mcp.guides import GuideLibrary, default_directory
 from idp_mcp.logs import configure_logging
 from idp_mcp.mcp_server.registry import ToolRegistry
-from idp_mcp.mcp_server.server import McpApp
+from idp_mcp.mcp_server.server import MCP_METHODS, McpApp
 from idp_mcp.mcp_server.tools import all_tools
 from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
@@ -65,6 +66,31 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class IdpApp(Starlette):
+    """The app, with one fast path: a request to exactly ``/mcp`` goes straight to the MCP endpoint (bearer check,
+    then the SDK's transport), past the router's route table and the middleware. Those add nothing there: the
+    security headers are for HTML pages (an MCP client neither frames nor renders JSON-RPC), and the SDK answers
+    its own errors. Anything else at /mcp (another method, a root path) takes the ordinary way to the same endpoint.
+    """
+
+    def __init__(self, *args: Any, mcp_endpoint: ASGIApp, mcp_methods: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mcp_endpoint = mcp_endpoint
+        self._mcp_methods = frozenset(mcp_methods)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/mcp"
+            and not scope.get("root_path")
+            and scope["method"] in self._mcp_methods
+        ):
+            scope["app"] = self
+            await self._mcp_endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, core: IdentityCore | None = None) -> Starlette:
@@ -116,7 +142,13 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
             yield
         core.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    app = IdpApp(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
+        mcp_endpoint=mcp.endpoint,
+        mcp_methods=MCP_METHODS,
+    )
     app.state.core = core
     app.state.settings = settings
     return app

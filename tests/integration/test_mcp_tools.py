@@ -4,12 +4,18 @@ bad input as tool errors, and the audit trail of a change."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from idp_mcp.app import create_app
+from idp_mcp.core.audit import FLUSH_INTERVAL_SECONDS
 from idp_mcp.core.identity import IdentityCore
+from idp_mcp.settings import Settings
+from idp_mcp.store.tables import audit_log
 from tests.support.inprocess import PUBLIC_URL, authorize, exchange_code
 from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession, text_of
@@ -52,6 +58,12 @@ def tenant_name(core: IdentityCore) -> str:
 
 def actions(core: IdentityCore) -> list[str]:
     return [entry.action for entry in core.audit.recent("default", limit=500)]
+
+
+def committed_actions(core: IdentityCore) -> list[str]:
+    """What the database holds right now, read past AuditLog (which would commit its queue first)."""
+    with core.db.read() as conn:
+        return list(conn.execute(select(audit_log.c.action).order_by(audit_log.c.id)).scalars())
 
 
 # --- initialize -----------------------------------------------------------------------------------------
@@ -250,6 +262,85 @@ def test_no_token_appears_in_the_audit_log(session: McpSession, core: IdentityCo
         assert issued.refresh_token not in details, entry.action
         # Nor any part of the JWT (its signature, say) on its own.
         assert all(part not in details for part in issued.access_token.split(".")), entry.action
+
+
+def test_read_tool_call_is_audited_with_the_human_and_the_agent(
+    session: McpSession, core: IdentityCore, issued: IssuedToken
+) -> None:
+    session.call_tool("getTenantInfo")
+    session.call_tool("listInstructions")
+
+    entries = {entry.action: entry for entry in core.audit.recent("default", limit=500)}
+    for action in ("tool.getTenantInfo", "tool.listInstructions"):
+        entry = entries[action]
+        assert entry.outcome == "success"
+        assert entry.actor_sub == issued.user_id
+        assert entry.actor_client_id == issued.client_id
+        assert entry.actor_client_name == "Claude Test"
+
+
+def test_refused_tool_calls_are_audited_with_the_human_the_agent_and_the_reason(
+    client: TestClient, core: IdentityCore
+) -> None:
+    issued = obtain_access_token(client, client_name="Read-only agent", allow_write=False)
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+
+    assert mcp.call_tool("updateTenant", {"name": "No"})["isError"] is True
+    assert mcp.call_tool("noSuchTool", {"password": "hunter2"})["isError"] is True
+    assert mcp.call_tool("getTenantInfo", {"unexpected": 1})["isError"] is True
+
+    entries = [entry for entry in core.audit.recent("default", limit=500) if entry.action.startswith("tool.")]
+    errors = {entry.action: entry.details["error"] for entry in entries}
+    assert errors == {
+        "tool.updateTenant": "auth.insufficient_scope",
+        "tool.noSuchTool": "tool.unknown",
+        "tool.getTenantInfo": "request.invalid",
+    }
+    for entry in entries:
+        assert entry.outcome == "failure"
+        assert (entry.actor_sub, entry.actor_client_id) == (issued.user_id, issued.client_id)
+        assert entry.actor_client_name == "Read-only agent"
+        assert "hunter2" not in json.dumps(entry.details)  # refused calls keep argument names only
+
+
+def test_a_read_tool_calls_row_is_committed_within_the_flush_interval_without_anyone_asking(
+    session: McpSession, core: IdentityCore
+) -> None:
+    session.call_tool("getTenantInfo")
+
+    deadline = time.monotonic() + FLUSH_INTERVAL_SECONDS + 5  # the interval, plus room for a busy machine
+    while "tool.getTenantInfo" not in committed_actions(core):
+        assert time.monotonic() < deadline, "the queued row was not committed"
+        time.sleep(FLUSH_INTERVAL_SECONDS / 5)
+
+
+def test_a_write_tool_calls_row_is_committed_before_its_answer(
+    client: TestClient, core: IdentityCore, issued: IssuedToken
+) -> None:
+    # Rows that may be queued would wait an hour: only a row committed before the answer can be seen below.
+    core.audit._flush_interval = 3600.0
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+
+    mcp.call_tool("getTenantInfo")
+    assert mcp.call_tool("updateTenant", {"name": "Acme Corp"}).get("isError") is not True
+
+    committed = committed_actions(core)
+    # The write's row, and the read queued before it (committed with it, so none is lost or reordered after it).
+    assert {"tenant.update", "tool.updateTenant", "tool.getTenantInfo"} <= set(committed)
+    assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
+
+
+def test_queued_rows_are_committed_when_the_app_shuts_down(settings: Settings, core: IdentityCore) -> None:
+    core.audit._flush_interval = 3600.0  # the writer thread would not commit them in this test's lifetime
+    with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as client:
+        mcp = McpSession(client, obtain_access_token(client).access_token)
+        mcp.initialize()
+        mcp.call_tool("listInstructions")
+        assert "tool.listInstructions" not in committed_actions(core)
+
+    assert "tool.listInstructions" in committed_actions(core)
 
 
 def test_failed_tool_call_is_audited_as_a_failure(session: McpSession, core: IdentityCore) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
+import weakref
+from collections import deque
 from typing import Any
 
 from sqlalchemy import Connection
@@ -14,6 +19,13 @@ from idp_mcp.store.repos import audit as repo
 _SECRET_WORDS = ("secret", "token", "password", "code_verifier", "credential", "authorization", "cookie")
 _REDACTED = "[redacted]"
 _MAX_DETAIL_CHARS = 500
+
+#: How long a queued row (see :meth:`AuditLog.enqueue`) waits at most before the writer thread commits it.
+FLUSH_INTERVAL_SECONDS = 0.05
+#: Rows kept for a retry when the database refuses a batch; beyond this they are logged and dropped.
+_MAX_PENDING = 100_000
+
+logger = logging.getLogger(__name__)
 
 
 def scrub(details: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +52,50 @@ def _scrub_value(value: Any) -> Any:
 
 
 class AuditLog:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    """Audit rows are written two ways.
+
+    :meth:`write` inside the caller's transaction, so a change and its row commit together. :meth:`enqueue` for
+    rows that record no change of their own (an MCP read tool's call, a refused call): the row is queued in memory
+    and one writer thread commits the queue in a single transaction at most :data:`FLUSH_INTERVAL_SECONDS` later,
+    so a read costs no write transaction. :meth:`flush` commits the queue now; :meth:`recent` flushes first, and
+    :meth:`close` (at shutdown) flushes and stops the thread. A row is only lost if the process dies (SIGKILL, power)
+    within that interval; other processes and replicas see it after that interval at most.
+    """
+
+    def __init__(self, db: Database, clock: Clock, *, flush_interval: float = FLUSH_INTERVAL_SECONDS) -> None:
         self._db = db
         self._clock = clock
+        self._flush_interval = flush_interval
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._flush_lock = threading.Lock()  # one batch at a time, so rows commit in the order they were queued
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._exit_hook = False
+
+    def _row(
+        self,
+        actor: Actor,
+        action: str,
+        target_type: str | None,
+        target_id: str | None,
+        outcome: str,
+        details: dict[str, Any] | None,
+        tenant_id: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "at": self._clock(),
+            "tenant_id": tenant_id or actor.tenant_id,
+            "action": action,
+            "target_type": target_type,
+            "target_id": target_id,
+            "actor_sub": actor.sub,
+            "actor_client_id": actor.client_id,
+            "actor_client_name": actor.client_name,
+            "outcome": outcome,
+            "details": scrub(details or {}),
+        }
 
     def write(
         self,
@@ -57,21 +110,84 @@ class AuditLog:
         tenant_id: str | None = None,
     ) -> None:
         """Write an audit row inside the caller's transaction, so it lands exactly when the change does."""
-        repo.insert_entry(
-            conn,
-            {
-                "at": self._clock(),
-                "tenant_id": tenant_id or actor.tenant_id,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "actor_sub": actor.sub,
-                "actor_client_id": actor.client_id,
-                "actor_client_name": actor.client_name,
-                "outcome": outcome,
-                "details": scrub(details or {}),
-            },
-        )
+        repo.insert_entry(conn, self._row(actor, action, target_type, target_id, outcome, details, tenant_id))
+
+    def enqueue(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        outcome: str = "success",
+        details: dict[str, Any] | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
+        """Queue a row that records no change of its own; the writer thread commits it within the flush interval.
+
+        Cheap enough for the event loop: no I/O, no thread hop. Call :meth:`flush` when the row must be durable
+        before going on.
+        """
+        self._pending.append(self._row(actor, action, target_type, target_id, outcome, details, tenant_id))
+        if self._writer is None:
+            self._start_writer()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Commit every queued row now, in one transaction (blocking: call it from a worker thread)."""
+        with self._flush_lock:
+            rows: list[dict[str, Any]] = []
+            pending = self._pending
+            while pending:
+                rows.append(pending.popleft())
+            if not rows:
+                return
+            try:
+                with self._db.transaction() as conn:
+                    repo.insert_entries(conn, rows)
+            except Exception:
+                # Keep them for the next flush (in order), unless the queue has grown past any reasonable backlog.
+                if len(pending) + len(rows) <= _MAX_PENDING:
+                    pending.extendleft(reversed(rows))
+                else:
+                    logger.error("audit: dropped %d rows the database refused", len(rows))
+                raise
+
+    def close(self) -> None:
+        """Stop the writer thread and commit what is queued. Safe to call more than once."""
+        self._stopping.set()
+        self._wake.set()
+        with self._start_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=10)
+        if self._pending:
+            self.flush()
+
+    def _start_writer(self) -> None:
+        with self._start_lock:
+            if self._writer is not None:
+                return
+            self._stopping.clear()
+            writer = threading.Thread(target=self._run_writer, name="idp-mcp-audit-writer", daemon=True)
+            writer.start()
+            self._writer = writer
+            if not self._exit_hook:  # a clean exit that skipped close() still writes what is queued
+                self._exit_hook = True
+                atexit.register(_close_at_exit, weakref.ref(self))
+
+    def _run_writer(self) -> None:
+        stopping = self._stopping
+        while not stopping.is_set():
+            self._wake.wait()
+            # Wait a little so that the rows of many calls share one transaction; stop at once when asked to.
+            stopping.wait(self._flush_interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("audit: writing queued rows failed; retrying at the next flush")
 
     def write_failure(self, actor: Actor, action: str, **kwargs: Any) -> None:
         """Record a refused or failed action in a transaction of its own (the action's was rolled back)."""
@@ -79,5 +195,17 @@ class AuditLog:
             self.write(conn, actor, action, outcome="failure", **kwargs)
 
     def recent(self, tenant_id: str, limit: int = 50) -> list[AuditEntry]:
-        with self._db.transaction() as conn:
+        """The newest rows of a tenant, queued rows of this process included."""
+        self.flush()
+        with self._db.read() as conn:
             return repo.recent(conn, tenant_id, limit)
+
+
+def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:
+    log = ref()
+    if log is None:
+        return
+    try:
+        log.close()
+    except Exception:
+        logger.exception("audit: rows still queued at exit could not be written")

@@ -11,23 +11,22 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.middleware.auth_context import auth_context_var, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from pydantic import AnyHttpUrl, ValidationError
-from starlette.applications import Starlette
+from pydantic import ValidationError
+from pydantic_core import to_json
+from starlette.authentication import AuthCredentials
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp_mcp import __version__
 from idp_mcp.core.identity import IdentityCore
@@ -49,6 +48,10 @@ INSTRUCTIONS = (
 
 #: How long a confirmation question waits for the human before it counts as "no".
 CONFIRM_TIMEOUT_SECONDS = 300.0
+#: How long the agent's name and the human's email (labels of audit rows and of getTenantInfo) are reused.
+NAMES_TTL_SECONDS = 30.0
+#: Methods the transport serves at /mcp.
+MCP_METHODS = ("GET", "POST", "DELETE")
 CONFIRM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -58,27 +61,75 @@ CONFIRM_SCHEMA: dict[str, Any] = {
 }
 
 
-class ScopedRequireAuth(RequireAuthMiddleware):
-    """The SDK's 401/403 with ``resource_metadata``, plus the ``scope`` a client should ask for (RFC 6750 §3)."""
+class BearerGate:
+    """The bearer check in front of the SDK's transport, as one ASGI callable instead of a nested Starlette app with
+    the SDK's AuthenticationMiddleware, AuthContextMiddleware and RequireAuthMiddleware, with the same behaviour:
 
-    def __init__(self, app: Any, resource_metadata_url: AnyHttpUrl, scope: str) -> None:
-        super().__init__(app, required_scopes=[], resource_metadata_url=resource_metadata_url)
-        self._scope = scope
+    - the token is the value after ``Bearer `` (any case) in the first Authorization header, checked by the verifier
+      and refused once its ``expires_at`` has passed (as ``BearerAuthBackend``);
+    - without a valid token: 401, ``{"error": "invalid_token", ...}`` and ``WWW-Authenticate: Bearer error=...,
+      error_description=..., resource_metadata="<RFC 9728 URL>", scope="<scopes to ask for>"`` (RFC 6750 §3);
+    - with one lacking a scope in ``required_scopes``: 403 ``insufficient_scope`` (as ``RequireAuthMiddleware``);
+    - otherwise the request goes on with ``scope["user"]`` (an ``AuthenticatedUser``: the SDK binds sessions to its
+      principal), ``scope["auth"]`` and the SDK's auth context variable set.
+    """
 
-    async def _send_auth_error(self, send: Send, status_code: int, error: str, description: str) -> None:
-        async def with_scope(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (
-                        name,
-                        value + f', scope="{self._scope}"'.encode() if name == b"www-authenticate" else value,
-                    )
-                    for name, value in message["headers"]
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: McpTokenVerifier,
+        *,
+        resource_metadata_url: str,
+        scope: str,
+        required_scopes: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.required_scopes = required_scopes
+        self._challenge = f', resource_metadata="{resource_metadata_url}", scope="{scope}"'
 
-        await super()._send_auth_error(with_scope, status_code, error, description)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = await self._authenticate(scope)
+        if info is None:
+            await self._refuse(send, 401, "invalid_token", "Authentication required")
+            return
+        for required in self.required_scopes:
+            if required not in info.scopes:
+                await self._refuse(send, 403, "insufficient_scope", f"Required scope: {required}")
+                return
+        user = AuthenticatedUser(info)
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(info.scopes)
+        reset = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(reset)
+
+    async def _authenticate(self, scope: Scope) -> AccessToken | None:
+        header = next((value for name, value in scope["headers"] if name.lower() == b"authorization"), None)
+        if header is None or header[:7].lower() != b"bearer ":
+            return None
+        info = await self.verifier.verify_token(header[7:].decode("latin-1"))
+        if info is None or (info.expires_at and info.expires_at < int(time.time())):
+            return None
+        return info
+
+    async def _refuse(self, send: Send, status: int, error: str, description: str) -> None:
+        body = json.dumps({"error": error, "error_description": description}).encode()
+        challenge = f'Bearer error="{error}", error_description="{description}"{self._challenge}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", challenge.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def _access_token(ctx: ServerRequestContext[Any]) -> AccessToken | None:
@@ -111,12 +162,21 @@ class McpApp:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
-        self._names: dict[tuple[str, str], tuple[float, str | None, str | None]] = {}
+        self._names: dict[tuple[str, str, str], tuple[float, Actor, str | None]] = {}
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=settings.mcp_stateless,
             security_settings=self._transport_security(),
         )
+        # /mcp itself: the bearer check, then straight into the SDK's transport. app.py also calls it before its
+        # router and middleware for requests to exactly /mcp.
+        self.endpoint = BearerGate(
+            self.session_manager.handle_request,
+            self.verifier,
+            resource_metadata_url=f"{settings.public_url}/.well-known/oauth-protected-resource/mcp",
+            scope=" ".join((*MCP_SCOPES, SCOPE_OFFLINE)),
+        )
+        self._tool_names: dict[frozenset[str], tuple[str, ...]] = {}
 
     def _subject_active(self, sub: str, client_id: str, tenant: str) -> bool:
         """A token speaks for an administrator who may still act on its tenant, through a client that still exists."""
@@ -139,16 +199,6 @@ class McpApp:
     # --- routes -------------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        metadata_url = AnyHttpUrl(f"{self.settings.public_url}/.well-known/oauth-protected-resource/mcp")
-        challenge_scope = " ".join((*MCP_SCOPES, SCOPE_OFFLINE))
-        endpoint = ScopedRequireAuth(StreamableHTTPASGIApp(self.session_manager), metadata_url, challenge_scope)
-        protected = Starlette(
-            routes=[Route("/", endpoint=endpoint)],
-            middleware=[
-                Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(self.verifier)),
-                Middleware(AuthContextMiddleware),
-            ],
-        )
         # RFC 9728 metadata, written by hand rather than with the SDK's route: pydantic's AnyHttpUrl would add a
         # trailing slash to the issuer, and issuers are compared as exact strings.
         document = {
@@ -168,13 +218,19 @@ class McpApp:
             Route("/.well-known/oauth-protected-resource/mcp", prm, methods=["GET", "OPTIONS"]),
             # Also at the bare well-known path, for clients that look there first.
             Route("/.well-known/oauth-protected-resource", prm, methods=["GET", "OPTIONS"]),
-            Route("/mcp", endpoint=_Mounted(protected), methods=["GET", "POST", "DELETE"]),
+            Route("/mcp", endpoint=self.endpoint, methods=list(MCP_METHODS)),
         ]
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        async with self.session_manager.run():
-            yield
+        try:
+            async with self.session_manager.run():
+                yield
+        finally:
+            # Commit the tool calls' queued audit rows before the process (and the database engine) goes away, even
+            # when shutdown cancels this task.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.core.audit.close)
 
     # --- handlers -----------------------------------------------------------------------------------
 
@@ -189,101 +245,115 @@ class McpApp:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         token = _access_token(ctx)
-        if token is None:  # the middleware already refused requests without a token; belt and braces
+        if token is None:  # the bearer gate already refused requests without a token; belt and braces
             return _error("Not authenticated: reconnect this MCP server to sign in again.")
         context = await self._context(token, _confirmer(ctx))
         name = params.name[:64]
         # Argument names only until they are validated: a value could be a password.
         names = {"argument_names": sorted(str(key)[:64] for key in (params.arguments or {}))[:20]}
         tool = self.registry.get(params.name)
+        # Refused calls and read tools change nothing: their rows are queued (committed within the audit log's flush
+        # interval, without a write transaction per call). A write tool's row is committed before its answer.
         if tool is None:
-            await self._audit_call(context, name, names, "failure", "tool.unknown")
+            self._audit_call(context, name, names, "failure", "tool.unknown")
             return _error(f"Unknown tool '{name}'. Call tools/list to see the tools you can use.")
         if tool.scope not in token.scopes:
-            await self._audit_call(context, name, names, "failure", "auth.insufficient_scope")
+            self._audit_call(context, name, names, "failure", "auth.insufficient_scope")
             return _error(
                 f"{tool.name} needs the '{tool.scope}' permission, which this connection was not granted. "
                 "Reconnect this MCP server and allow write access on the consent page."
             )
         if contains_nul(params.arguments):
             # PostgreSQL refuses NUL in text (SQLite would store it): refuse it here, the same on both.
-            await self._audit_call(context, name, names, "failure", "request.invalid")
+            self._audit_call(context, name, names, "failure", "request.invalid")
             return _error(
                 "Invalid arguments: text must not contain NUL characters (\\u0000). Remove them and call again."
             )
         try:
             args = tool.input_model.model_validate(params.arguments or {})
         except ValidationError as exc:
-            await self._audit_call(context, name, names, "failure", "request.invalid")
+            self._audit_call(context, name, names, "failure", "request.invalid")
             return _error(_explain(exc))
         arguments = {"arguments": args.model_dump(mode="json")}
+        durable = not tool.read_only
         try:
             result = await tool.handler(context, args)
         except (ToolFailure, IdpError) as exc:
             message = exc.message if isinstance(exc, IdpError) else str(exc)
             code = exc.code if isinstance(exc, IdpError) else "tool.failed"
-            await self._audit_call(context, name, arguments, "failure", code)
+            await self._audited(context, name, arguments, "failure", code, durable=durable)
             return _error(message)
         except Exception:
             # A bug. Left to the SDK it would become a JSON-RPC error carrying the exception's text (SQL and its
             # parameters included); the agent gets a tool error without internals, the log gets the traceback.
             logger.exception("tool %s failed unexpectedly", name)
-            await self._audit_call(context, name, arguments, "failure", "internal")
+            await self._audited(context, name, arguments, "failure", "internal", durable=durable)
             return _error(f"{name} failed on the server (an internal error, now logged). Try again later.")
-        await self._audit_call(context, name, arguments, "success", None)
+        await self._audited(context, name, arguments, "success", None, durable=durable)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=json.dumps(structured, indent=2))],
+            content=[types.TextContent(type="text", text=to_json(structured).decode())],
             structured_content=structured,
         )
 
-    async def _audit_call(
+    def _audit_call(
         self, context: ToolContext, tool_name: str, details: dict[str, Any], outcome: str, error: str | None
     ) -> None:
         """Every tool call is audited with the human and the agent; argument values pass through the scrubber."""
         if error:
             details = {**details, "error": error}
+        self.core.audit.enqueue(
+            context.actor, f"tool.{tool_name}", target_type="tool", target_id=tool_name, outcome=outcome,
+            details=details,
+        )  # fmt: skip
 
-        def write() -> None:
-            with self.core.db.transaction() as conn:
-                self.core.audit.write(
-                    conn, context.actor, f"tool.{tool_name}", target_type="tool", target_id=tool_name,
-                    outcome=outcome, details=details,
-                )  # fmt: skip
-
-        await run_in_threadpool(write)
+    async def _audited(
+        self,
+        context: ToolContext,
+        tool_name: str,
+        details: dict[str, Any],
+        outcome: str,
+        error: str | None,
+        *,
+        durable: bool,
+    ) -> None:
+        """Audit the call; when ``durable``, its row (and any queued before it) is committed before this returns."""
+        self._audit_call(context, tool_name, details, outcome, error)
+        if durable:
+            await run_in_threadpool(self.core.audit.flush)
 
     async def _context(self, token: AccessToken, confirm: Confirm | None = None) -> ToolContext:
         claims = token.claims or {}
         client_id = token.client_id
-        key = (client_id, token.subject or "")
+        tenant_id = str(claims.get("tenant"))
+        key = (client_id, token.subject or "", tenant_id)
         cached = self._names.get(key)
-        if cached is None or time.monotonic() - cached[0] > 30.0:
+        if cached is None or time.monotonic() - cached[0] > NAMES_TTL_SECONDS:
             # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
             def lookup() -> tuple[str | None, str | None]:
                 client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
                 user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
                 return (client.name if client else None, user.email if user else None)
 
-            cached = (time.monotonic(), *await run_in_threadpool(lookup))
+            client_name, user_email = await run_in_threadpool(lookup)
+            actor = Actor(tenant_id=tenant_id, sub=token.subject, client_id=client_id, client_name=client_name)
+            cached = (time.monotonic(), actor, user_email)
             if len(self._names) > 4096:
                 self._names.clear()
             self._names[key] = cached
-        _, client_name, user_email = cached
-        actor = Actor(
-            tenant_id=str(claims.get("tenant")),
-            sub=token.subject,
-            client_id=client_id,
-            client_name=client_name,
-        )
+        _, actor, user_email = cached
+        scopes = frozenset(token.scopes)
+        tool_names = self._tool_names.get(scopes)
+        if tool_names is None:
+            tool_names = self._tool_names[scopes] = tuple(tool.name for tool in self.registry.allowed(scopes))
         return ToolContext(
             core=self.core,
             settings=self.settings,
             guides=self.guides,
             actor=actor,
-            scopes=frozenset(token.scopes),
+            scopes=scopes,
             user_email=user_email,
-            tool_names=tuple(tool.name for tool in self.registry.allowed(token.scopes)),
+            tool_names=tool_names,
             confirm=confirm,
         )
 
@@ -311,16 +381,6 @@ def _confirmer(ctx: ServerRequestContext[Any]) -> Confirm | None:
             return None
 
     return confirm
-
-
-class _Mounted:
-    """Serve a sub-app at exactly /mcp (a Mount would redirect /mcp to /mcp/)."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app({**scope, "path": "/", "root_path": scope.get("root_path", "") + "/mcp"}, receive, send)
 
 
 def _describe(tool: ToolSpec[Any]) -> types.Tool:

@@ -12,9 +12,18 @@ def insert_entry(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(audit_log).values(**values))
 
 
+def insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one statement execution (executemany)."""
+    conn.execute(insert(audit_log), rows)
+
+
 def recent(conn: Connection, tenant_id: str, limit: int = 50) -> list[AuditEntry]:
     rows = conn.execute(
-        select(audit_log).where(audit_log.c.tenant_id == tenant_id).order_by(audit_log.c.id.desc()).limit(limit)
+        select(audit_log)
+        .where(audit_log.c.tenant_id == tenant_id)
+        # By time first: a queued row (a read tool's call) may be inserted after rows of a later change.
+        .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
+        .limit(limit)
     ).all()
     return [
         AuditEntry(
