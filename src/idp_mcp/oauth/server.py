@@ -148,14 +148,15 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 client = self.cimd.resolve(self.tenant_id, client_id)
             except ClientMetadataDocumentError as exc:
                 raise InvalidClientError(description=exc.message) from None
-        else:
-            client = self.core.clients.get(self.tenant_id, client_id)
-        if client is None:
+            if client is None:
+                return None
+            return OAuthClient(client, self.core.clock, self.default_scopes)
+        # The client and its secrets in one read transaction, for this request only.
+        found = self.core.secrets.client_for_authentication(self.tenant_id, client_id)
+        if found is None:
             return None
-        return OAuthClient(client, self.core.clock, self.default_scopes, self._verify_application_secret)
-
-    def _verify_application_secret(self, client: Client, secret: str) -> bool:
-        return self.core.secrets.verify(self.tenant_id, client.client_id, secret)
+        client, secrets = found
+        return OAuthClient(client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret))
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         # The code and refresh grants store their refresh token themselves, in the transaction that spends the
