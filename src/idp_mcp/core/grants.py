@@ -13,7 +13,6 @@ from idp_mcp.core.crypto import digest, new_id
 from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import grants as repo
-from idp_mcp.store.repos import users as users_repo
 
 
 @dataclass(frozen=True)
@@ -131,17 +130,17 @@ class Grants:
 
     def find_code(self, tenant_id: str, code: str, client_id: str) -> PresentedCode | None:
         """A code that ``client_id`` may still exchange, without spending it, so the request can be checked first
-        (PKCE, redirect URI, resource); spend it with :meth:`redeem_code`. One read transaction, which also reads
-        the code's user for the ID token.
+        (PKCE, redirect URI, resource); spend it with :meth:`redeem_code`. One statement, which also reads the
+        code's user for the ID token.
 
         A code already spent is a replay: every token issued from it is revoked (RFC 6749 §4.1.2).
         """
         now = self._clock()
         with self._db.read() as conn:
-            row = repo.get_code(conn, tenant_id, digest(code))
-            if row is None or row.client_id != client_id:
-                return None
-            user = users_repo.get(conn, tenant_id, row.user_id) if row.consumed_at is None else None
+            found = repo.get_code_with_user(conn, tenant_id, digest(code))
+        if found is None or found[0].client_id != client_id:
+            return None
+        row, user = found
         if row.consumed_at is not None:
             self.revoke_family(tenant_id, row.grant_id, reason="code_replay", client_id=client_id)
             return None
@@ -173,19 +172,19 @@ class Grants:
             self._insert_refresh_token(conn, Successor(token, record), self._clock())
 
     def find_refresh_token(self, tenant_id: str, token: str, client_id: str) -> PresentedRefreshToken | None:
-        """A usable refresh token's record and its user (one read transaction), without rotating it, so a request
+        """A usable refresh token's record and its user (one statement), without rotating it, so a request
         can be checked before the token is spent (RFC 6749 §6: the old token is revoked only once a new one is
         issued). Spend it with :meth:`rotate_refresh_token`. A token already rotated out is reuse: its family is
         revoked (OAuth 2.1 §4.3.1).
         """
         now = self._clock()
         with self._db.read() as conn:
-            row = repo.get_refresh_token(conn, tenant_id, digest(token))
-            if row is None or row.client_id != client_id:
-                return None
-            if row.revoked_at is not None or as_utc(row.expires_at) <= now:
-                return None
-            user = users_repo.get(conn, tenant_id, row.user_id) if row.rotated_at is None else None
+            found = repo.get_refresh_token_with_user(conn, tenant_id, digest(token))
+        if found is None or found[0].client_id != client_id:
+            return None
+        row, user = found
+        if row.revoked_at is not None or as_utc(row.expires_at) <= now:
+            return None
         if row.rotated_at is not None:
             self.revoke_family(tenant_id, row.family_id, reason="refresh_token_reuse", client_id=client_id)
             return None

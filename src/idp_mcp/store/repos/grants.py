@@ -7,11 +7,34 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
-from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families
+from idp_mcp.domain import User
+from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families, users
 
 # The token endpoint's statements are built once: building a statement costs ~4x executing a cached one.
 _GET_CODE = select(authorization_codes).where(
     authorization_codes.c.tenant_id == bindparam("tenant"), authorization_codes.c.code_digest == bindparam("digest")
+)
+# A code or refresh token with its user (for the ID token, and to refuse a suspended user): one statement.
+_USER_COLUMNS = (
+    users.c.id.label("user__id"),
+    users.c.username.label("user__username"),
+    users.c.email.label("user__email"),
+    users.c.name.label("user__name"),
+    users.c.suspended.label("user__suspended"),
+    users.c.created_at.label("user__created_at"),
+)
+_GET_CODE_WITH_USER = (
+    select(authorization_codes, *_USER_COLUMNS)
+    .select_from(
+        authorization_codes.outerjoin(
+            users,
+            and_(users.c.tenant_id == authorization_codes.c.tenant_id, users.c.id == authorization_codes.c.user_id),
+        )
+    )
+    .where(
+        authorization_codes.c.tenant_id == bindparam("tenant"),
+        authorization_codes.c.code_digest == bindparam("digest"),
+    )
 )
 _CONSUME_CODE = (
     update(authorization_codes)
@@ -25,6 +48,15 @@ _CONSUME_CODE = (
 _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 _GET_REFRESH_TOKEN = select(refresh_tokens).where(
     refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest")
+)
+_GET_REFRESH_TOKEN_WITH_USER = (
+    select(refresh_tokens, *_USER_COLUMNS)
+    .select_from(
+        refresh_tokens.outerjoin(
+            users, and_(users.c.tenant_id == refresh_tokens.c.tenant_id, users.c.id == refresh_tokens.c.user_id)
+        )
+    )
+    .where(refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest"))
 )
 _ROTATE_REFRESH_TOKEN = (
     update(refresh_tokens)
@@ -65,6 +97,12 @@ def get_code(conn: Connection, tenant_id: str, code_digest: str) -> Any:
     return conn.execute(_GET_CODE, {"tenant": tenant_id, "digest": code_digest}).first()
 
 
+def get_code_with_user(conn: Connection, tenant_id: str, code_digest: str) -> tuple[Any, User | None] | None:
+    """A code's row and its user (None when the user is gone), in one statement."""
+    row = conn.execute(_GET_CODE_WITH_USER, {"tenant": tenant_id, "digest": code_digest}).first()
+    return None if row is None else (row, _user_of(row))
+
+
 def consume_code(conn: Connection, tenant_id: str, code_digest: str, now: datetime) -> bool:
     """Mark a code used; False when it was already used (a replay). Atomic under concurrency."""
     result = conn.execute(_CONSUME_CODE, {"tenant": tenant_id, "digest": code_digest, "now": now})
@@ -77,6 +115,26 @@ def insert_refresh_token(conn: Connection, values: dict[str, Any]) -> None:
 
 def get_refresh_token(conn: Connection, tenant_id: str, token_digest: str) -> Any:
     return conn.execute(_GET_REFRESH_TOKEN, {"tenant": tenant_id, "digest": token_digest}).first()
+
+
+def get_refresh_token_with_user(conn: Connection, tenant_id: str, token_digest: str) -> tuple[Any, User | None] | None:
+    """A refresh token's row and its user (None when the user is gone), in one statement."""
+    row = conn.execute(_GET_REFRESH_TOKEN_WITH_USER, {"tenant": tenant_id, "digest": token_digest}).first()
+    return None if row is None else (row, _user_of(row))
+
+
+def _user_of(row: Any) -> User | None:
+    if row.user__id is None:
+        return None
+    return User(
+        tenant_id=row.tenant_id,
+        id=row.user__id,
+        username=row.user__username,
+        email=row.user__email,
+        name=row.user__name,
+        suspended=bool(row.user__suspended),
+        created_at=row.user__created_at,
+    )
 
 
 def rotate_refresh_token(conn: Connection, tenant_id: str, token_digest: str, now: datetime) -> bool:
