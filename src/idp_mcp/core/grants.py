@@ -220,7 +220,7 @@ class Grants:
         """An active refresh token's record, with no side effect (for introspection)."""
         if not token or len(token) > 256:
             return None
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_refresh_token(conn, tenant_id, digest(token))
         if row is None or row.rotated_at is not None or row.revoked_at is not None:
             return None
@@ -228,7 +228,7 @@ class Grants:
 
     def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
         """(family_id, client_id) of a refresh token, for revocation."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_refresh_token(conn, tenant_id, digest(token))
         return (row.family_id, row.client_id) if row else None
 
