@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id
-from idp_mcp.domain import Actor, Clock, as_utc
+from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import grants as repo
 
@@ -41,6 +43,30 @@ class RefreshRecord:
     acting_tenant_id: str | None
     auth_time: datetime | None
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PresentedCode:
+    """A valid, not yet consumed code, and its user as read in the same transaction (None if deleted)."""
+
+    record: CodeRecord
+    user: User | None
+
+
+@dataclass(frozen=True)
+class PresentedRefreshToken:
+    """A usable, not yet rotated refresh token, and its user as read in the same transaction."""
+
+    record: RefreshRecord
+    user: User | None
+
+
+@dataclass(frozen=True)
+class Successor:
+    """The refresh token issued in the same transaction that spends a code or rotates a refresh token."""
+
+    token: str
+    record: RefreshRecord
 
 
 class Grants:
@@ -102,89 +128,99 @@ class Grants:
                 },
             )
 
-    def redeem_code(self, tenant_id: str, code: str, client_id: str) -> CodeRecord | None:
-        """The code's record if it is valid for ``client_id``; consuming it is atomic.
+    def find_code(self, tenant_id: str, code: str, client_id: str) -> PresentedCode | None:
+        """A code that ``client_id`` may still exchange, without spending it, so the request can be checked first
+        (PKCE, redirect URI, resource); spend it with :meth:`redeem_code`. One statement, which also reads the
+        code's user for the ID token.
 
-        A second redemption (a replay) revokes every token issued from the first (RFC 6749 §4.1.2).
+        A code already spent is a replay: every token issued from it is revoked (RFC 6749 §4.1.2).
         """
         now = self._clock()
-        code_digest = digest(code)
-        replayed: Any = None
-        with self._db.transaction() as conn:
-            row = repo.get_code(conn, tenant_id, code_digest)
-            if row is None or row.client_id != client_id:
-                return None
-            if not repo.consume_code(conn, tenant_id, code_digest, now):
-                replayed = row
-            elif as_utc(row.expires_at) <= now:
-                return None
-        if replayed is not None:
-            self.revoke_family(tenant_id, replayed.grant_id, reason="code_replay", client_id=client_id)
+        with self._db.read() as conn:
+            found = repo.get_code_with_user(conn, tenant_id, digest(code))
+        if found is None or found[0].client_id != client_id:
             return None
-        return CodeRecord(
-            tenant_id=row.tenant_id,
-            client_id=row.client_id,
-            user_id=row.user_id,
-            grant_id=row.grant_id,
-            redirect_uri=row.redirect_uri,
-            scope=row.scope,
-            resource=row.resource,
-            acting_tenant_id=row.acting_tenant_id,
-            code_challenge=row.code_challenge,
-            code_challenge_method=row.code_challenge_method,
-            nonce=row.nonce,
-            auth_time=as_utc(row.auth_time),
-            expires_at=as_utc(row.expires_at),
-        )
+        row, user = found
+        if row.consumed_at is not None:
+            self.revoke_family(tenant_id, row.grant_id, reason="code_replay", client_id=client_id)
+            return None
+        if as_utc(row.expires_at) <= now:
+            return None
+        return PresentedCode(_code_record(row), user)
+
+    def redeem_code(self, tenant_id: str, code: str, client_id: str, successor: Successor | None) -> bool:
+        """Spend a code found by :meth:`find_code` and store the refresh token issued for it, in one transaction:
+        either both happen or neither does.
+
+        False when the code was spent in the meantime (a concurrent replay): its family is then revoked, in the
+        same transaction, and nothing may be returned to the client.
+        """
+        now = self._clock()
+        with self._db.transaction() as conn:
+            code_digest = digest(code)
+            if repo.consume_code(conn, tenant_id, code_digest, now):
+                if successor is not None:
+                    self._insert_refresh_token(conn, successor, now)
+                return True
+            row = repo.get_code(conn, tenant_id, code_digest)
+            if row is not None:
+                self._revoke_family(conn, tenant_id, row.grant_id, now, reason="code_replay", client_id=client_id)
+        return False
 
     def save_refresh_token(self, token: str, record: RefreshRecord) -> None:
         with self._db.transaction() as conn:
-            repo.insert_refresh_token(
-                conn, {"token_digest": digest(token), "created_at": self._clock(), **record.__dict__}
-            )
+            self._insert_refresh_token(conn, Successor(token, record), self._clock())
 
-    def claim_refresh_token(self, tenant_id: str, token: str, client_id: str) -> RefreshRecord | None:
-        """Rotate out a refresh token and return its record, or None.
-
-        Presenting a token that was already rotated is reuse: the whole family is revoked (OAuth 2.1 §4.3.1).
+    def find_refresh_token(self, tenant_id: str, token: str, client_id: str) -> PresentedRefreshToken | None:
+        """A usable refresh token's record and its user (one statement), without rotating it, so a request
+        can be checked before the token is spent (RFC 6749 §6: the old token is revoked only once a new one is
+        issued). Spend it with :meth:`rotate_refresh_token`. A token already rotated out is reuse: its family is
+        revoked (OAuth 2.1 §4.3.1).
         """
         now = self._clock()
-        token_digest = digest(token)
-        reused: Any = None
-        with self._db.transaction() as conn:
-            row = repo.get_refresh_token(conn, tenant_id, token_digest)
-            if row is None or row.client_id != client_id:
-                return None
-            if row.revoked_at is not None or as_utc(row.expires_at) <= now:
-                return None
-            if not repo.rotate_refresh_token(conn, tenant_id, token_digest, now):
-                reused = row
-        if reused is not None:
-            self.revoke_family(tenant_id, reused.family_id, reason="refresh_token_reuse", client_id=client_id)
-            return None
-        return _refresh_record(row)
-
-    def find_refresh_token(self, tenant_id: str, token: str, client_id: str) -> RefreshRecord | None:
-        """A usable refresh token's record, without rotating it, so a request can be checked before the token
-        is spent (RFC 6749 §6: the old token is revoked only once a new one is issued). Spend it with
-        :meth:`claim_refresh_token`. A token already rotated out is reuse: its family is revoked, as there.
-        """
         with self._db.read() as conn:
-            row = repo.get_refresh_token(conn, tenant_id, digest(token))
-        if row is None or row.client_id != client_id:
+            found = repo.get_refresh_token_with_user(conn, tenant_id, digest(token))
+        if found is None or found[0].client_id != client_id:
             return None
-        if row.revoked_at is not None or as_utc(row.expires_at) <= self._clock():
+        row, user = found
+        if row.revoked_at is not None or as_utc(row.expires_at) <= now:
             return None
         if row.rotated_at is not None:
             self.revoke_family(tenant_id, row.family_id, reason="refresh_token_reuse", client_id=client_id)
             return None
-        return _refresh_record(row)
+        return PresentedRefreshToken(_refresh_record(row), user)
+
+    def rotate_refresh_token(self, tenant_id: str, token: str, client_id: str, successor: Successor | None) -> bool:
+        """Rotate out a refresh token found by :meth:`find_refresh_token` and store its successor, in one
+        transaction: if the successor cannot be stored, the presented token stays usable.
+
+        False when the token was rotated or revoked in the meantime (a concurrent use counts as reuse): its family
+        is then revoked, in the same transaction, and nothing may be returned to the client.
+        """
+        now = self._clock()
+        token_digest = digest(token)
+        with self._db.transaction() as conn:
+            if repo.rotate_refresh_token(conn, tenant_id, token_digest, now):
+                if successor is not None:
+                    self._insert_refresh_token(conn, successor, now)
+                return True
+            row = repo.get_refresh_token(conn, tenant_id, token_digest)
+            if row is not None:
+                self._revoke_family(
+                    conn, tenant_id, row.family_id, now, reason="refresh_token_reuse", client_id=client_id
+                )
+        return False
+
+    def _insert_refresh_token(self, conn: Connection, successor: Successor, now: datetime) -> None:
+        repo.insert_refresh_token(
+            conn, {"token_digest": digest(successor.token), "created_at": now, **successor.record.__dict__}
+        )
 
     def peek_refresh_token(self, tenant_id: str, token: str) -> RefreshRecord | None:
         """An active refresh token's record, with no side effect (for introspection)."""
         if not token or len(token) > 256:
             return None
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_refresh_token(conn, tenant_id, digest(token))
         if row is None or row.rotated_at is not None or row.revoked_at is not None:
             return None
@@ -192,22 +228,27 @@ class Grants:
 
     def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
         """(family_id, client_id) of a refresh token, for revocation."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_refresh_token(conn, tenant_id, digest(token))
         return (row.family_id, row.client_id) if row else None
 
     def revoke_family(self, tenant_id: str, family_id: str, *, reason: str, client_id: str | None) -> None:
         with self._db.transaction() as conn:
-            repo.revoke_family(conn, tenant_id, family_id, self._clock(), reason)
-            self._audit.write(
-                conn,
-                Actor(tenant_id=tenant_id, sub=None, client_id=client_id),
-                "oauth.revoke_grant",
-                target_type="grant",
-                target_id=family_id,
-                outcome="success",
-                details={"reason": reason},
-            )
+            self._revoke_family(conn, tenant_id, family_id, self._clock(), reason=reason, client_id=client_id)
+
+    def _revoke_family(
+        self, conn: Connection, tenant_id: str, family_id: str, now: datetime, *, reason: str, client_id: str | None
+    ) -> None:
+        repo.revoke_family(conn, tenant_id, family_id, now, reason)
+        self._audit.write(
+            conn,
+            Actor(tenant_id=tenant_id, sub=None, client_id=client_id),
+            "oauth.revoke_grant",
+            target_type="grant",
+            target_id=family_id,
+            outcome="success",
+            details={"reason": reason},
+        )
 
     def is_family_revoked(self, family_id: str) -> bool:
         with self._db.read() as conn:
@@ -215,6 +256,24 @@ class Grants:
 
     def refresh_expiry(self, ttl_seconds: int) -> datetime:
         return self._clock() + timedelta(seconds=ttl_seconds)
+
+
+def _code_record(row: Any) -> CodeRecord:
+    return CodeRecord(
+        tenant_id=row.tenant_id,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        grant_id=row.grant_id,
+        redirect_uri=row.redirect_uri,
+        scope=row.scope,
+        resource=row.resource,
+        acting_tenant_id=row.acting_tenant_id,
+        code_challenge=row.code_challenge,
+        code_challenge_method=row.code_challenge_method,
+        nonce=row.nonce,
+        auth_time=as_utc(row.auth_time),
+        expires_at=as_utc(row.expires_at),
+    )
 
 
 def _refresh_record(row: Any) -> RefreshRecord:

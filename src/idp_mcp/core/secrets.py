@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from idp_mcp.core.applications import ApplicationNotFound
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, digests_equal, new_id, new_secret
-from idp_mcp.domain import Actor, Clock, as_utc
+from idp_mcp.domain import Actor, Client, Clock, as_utc
 from idp_mcp.errors import ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as clients_repo
@@ -115,12 +115,38 @@ class ClientSecrets:
         """True when ``presented`` is an active secret of the application (compared in constant time)."""
         if not presented or len(presented) > 256:
             return False
-        presented_digest = digest(presented)
-        now = self._clock()
         with self._db.read() as conn:
             rows = repo.for_client(conn, tenant_id, client_id)
+        return StoredSecrets(rows, self._clock).verify(presented)
+
+    def client_for_authentication(self, tenant_id: str, client_id: str) -> tuple[Client, StoredSecrets] | None:
+        """A client and, for a confidential application, its secrets, read in one transaction (the token
+        endpoint's client authentication needs both). Nothing is kept: each request reads them afresh, so a
+        revoked or expired secret is refused at once."""
+        with self._db.read() as conn:
+            client = clients_repo.get(conn, tenant_id, client_id)
+            if client is None:
+                return None
+            confidential = client.origin == "application" and not client.is_public
+            rows = repo.for_client(conn, tenant_id, client_id) if confidential else []
+        return client, StoredSecrets(rows, self._clock)
+
+
+class StoredSecrets:
+    """An application's secrets as read for one request."""
+
+    def __init__(self, rows: list[Any], clock: Clock) -> None:
+        self._rows = rows
+        self._clock = clock
+
+    def verify(self, presented: str) -> bool:
+        """True when ``presented`` is one of these secrets and still active now (compared in constant time)."""
+        if not presented or len(presented) > 256:
+            return False
+        presented_digest = digest(presented)
+        now = self._clock()
         matched = False
-        for row in rows:  # compare with every secret so timing does not tell which one matched
+        for row in self._rows:  # compare with every secret so timing does not tell which one matched
             if digests_equal(presented_digest, row.digest) and _active(row, now):
                 matched = True
         return matched

@@ -48,9 +48,11 @@ def _multi(params: QueryParams | FormData) -> dict[str, list[str]]:
 
 
 def request_headers(request: Request) -> dict[str, str]:
-    # Values stripped as HTTP servers do (RFC 9110 §5.5): authlib splits "Authorization: Basic " on whitespace
+    """The headers authlib reads: only ``Authorization`` (client authentication; the body is parsed here)."""
+    # Value stripped as HTTP servers do (RFC 9110 §5.5): authlib splits "Authorization: Basic " on whitespace
     # and expects two parts, so a bare scheme with a trailing space raised instead of failing client auth.
-    return {key.title(): value.strip() for key, value in request.headers.items()}
+    authorization = request.headers.get("authorization")
+    return {} if authorization is None else {"Authorization": authorization.strip()}
 
 
 async def read_form(request: Request) -> dict[str, list[str]] | JSONResponse:

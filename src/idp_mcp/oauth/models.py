@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin
 from idp_mcp.core.crypto import digest, digests_equal
 from idp_mcp.core.grants import CodeRecord, RefreshRecord
 from idp_mcp.core.redirect_uris import redirect_uri_matches
-from idp_mcp.domain import Client, Clock, as_utc, join_scope, split_scope
+from idp_mcp.domain import Client, Clock, User, as_utc, join_scope, split_scope
 
 SecretVerifier = Callable[[Client, str], bool]
 
@@ -84,8 +84,9 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 
 
 class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
-    def __init__(self, record: CodeRecord) -> None:
+    def __init__(self, record: CodeRecord, user: User | None = None) -> None:
         self.record = record
+        self.user = user  # read with the code, for the ID token's claims
 
     @property
     def code_challenge(self) -> str:  # read by authlib's PKCE extension
@@ -115,10 +116,11 @@ class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
 
 
 class RefreshToken:
-    """The claimed (already rotated-out) refresh token a refresh request presented."""
+    """The refresh token a refresh request presented (found valid, rotated out once the request is accepted)."""
 
-    def __init__(self, record: RefreshRecord) -> None:
+    def __init__(self, record: RefreshRecord, user: User | None = None) -> None:
         self.record = record
+        self.user = user  # read with the token
 
     def check_client(self, client: OAuthClient) -> bool:
         return client.client_id == self.record.client_id
@@ -127,7 +129,7 @@ class RefreshToken:
         return self.record.scope
 
     def is_expired(self) -> bool:
-        return False  # checked when claimed
+        return False  # checked when found
 
     def is_revoked(self) -> bool:
-        return False  # checked when claimed
+        return False  # checked when found, and again (atomically) when rotated

@@ -13,7 +13,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 
 from idp_mcp.core.crypto import new_secret
-from idp_mcp.core.grants import RefreshRecord
+from idp_mcp.core.grants import RefreshRecord, Successor
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import SCOPE_OFFLINE, Client, split_scope
 from idp_mcp.errors import ClientMetadataDocumentError
@@ -148,22 +148,31 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 client = self.cimd.resolve(self.tenant_id, client_id)
             except ClientMetadataDocumentError as exc:
                 raise InvalidClientError(description=exc.message) from None
-        else:
-            client = self.core.clients.get(self.tenant_id, client_id)
-        if client is None:
+            if client is None:
+                return None
+            return OAuthClient(client, self.core.clock, self.default_scopes)
+        # The client and its secrets in one read transaction, for this request only.
+        found = self.core.secrets.client_for_authentication(self.tenant_id, client_id)
+        if found is None:
             return None
-        return OAuthClient(client, self.core.clock, self.default_scopes, self._verify_application_secret)
-
-    def _verify_application_secret(self, client: Client, secret: str) -> bool:
-        return self.core.secrets.verify(self.tenant_id, client.client_id, secret)
+        client, secrets = found
+        return OAuthClient(client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret))
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
+        # The code and refresh grants store their refresh token themselves, in the transaction that spends the
+        # code or rotates the old token; client credentials issues none.
+        successor = self.successor(token, request)
+        if successor is not None:
+            self.core.grants.save_refresh_token(successor.token, successor.record)
+
+    def successor(self, token: dict[str, Any], request: Any) -> Successor | None:
+        """The refresh token in ``token`` with what it grants, or None when the response has none."""
         refresh_token = token.get("refresh_token")
         if not refresh_token:
-            return
+            return None
         subject: TokenSubject = request.user
         previous = getattr(request, "refresh_token", None)
-        self.core.grants.save_refresh_token(
+        return Successor(
             refresh_token,
             RefreshRecord(
                 tenant_id=self.tenant_id,

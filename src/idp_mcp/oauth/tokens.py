@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import jwt
 
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.keys import KeyRing
-from idp_mcp.domain import Clock
+from idp_mcp.domain import Clock, User
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class TokenSubject:
     nonce: str | None = None
     # The scope of the grant itself when the access token asks for less (a narrower refresh, RFC 6749 §6).
     grant_scope: str | None = None
+    # The user's record when it was read with the code or refresh token (for the ID token's claims).
+    user: User | None = field(default=None, compare=False, repr=False)
 
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.user_id

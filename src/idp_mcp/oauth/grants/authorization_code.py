@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Error, grants
 
 from idp_mcp.core.grants import CodeRecord
 from idp_mcp.oauth.checks import InvalidTargetError, choose_resource
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     server: IdpAuthorizationServer
+    _found: tuple[str, str] | None = None  # (code, client id) once the code was found valid for this request
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
@@ -68,19 +69,43 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
         if not code or len(code) > 256:
             return None
-        record = self.server.core.grants.redeem_code(self.server.tenant_id, code, client.client_id)
-        return AuthorizationCode(record) if record else None
+        # Only look here: a valid request spends the code in save_token, in the transaction that stores the refresh
+        # token issued for it; a refused one spends it in validate_token_request.
+        found = self.server.core.grants.find_code(self.server.tenant_id, code, client.client_id)
+        if found is None:
+            return None
+        self._found = (code, client.client_id)
+        return AuthorizationCode(found.record, found.user)
 
     def validate_token_request(self) -> None:
-        super().validate_token_request()
-        # RFC 8707 §2.2: a resource named at the token endpoint must be the one the code was issued for.
-        requested = self.request.payload.datalist.get("resource", [])
-        bound = self.request.authorization_code.record.resource
-        if requested and (len(set(requested)) > 1 or requested[0] != bound):
-            raise InvalidTargetError(description="The resource does not match the authorization request.")
+        self._found = None
+        try:
+            super().validate_token_request()  # the client, the code, the redirect URI, then PKCE (a hook)
+            # RFC 8707 §2.2: a resource named at the token endpoint must be the one the code was issued for.
+            requested = self.request.payload.datalist.get("resource", [])
+            bound = self.request.authorization_code.record.resource
+            if requested and (len(set(requested)) > 1 or requested[0] != bound):
+                raise InvalidTargetError(description="The resource does not match the authorization request.")
+        except OAuth2Error:
+            if self._found is not None:
+                # A refused exchange still spends the code: one try per code, so a verifier cannot be guessed at.
+                code, client_id = self._found
+                self.server.core.grants.redeem_code(self.server.tenant_id, code, client_id, None)
+            raise
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        # Always called before the response is built (with or without a refresh token): spend the code here, once.
+        # A code spent in the meantime (a concurrent replay) has revoked its grant, and this request gets nothing.
+        if not self.server.core.grants.redeem_code(
+            self.server.tenant_id,
+            self.request.form["code"],
+            self.request.client.client_id,
+            self.server.successor(token, self.request),
+        ):
+            raise InvalidGrantError("Invalid 'code' in request.")
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        """Nothing to do: the code was consumed atomically when it was redeemed."""
+        """Nothing to do: the code was spent in save_token, in the transaction that stored its refresh token."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> TokenSubject:
         record = authorization_code.record
@@ -91,4 +116,5 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             acting_tenant_id=record.acting_tenant_id,
             auth_time=record.auth_time,
             nonce=record.nonce,
+            user=authorization_code.user,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, grants
 
@@ -22,11 +22,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         if not refresh_token or len(refresh_token) > 256:
             return None
-        # Only look here: a request refused for its scope or resource must not spend the client's token.
-        record = self.server.core.grants.find_refresh_token(
+        # Only look here: a request refused for its scope or resource must not spend the client's token. It is
+        # rotated out in save_token, in the transaction that stores its successor.
+        found = self.server.core.grants.find_refresh_token(
             self.server.tenant_id, refresh_token, self.request.client.client_id
         )
-        return RefreshToken(record) if record else None
+        return RefreshToken(found.record, found.user) if found else None
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -34,18 +35,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         bound = self.request.refresh_token.record.resource
         if requested and (len(set(requested)) > 1 or requested[0] != bound):
             raise InvalidTargetError(description="The resource does not match the original grant.")
-        # The request is valid: rotate the token out now, atomically (a concurrent use of it counts as reuse).
-        record = self.server.core.grants.claim_refresh_token(
-            self.server.tenant_id, self.request.form["refresh_token"], self.request.client.client_id
-        )
-        if record is None:
-            raise InvalidGrantError()
-        self.request.refresh_token = RefreshToken(record)
 
     def authenticate_user(self, refresh_token: RefreshToken) -> TokenSubject | None:
         record = refresh_token.record
-        # The people who consent to this issuer are users of its own tenant (administrators for /mcp).
-        user = self.server.core.users.get(self.server.tenant_id, record.user_id)
+        # The people who consent to this issuer are users of its own tenant (administrators for /mcp); read with
+        # the token.
+        user = refresh_token.user
         if user is None or user.suspended:
             return None
         return TokenSubject(
@@ -55,7 +50,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             acting_tenant_id=record.acting_tenant_id,
             auth_time=record.auth_time,
             grant_scope=record.scope,
+            user=user,
         )
 
+    def save_token(self, token: dict[str, Any]) -> None:
+        successor = self.server.successor(token, self.request)
+        # Rotation and successor in one transaction. A token used concurrently (claimed in the meantime) counts as
+        # reuse: its family has been revoked, and this request gets nothing.
+        if not self.server.core.grants.rotate_refresh_token(
+            self.server.tenant_id, self.request.form["refresh_token"], self.request.client.client_id, successor
+        ):
+            raise InvalidGrantError()
+
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        """Nothing to do: the token was rotated out atomically when it was claimed."""
+        """Nothing to do: the token was rotated out in save_token, with its successor."""

@@ -5,9 +5,70 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
-from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families
+from idp_mcp.domain import User
+from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families, users
+
+# The token endpoint's statements are built once: building a statement costs ~4x executing a cached one.
+_GET_CODE = select(authorization_codes).where(
+    authorization_codes.c.tenant_id == bindparam("tenant"), authorization_codes.c.code_digest == bindparam("digest")
+)
+# A code or refresh token with its user (for the ID token, and to refuse a suspended user): one statement.
+_USER_COLUMNS = (
+    users.c.id.label("user__id"),
+    users.c.username.label("user__username"),
+    users.c.email.label("user__email"),
+    users.c.name.label("user__name"),
+    users.c.suspended.label("user__suspended"),
+    users.c.created_at.label("user__created_at"),
+)
+_GET_CODE_WITH_USER = (
+    select(authorization_codes, *_USER_COLUMNS)
+    .select_from(
+        authorization_codes.outerjoin(
+            users,
+            and_(users.c.tenant_id == authorization_codes.c.tenant_id, users.c.id == authorization_codes.c.user_id),
+        )
+    )
+    .where(
+        authorization_codes.c.tenant_id == bindparam("tenant"),
+        authorization_codes.c.code_digest == bindparam("digest"),
+    )
+)
+_CONSUME_CODE = (
+    update(authorization_codes)
+    .where(
+        authorization_codes.c.tenant_id == bindparam("tenant"),
+        authorization_codes.c.code_digest == bindparam("digest"),
+        authorization_codes.c.consumed_at.is_(None),
+    )
+    .values(consumed_at=bindparam("now"))
+)
+_INSERT_REFRESH_TOKEN = insert(refresh_tokens)
+_GET_REFRESH_TOKEN = select(refresh_tokens).where(
+    refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest")
+)
+_GET_REFRESH_TOKEN_WITH_USER = (
+    select(refresh_tokens, *_USER_COLUMNS)
+    .select_from(
+        refresh_tokens.outerjoin(
+            users, and_(users.c.tenant_id == refresh_tokens.c.tenant_id, users.c.id == refresh_tokens.c.user_id)
+        )
+    )
+    .where(refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest"))
+)
+_ROTATE_REFRESH_TOKEN = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.tenant_id == bindparam("tenant"),
+        refresh_tokens.c.token_digest == bindparam("digest"),
+        refresh_tokens.c.rotated_at.is_(None),
+        refresh_tokens.c.revoked_at.is_(None),
+    )
+    .values(rotated_at=bindparam("now"))
+)
+_IS_FAMILY_REVOKED = select(revoked_families.c.family_id).where(revoked_families.c.family_id == bindparam("family"))
 
 
 def insert_grant(conn: Connection, values: dict[str, Any]) -> None:
@@ -33,51 +94,52 @@ def insert_code(conn: Connection, values: dict[str, Any]) -> None:
 
 
 def get_code(conn: Connection, tenant_id: str, code_digest: str) -> Any:
-    return conn.execute(
-        select(authorization_codes).where(
-            authorization_codes.c.tenant_id == tenant_id, authorization_codes.c.code_digest == code_digest
-        )
-    ).first()
+    return conn.execute(_GET_CODE, {"tenant": tenant_id, "digest": code_digest}).first()
+
+
+def get_code_with_user(conn: Connection, tenant_id: str, code_digest: str) -> tuple[Any, User | None] | None:
+    """A code's row and its user (None when the user is gone), in one statement."""
+    row = conn.execute(_GET_CODE_WITH_USER, {"tenant": tenant_id, "digest": code_digest}).first()
+    return None if row is None else (row, _user_of(row))
 
 
 def consume_code(conn: Connection, tenant_id: str, code_digest: str, now: datetime) -> bool:
     """Mark a code used; False when it was already used (a replay). Atomic under concurrency."""
-    result = conn.execute(
-        update(authorization_codes)
-        .where(
-            authorization_codes.c.tenant_id == tenant_id,
-            authorization_codes.c.code_digest == code_digest,
-            authorization_codes.c.consumed_at.is_(None),
-        )
-        .values(consumed_at=now)
-    )
+    result = conn.execute(_CONSUME_CODE, {"tenant": tenant_id, "digest": code_digest, "now": now})
     return result.rowcount == 1
 
 
 def insert_refresh_token(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(insert(refresh_tokens).values(**values))
+    conn.execute(_INSERT_REFRESH_TOKEN, values)
 
 
 def get_refresh_token(conn: Connection, tenant_id: str, token_digest: str) -> Any:
-    return conn.execute(
-        select(refresh_tokens).where(
-            refresh_tokens.c.tenant_id == tenant_id, refresh_tokens.c.token_digest == token_digest
-        )
-    ).first()
+    return conn.execute(_GET_REFRESH_TOKEN, {"tenant": tenant_id, "digest": token_digest}).first()
+
+
+def get_refresh_token_with_user(conn: Connection, tenant_id: str, token_digest: str) -> tuple[Any, User | None] | None:
+    """A refresh token's row and its user (None when the user is gone), in one statement."""
+    row = conn.execute(_GET_REFRESH_TOKEN_WITH_USER, {"tenant": tenant_id, "digest": token_digest}).first()
+    return None if row is None else (row, _user_of(row))
+
+
+def _user_of(row: Any) -> User | None:
+    if row.user__id is None:
+        return None
+    return User(
+        tenant_id=row.tenant_id,
+        id=row.user__id,
+        username=row.user__username,
+        email=row.user__email,
+        name=row.user__name,
+        suspended=bool(row.user__suspended),
+        created_at=row.user__created_at,
+    )
 
 
 def rotate_refresh_token(conn: Connection, tenant_id: str, token_digest: str, now: datetime) -> bool:
     """Mark a refresh token rotated; False when it was already rotated or revoked (a reuse)."""
-    result = conn.execute(
-        update(refresh_tokens)
-        .where(
-            refresh_tokens.c.tenant_id == tenant_id,
-            refresh_tokens.c.token_digest == token_digest,
-            refresh_tokens.c.rotated_at.is_(None),
-            refresh_tokens.c.revoked_at.is_(None),
-        )
-        .values(rotated_at=now)
-    )
+    result = conn.execute(_ROTATE_REFRESH_TOKEN, {"tenant": tenant_id, "digest": token_digest, "now": now})
     return result.rowcount == 1
 
 
@@ -102,10 +164,7 @@ def revoke_family(conn: Connection, tenant_id: str, family_id: str, now: datetim
 
 
 def is_family_revoked(conn: Connection, family_id: str) -> bool:
-    return (
-        conn.execute(select(revoked_families.c.family_id).where(revoked_families.c.family_id == family_id)).first()
-        is not None
-    )
+    return conn.execute(_IS_FAMILY_REVOKED, {"family": family_id}).first() is not None
 
 
 def revoke_client_families(conn: Connection, tenant_id: str, client_id: str, now: datetime) -> None:
