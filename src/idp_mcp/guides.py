@@ -209,14 +209,15 @@ class GuideLibrary:
 
     def __init__(self, guides: Iterable[Guide]) -> None:
         self._guides = {guide.id: guide for guide in sorted(guides, key=lambda g: g.id)}
-        self._tokens = {guide.id: parse_markdown(guide.body) for guide in self._guides.values()}
-        self._sections = {
-            guide.id: _sections(guide.title, guide.body, self._tokens[guide.id]) for guide in self._guides.values()
-        }
-        self._anchors = {
-            guide_id: {str(token.attrGet("id")) for token in tokens if token.type == "heading_open"}
-            for guide_id, tokens in self._tokens.items()
-        }
+        self._sections: dict[str, list[Section]] = {}
+        self._anchors: dict[str, set[str]] = {}
+        self._links: dict[str, list[str]] = {}
+        for guide in self._guides.values():
+            # Keep what is read from the tokens, not the tokens (~3 MB for the shipped guides, held for good).
+            tokens = parse_markdown(guide.body)
+            self._sections[guide.id] = _sections(guide.title, guide.body, tokens)
+            self._anchors[guide.id] = {str(token.attrGet("id")) for token in tokens if token.type == "heading_open"}
+            self._links[guide.id] = _links(tokens)
         self._index = DocsIndex(
             IndexedSection(guide.id, guide.title, s.heading, s.anchor, s.text, _about(guide))
             for guide in self._guides.values()
@@ -246,7 +247,7 @@ class GuideLibrary:
                         f"{guide.id}.md: heading '{section.heading}' has a placeholder; headings must not change "
                         "when a guide is filled in, or links to them break"
                     )
-            for href in _links(self._tokens[guide.id]):
+            for href in self._links[guide.id]:
                 self._check_link(guide.id, href)
 
     def _check_link(self, guide_id: str, href: str) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,13 +15,11 @@ from starlette.testclient import TestClient
 from idp_mcp.core.applications import Application
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor, User
-from idp_mcp.settings import Settings
 from idp_mcp.store.tables import verification_codes
 from tests.support import hosted
 from tests.support.clock import Clock
 from tests.support.hosted import HostedRequest
-from tests.support.inprocess import PUBLIC_URL
-from tests.support.smtp import SmtpSink, body_of, code_in, run_smtp_server
+from tests.support.smtp import SmtpSink, body_of, code_in, smtp_fixtures
 
 TENANT = "default"
 ACTOR = Actor(tenant_id=TENANT, sub="test-admin")
@@ -31,18 +27,7 @@ BOB = "bob@example.com"
 PASSWORD = "violet staple horizon 7"
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with run_smtp_server() as sink:
-        yield sink
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Settings:
-    return Settings(
-        public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url, smtp_host=smtp.host,
-        smtp_port=smtp.port, smtp_from="no-reply@idp.example.com", smtp_starttls=False,
-    )  # fmt: skip
+smtp, settings = smtp_fixtures()
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""A real SMTP server on loopback (aiosmtpd) that keeps every message it receives, for tests of email codes."""
+"""A real SMTP server on loopback (aiosmtpd) that keeps every message it receives, for tests of email codes.
+
+A test module that needs one for every test takes its fixtures from :func:`smtp_fixtures`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from aiosmtpd.controller import Controller
 
+from idp_mcp.settings import Settings
+from tests.support.inprocess import PUBLIC_URL
 from tests.support.live_server import free_port
 
 SENDER = "no-reply@idp.example.com"
@@ -35,6 +42,10 @@ class SmtpSink:
             "IDP_MCP_SMTP_FROM": SENDER,
             "IDP_MCP_SMTP_STARTTLS": "false",
         }
+
+    def settings(self, **values: Any) -> Settings:
+        """In-process settings whose email connector points here, with ``values`` for the rest."""
+        return Settings(smtp_host=self.host, smtp_port=self.port, smtp_from=SENDER, smtp_starttls=False, **values)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [message for message in self.messages if message["To"] == address]
@@ -85,3 +96,22 @@ def run_smtp_server() -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+def smtp_fixtures() -> tuple[Any, Any]:
+    """Two fixtures for a test module whose app sends email: ``smtp`` (a running :class:`SmtpSink`) and
+    ``settings`` (the in-process app's settings, its email connector pointed at that sink). In the module::
+
+        smtp, settings = smtp_fixtures()
+    """
+
+    @pytest.fixture(name="smtp")
+    def smtp_fixture() -> Iterator[SmtpSink]:
+        with run_smtp_server() as sink:
+            yield sink
+
+    @pytest.fixture(name="settings")
+    def settings_fixture(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Settings:
+        return smtp.settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url)
+
+    return smtp_fixture, settings_fixture
