@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,8 +18,8 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_EMAIL, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFILE
 from idp_mcp.guides import GuideLibrary, default_directory
 from idp_mcp.logs import configure_logging
+from idp_mcp.mcp_server.front import MCP_METHODS, McpFront
 from idp_mcp.mcp_server.registry import ToolRegistry
-from idp_mcp.mcp_server.server import MCP_METHODS, McpApp
 from idp_mcp.mcp_server.tools import all_tools
 from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
@@ -33,6 +33,9 @@ from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.session import CookieJar
+
+if TYPE_CHECKING:
+    from idp_mcp.mcp_server.server import McpApp
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +117,15 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     flow = AuthorizationFlow(server, settings.url("/interaction"))
     pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
     endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
-    mcp = McpApp(settings, core, registry, guides)
+
+    def load_mcp() -> McpApp:
+        # In a worker thread once the server is up (McpFront.lifespan): the MCP SDK is ~0.5 s of imports that the
+        # 401 to a client without a token, the pages and the OAuth endpoints do not need.
+        from idp_mcp.mcp_server.server import McpApp
+
+        return McpApp(settings, core, registry, guides)
+
+    mcp = McpFront(settings, load_mcp)
     providers = TenantProviders(core, pages.error_page)
     hosted = HostedPages(pages, providers)
 
@@ -146,7 +157,7 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],
-        mcp_endpoint=mcp.endpoint,
+        mcp_endpoint=mcp,
         mcp_methods=MCP_METHODS,
     )
     app.state.core = core

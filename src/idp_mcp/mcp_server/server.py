@@ -23,18 +23,16 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.authentication import AuthCredentials
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp_mcp import __version__
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import ADMIN_TENANT_ID, MCP_SCOPES, SCOPE_OFFLINE, Actor, contains_nul
+from idp_mcp.domain import ADMIN_TENANT_ID, Actor, contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
+from idp_mcp.mcp_server.front import CHALLENGE_SCOPE, MCP_METHODS, protected_resource_routes, resource_metadata_url
 from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
-from idp_mcp.oauth.endpoints import with_cors
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
 
@@ -50,8 +48,6 @@ INSTRUCTIONS = (
 CONFIRM_TIMEOUT_SECONDS = 300.0
 #: How long the agent's name and the human's email (labels of audit rows and of getTenantInfo) are reused.
 NAMES_TTL_SECONDS = 30.0
-#: Methods the transport serves at /mcp.
-MCP_METHODS = ("GET", "POST", "DELETE")
 CONFIRM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -173,8 +169,8 @@ class McpApp:
         self.endpoint = BearerGate(
             self.session_manager.handle_request,
             self.verifier,
-            resource_metadata_url=f"{settings.public_url}/.well-known/oauth-protected-resource/mcp",
-            scope=" ".join((*MCP_SCOPES, SCOPE_OFFLINE)),
+            resource_metadata_url=resource_metadata_url(settings),
+            scope=CHALLENGE_SCOPE,
         )
         self._tool_names: dict[frozenset[str], tuple[str, ...]] = {}
 
@@ -199,25 +195,8 @@ class McpApp:
     # --- routes -------------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        # RFC 9728 metadata, written by hand rather than with the SDK's route: pydantic's AnyHttpUrl would add a
-        # trailing slash to the issuer, and issuers are compared as exact strings.
-        document = {
-            "resource": self.settings.mcp_resource,
-            "authorization_servers": [self.settings.issuer],
-            "scopes_supported": [*MCP_SCOPES, SCOPE_OFFLINE],
-            "bearer_methods_supported": ["header"],
-            "resource_name": "idp-mcp",
-            "resource_documentation": self.settings.url("/"),
-        }
-
-        async def protected_resource_metadata(request: Request) -> Response:
-            return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
-
-        prm = with_cors(protected_resource_metadata, ["GET"])
         return [
-            Route("/.well-known/oauth-protected-resource/mcp", prm, methods=["GET", "OPTIONS"]),
-            # Also at the bare well-known path, for clients that look there first.
-            Route("/.well-known/oauth-protected-resource", prm, methods=["GET", "OPTIONS"]),
+            *protected_resource_routes(self.settings),
             Route("/mcp", endpoint=self.endpoint, methods=list(MCP_METHODS)),
         ]
 

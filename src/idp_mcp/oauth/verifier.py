@@ -13,15 +13,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import jwt
-from mcp.server.auth.provider import AccessToken
 
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import SUPPORTED_ALGS, KeyRing, SigningKey
 from idp_mcp.domain import split_scope
+
+if TYPE_CHECKING:
+    # Not at run time: importing any of ``mcp`` imports the whole SDK (~0.5 s), and the authorization server
+    # imports this module for decode_signed. McpTokenVerifier only runs once the MCP app has loaded the SDK.
+    from mcp.server.auth.provider import AccessToken
 
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "gid"]
 LEEWAY_SECONDS = 5
@@ -130,6 +134,8 @@ class McpTokenVerifier:
         self._lock = threading.Lock()
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        from mcp.server.auth.provider import AccessToken
+
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             cached = self._verified.get(key)
