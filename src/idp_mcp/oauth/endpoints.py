@@ -18,6 +18,7 @@ from idp_mcp.core.clients import parse_client_metadata
 from idp_mcp.domain import contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.oauth.flow import AuthorizationFlow
+from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
@@ -107,6 +108,8 @@ class AuthorizationServerEndpoints:
         self.flow = flow
         self.base_url = base_url
         self.error_page = error_page
+        # An issuer that resolves client ID metadata documents may wait on the network in a token request.
+        self._lane_db = server.core.db if server.cimd is None else None
 
     def routes(self, prefix: str) -> list[BaseRoute]:
         return [
@@ -145,7 +148,7 @@ class AuthorizationServerEndpoints:
         if isinstance(form, Response):
             return form
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
-        result = await run_in_threadpool(self.server.create_token_response, oauth_request)
+        result = await run_token_work(self._lane_db, self.server.create_token_response, oauth_request)
         return to_response(result)
 
     async def revoke(self, request: Request) -> Response:
@@ -153,7 +156,7 @@ class AuthorizationServerEndpoints:
         if isinstance(form, Response):
             return form
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
-        result = await run_in_threadpool(self.server.create_endpoint_response, "revocation", oauth_request)
+        result = await run_token_work(self._lane_db, self.server.create_endpoint_response, "revocation", oauth_request)
         return to_response(result)
 
     async def jwks(self, request: Request) -> Response:

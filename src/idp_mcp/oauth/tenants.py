@@ -29,6 +29,7 @@ from idp_mcp.oauth.endpoints import (
     request_headers,
 )
 from idp_mcp.oauth.flow import AuthorizationFlow
+from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.verifier import decode_signed
@@ -168,7 +169,7 @@ class TenantEndpoints:
     async def userinfo(self, provider: TenantProvider, request: Request) -> Response:
         authorization = request.headers.get("authorization", "")
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-        claims = await run_in_threadpool(self._userinfo_claims, provider, token)
+        claims = await run_token_work(self.providers.core.db, self._userinfo_claims, provider, token)
         if claims is None:
             return JSONResponse(
                 {"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."},
@@ -206,7 +207,7 @@ class TenantEndpoints:
             return form
         oauth_request = PlainOAuth2Request("POST", f"{provider.issuer}/introspect", request_headers(request), {}, form)
         try:
-            result = await run_in_threadpool(self._introspect, provider, oauth_request)
+            result = await run_token_work(self.providers.core.db, self._introspect, provider, oauth_request)
         except OAuth2Error as error:
             status, body, headers = error()
             return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
