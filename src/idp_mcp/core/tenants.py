@@ -86,12 +86,12 @@ class Tenants:
 
     def memberships(self, admin_user_id: str) -> list[tuple[Tenant, str]]:
         """The tenants an administrator may act on, with their role in each."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.memberships(conn, admin_user_id)
 
     def require_member(self, tenant_id: str, admin_user_id: str) -> str:
         """The administrator's role in the tenant; :class:`Forbidden` when they are not a member."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             role = repo.member_role(conn, tenant_id, admin_user_id)
         if role is None:
             raise Forbidden(f"You are not an administrator of tenant '{tenant_id}'.")

@@ -121,7 +121,7 @@ class Users:
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
         await self._count_sign_in_attempt(tenant_id, identifier, client_address)
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             found = repo.find_by_identifier(conn, tenant_id, identifier)
         user, password_hash = found if found else (None, None)
         ok = await passwords.verify_password(password_hash, password)
@@ -289,7 +289,7 @@ class TenantUsers:
     def list(self, tenant_id: str, *, query: str | None, page: int, page_size: int) -> tuple[list[User], int]:
         if page < 1 or not 1 <= page_size <= 100:
             raise ValidationFailed("page starts at 1 and page_size is 1 to 100.")
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return repo.search(conn, tenant_id, (query or "").strip()[:100] or None, (page - 1) * page_size, page_size)
 
     def update(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> User:

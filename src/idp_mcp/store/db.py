@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
+# Set on a pooled connection's info while Database.read begins its transaction: BEGIN, not BEGIN IMMEDIATE.
+_READ_ONLY = "idp_read_only"
 
 
 def create_db_engine(url: str) -> Engine:
@@ -45,15 +47,20 @@ def create_db_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn: Connection) -> None:
+        def _sqlite_begin(dbapi_connection: Any) -> None:  # named as in Dialect.do_begin (the pooled connection)
             # Take the write lock up front so concurrent read-then-write transactions queue on the busy
             # timeout instead of failing with "database is locked" half-way. Read-only transactions
             # (Database.read) take no lock: in WAL mode they never wait for a writer.
-            read_only = conn.get_execution_options().get("idp_read_only", False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            # This is the dialect's begin hook rather than a "begin" event listener, and it runs straight on the
+            # DBAPI connection: any engine event listener makes SQLAlchemy dispatch events around every
+            # statement, commit and checkout (~20 us per one-statement transaction), and exec_driver_sql would
+            # add its execution machinery. SQLAlchemy still wraps an error here (OperationalError on a timeout).
+            read_only = dbapi_connection.info.get(_READ_ONLY, False)
+            dbapi_connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
-        # pysqlite's own transaction handling would emit BEGIN itself; let the listener above do it.
+        engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
+
+        # pysqlite's own transaction handling would emit BEGIN itself; let the hook above do it.
         @event.listens_for(engine, "connect")
         def _sqlite_no_autobegin(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
@@ -85,8 +92,13 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads: on SQLite it does not take the write lock."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(idp_read_only=True)
-            with conn.begin():
+            info = conn.connection.info
+            info[_READ_ONLY] = True
+            try:
+                transaction = conn.begin()
+            finally:
+                del info[_READ_ONLY]
+            with transaction:
                 yield conn
 
     @property

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from idp_mcp.domain import Tenant
 from idp_mcp.store.tables import tenant_members, tenants
@@ -12,8 +12,15 @@ def _tenant(row: object) -> Tenant:
     return Tenant(id=row.id, name=row.name, created_at=row.created_at)  # type: ignore[attr-defined]
 
 
+# Built once (getTenantInfo, hosted pages and every console page run them): building costs ~4x executing.
+_GET = select(tenants).where(tenants.c.id == bindparam("tenant"))
+_MEMBER_ROLE = select(tenant_members.c.role).where(
+    tenant_members.c.tenant_id == bindparam("tenant"), tenant_members.c.admin_user_id == bindparam("admin")
+)
+
+
 def get(conn: Connection, tenant_id: str) -> Tenant | None:
-    row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+    row = conn.execute(_GET, {"tenant": tenant_id}).first()
     return _tenant(row) if row else None
 
 
@@ -29,11 +36,7 @@ def add_member(conn: Connection, tenant_id: str, admin_user_id: str, role: str, 
 
 
 def member_role(conn: Connection, tenant_id: str, admin_user_id: str) -> str | None:
-    return conn.execute(
-        select(tenant_members.c.role).where(
-            tenant_members.c.tenant_id == tenant_id, tenant_members.c.admin_user_id == admin_user_id
-        )
-    ).scalar_one_or_none()
+    return conn.execute(_MEMBER_ROLE, {"tenant": tenant_id, "admin": admin_user_id}).scalar_one_or_none()
 
 
 def memberships(conn: Connection, admin_user_id: str) -> list[tuple[Tenant, str]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from idp_mcp.domain import User
 from idp_mcp.store.tables import users
@@ -25,20 +25,23 @@ def insert_user(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(users).values(**values))
 
 
+# Built once (userinfo, the MCP tool context and every sign-in run them): building a statement costs ~4x executing it.
+_GET = select(users).where(users.c.tenant_id == bindparam("tenant"), users.c.id == bindparam("user"))
+_BY_IDENTIFIER = select(users).where(
+    users.c.tenant_id == bindparam("tenant"),
+    or_(users.c.email == bindparam("email"), users.c.username == bindparam("username")),
+)
+
+
 def get(conn: Connection, tenant_id: str, user_id: str) -> User | None:
-    row = conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)).first()
+    row = conn.execute(_GET, {"tenant": tenant_id, "user": user_id}).first()
     return to_user(row) if row else None
 
 
 def find_by_identifier(conn: Connection, tenant_id: str, identifier: str) -> tuple[User, str | None] | None:
     """A user whose email (case-insensitive) or username matches, with their password hash."""
-    lowered = identifier.strip().lower()
-    row = conn.execute(
-        select(users).where(
-            users.c.tenant_id == tenant_id,
-            or_(users.c.email == lowered, users.c.username == identifier.strip()),
-        )
-    ).first()
+    stripped = identifier.strip()
+    row = conn.execute(_BY_IDENTIFIER, {"tenant": tenant_id, "email": stripped.lower(), "username": stripped}).first()
     return (to_user(row), row.password_hash) if row else None
 
 
