@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
-# Set on a pooled connection's info while Database.read begins its transaction: BEGIN, not BEGIN IMMEDIATE.
-_READ_ONLY = "idp_read_only"
 
 
 def create_db_engine(url: str) -> Engine:
@@ -47,20 +46,20 @@ def create_db_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        def _sqlite_begin(dbapi_connection: Any) -> None:  # named as in Dialect.do_begin (the pooled connection)
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin_immediate(conn: Connection) -> None:
             # Take the write lock up front so concurrent read-then-write transactions queue on the busy
             # timeout instead of failing with "database is locked" half-way. Read-only transactions
             # (Database.read) take no lock: in WAL mode they never wait for a writer.
-            # This is the dialect's begin hook rather than a "begin" event listener, and it runs straight on the
-            # DBAPI connection: any engine event listener makes SQLAlchemy dispatch events around every
-            # statement, commit and checkout (~20 us per one-statement transaction), and exec_driver_sql would
-            # add its execution machinery. SQLAlchemy still wraps an error here (OperationalError on a timeout).
-            read_only = dbapi_connection.info.get(_READ_ONLY, False)
-            dbapi_connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            statement = "BEGIN" if conn.get_execution_options().get("idp_read_only", False) else "BEGIN IMMEDIATE"
+            # Straight on the DBAPI connection: through exec_driver_sql this cost ~40 us of SQLAlchemy's execution
+            # machinery per transaction. Errors still surface as SQLAlchemy's (OperationalError on a lock timeout).
+            try:
+                conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
-        engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
-
-        # pysqlite's own transaction handling would emit BEGIN itself; let the hook above do it.
+        # pysqlite's own transaction handling would emit BEGIN itself; let the listener above do it.
         @event.listens_for(engine, "connect")
         def _sqlite_no_autobegin(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
@@ -92,13 +91,8 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads: on SQLite it does not take the write lock."""
         with self.engine.connect() as conn:
-            info = conn.connection.info
-            info[_READ_ONLY] = True
-            try:
-                transaction = conn.begin()
-            finally:
-                del info[_READ_ONLY]
-            with transaction:
+            conn = conn.execution_options(idp_read_only=True)
+            with conn.begin():
                 yield conn
 
     @property
