@@ -511,7 +511,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ["git", "-C", str(ROOT), "archive", args.code, "src", "instructions"], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(snapshot_dir)], input=archive, check=True)
-        for patch in args.patch:  # experiments: bench/experiments/*.patch, applied to the snapshot only
+        for patch in args.patch:  # experiments (a .patch file), applied to the snapshot only
             subprocess.run(
                 ["patch", "-s", "-p1", "-d", str(snapshot_dir), "-i", str(Path(patch).resolve())], check=True
             )
