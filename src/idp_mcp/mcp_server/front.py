@@ -63,6 +63,25 @@ def protected_resource_routes(settings: Settings) -> list[BaseRoute]:
     ]
 
 
+Headers = list[tuple[bytes, bytes]]
+
+
+def bearer_refusal(error: str, description: str, metadata_url: str, scope: str) -> tuple[Headers, bytes]:
+    """Headers and body of a 401/403 from /mcp (RFC 6750 §3 with RFC 9728's ``resource_metadata``): the same bytes
+    before the SDK is loaded (McpFront) and after (BearerGate)."""
+    www_authenticate = (
+        f'Bearer error="{error}", error_description="{description}", resource_metadata="{metadata_url}"'
+        f', scope="{scope}"'
+    )
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", www_authenticate.encode()),
+    ]
+    return headers, body
+
+
 def _has_bearer(scope: Scope) -> bool:
     """Whether the SDK's BearerAuthBackend would look at a token: the first Authorization header starts with
     ``Bearer `` (any case). Without one it refuses the request without calling the verifier."""
@@ -82,23 +101,9 @@ class McpFront:
         self._endpoint: ASGIApp | None = None
         self._ready: anyio.Event | None = None  # set once the load succeeded or failed; made by the lifespan
         self._failed: BaseException | None = None
-        self._unauthorized = self._challenge(resource_metadata_url(settings))
-
-    @staticmethod
-    def _challenge(metadata_url: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        # Byte for byte what BearerGate sends without a token; a test compares the two.
-        error, description = "invalid_token", "Authentication required"
-        www_authenticate = (
-            f'Bearer error="{error}", error_description="{description}", resource_metadata="{metadata_url}"'
-            f', scope="{CHALLENGE_SCOPE}"'
+        self._unauthorized = bearer_refusal(
+            "invalid_token", "Authentication required", resource_metadata_url(settings), CHALLENGE_SCOPE
         )
-        body = json.dumps({"error": error, "error_description": description}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", www_authenticate.encode()),
-        ]
-        return headers, body
 
     def routes(self) -> list[BaseRoute]:
         return [*protected_resource_routes(self.settings), Route("/mcp", endpoint=self, methods=list(MCP_METHODS))]

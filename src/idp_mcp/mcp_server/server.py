@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +30,13 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, contains_nul
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
-from idp_mcp.mcp_server.front import CHALLENGE_SCOPE, MCP_METHODS, protected_resource_routes, resource_metadata_url
+from idp_mcp.mcp_server.front import (
+    CHALLENGE_SCOPE,
+    MCP_METHODS,
+    bearer_refusal,
+    protected_resource_routes,
+    resource_metadata_url,
+)
 from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
@@ -82,7 +87,8 @@ class BearerGate:
         self.app = app
         self.verifier = verifier
         self.required_scopes = required_scopes
-        self._challenge = f', resource_metadata="{resource_metadata_url}", scope="{scope}"'
+        self._resource_metadata_url = resource_metadata_url
+        self._scope = scope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = await self._authenticate(scope)
@@ -112,19 +118,8 @@ class BearerGate:
         return info
 
     async def _refuse(self, send: Send, status: int, error: str, description: str) -> None:
-        body = json.dumps({"error": error, "error_description": description}).encode()
-        challenge = f'Bearer error="{error}", error_description="{description}"{self._challenge}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", challenge.encode()),
-                ],
-            }
-        )
+        headers, body = bearer_refusal(error, description, self._resource_metadata_url, self._scope)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
