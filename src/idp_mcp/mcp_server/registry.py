@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
@@ -40,6 +40,15 @@ class ToolContext:
 
 class ToolFailure(Exception):
     """A failure the agent can act on; becomes an ``isError`` result with this sentence."""
+
+
+def confirm_field() -> Any:
+    """The ``confirm`` argument of every destructive tool (see :func:`require_confirmation`)."""
+    return Field(
+        default=False,
+        description="true once the user you act for has confirmed the deletion. Clients that can ask them "
+        "directly are asked instead.",
+    )
 
 
 async def require_confirmation(ctx: ToolContext, question: str, *, confirmed: bool, tool: str) -> None:

@@ -13,7 +13,7 @@ from idp_mcp.core.applications import Application, ApplicationChanges
 from idp_mcp.core.secrets import IssuedSecret
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
 from idp_mcp.mcp_server.links import console_application_url, discovery_url, tenant_issuer
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 ApplicationType = Literal["traditional", "spa", "native", "m2m"]
@@ -272,11 +272,7 @@ async def update_application(ctx: ToolContext, args: UpdateApplicationInput) -> 
 class DeleteApplicationInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     applicationId: ApplicationId
-    confirm: bool = Field(
-        default=False,
-        description="true once the user has confirmed the deletion. Clients that can ask the user directly are "
-        "asked instead.",
-    )
+    confirm: bool = confirm_field()
 
 
 async def delete_application(ctx: ToolContext, args: DeleteApplicationInput) -> DeletedApplication:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
 from idp_mcp.core.users import UserChanges
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
 
 UserId = Annotated[str, Field(min_length=1, max_length=64, description="The user's id, from listUsers.")]
 
@@ -159,11 +159,7 @@ async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
 class DeleteUserInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     userId: UserId
-    confirm: bool = Field(
-        default=False,
-        description="true once the user you act for has confirmed the deletion. Clients that can ask them "
-        "directly are asked instead.",
-    )
+    confirm: bool = confirm_field()
 
 
 async def delete_user(ctx: ToolContext, args: DeleteUserInput) -> DeletedUser:
