@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -253,9 +253,6 @@ class Grants:
     def is_family_revoked(self, family_id: str) -> bool:
         with self._db.read() as conn:
             return repo.is_family_revoked(conn, family_id)
-
-    def refresh_expiry(self, ttl_seconds: int) -> datetime:
-        return self._clock() + timedelta(seconds=ttl_seconds)
 
 
 def _code_record(row: Any) -> CodeRecord:

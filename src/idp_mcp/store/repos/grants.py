@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, and_, bindparam, insert, select, update
 
 from idp_mcp.domain import User
 from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families, users
@@ -23,19 +23,19 @@ _USER_COLUMNS = (
     users.c.suspended.label("user__suspended"),
     users.c.created_at.label("user__created_at"),
 )
-_GET_CODE_WITH_USER = (
-    select(authorization_codes, *_USER_COLUMNS)
-    .select_from(
-        authorization_codes.outerjoin(
-            users,
-            and_(users.c.tenant_id == authorization_codes.c.tenant_id, users.c.id == authorization_codes.c.user_id),
-        )
+
+
+def _with_user(table: Table, digest_column: str) -> Select[Any]:
+    """The row of ``table`` with this tenant and digest, joined to its user's columns (None when the user is gone)."""
+    joined = table.outerjoin(users, and_(users.c.tenant_id == table.c.tenant_id, users.c.id == table.c.user_id))
+    return (
+        select(table, *_USER_COLUMNS)
+        .select_from(joined)
+        .where(table.c.tenant_id == bindparam("tenant"), table.c[digest_column] == bindparam("digest"))
     )
-    .where(
-        authorization_codes.c.tenant_id == bindparam("tenant"),
-        authorization_codes.c.code_digest == bindparam("digest"),
-    )
-)
+
+
+_GET_CODE_WITH_USER = _with_user(authorization_codes, "code_digest")
 _CONSUME_CODE = (
     update(authorization_codes)
     .where(
@@ -49,15 +49,7 @@ _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 _GET_REFRESH_TOKEN = select(refresh_tokens).where(
     refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest")
 )
-_GET_REFRESH_TOKEN_WITH_USER = (
-    select(refresh_tokens, *_USER_COLUMNS)
-    .select_from(
-        refresh_tokens.outerjoin(
-            users, and_(users.c.tenant_id == refresh_tokens.c.tenant_id, users.c.id == refresh_tokens.c.user_id)
-        )
-    )
-    .where(refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest"))
-)
+_GET_REFRESH_TOKEN_WITH_USER = _with_user(refresh_tokens, "token_digest")
 _ROTATE_REFRESH_TOKEN = (
     update(refresh_tokens)
     .where(
