@@ -126,6 +126,16 @@ def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> N
     assert names == READ_TOOLS
 
 
+def test_tool_lists_of_different_scopes_on_one_server_stay_apart(client: TestClient, session: McpSession) -> None:
+    # The list is described once per set of scopes: a read-only connection after a full one, and a full one after
+    # that, each still see exactly their own tools.
+    assert {tool["name"] for tool in session.list_tools()} == ALL_TOOLS
+    read_only = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
+    read_only.initialize()
+    assert {tool["name"] for tool in read_only.list_tools()} == READ_TOOLS
+    assert {tool["name"] for tool in session.list_tools()} == ALL_TOOLS
+
+
 def test_write_tool_called_on_a_read_only_connection_asks_to_reconnect_and_changes_nothing(
     read_only_session: McpSession, core: IdentityCore
 ) -> None:

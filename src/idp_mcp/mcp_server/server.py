@@ -168,6 +168,7 @@ class McpApp:
             scope=CHALLENGE_SCOPE,
         )
         self._tool_names: dict[frozenset[str], tuple[str, ...]] = {}
+        self._tool_lists: dict[frozenset[str], types.ListToolsResult] = {}
 
     def _subject_active(self, sub: str, client_id: str, tenant: str) -> bool:
         """A token speaks for an administrator who may still act on its tenant, through a client that still exists."""
@@ -212,8 +213,14 @@ class McpApp:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         token = _access_token(ctx)
-        scopes = token.scopes if token else []
-        return types.ListToolsResult(tools=[_describe(tool) for tool in self.registry.allowed(scopes)])
+        scopes = frozenset(token.scopes if token else ())
+        # The registry does not change while the process runs, and building every tool's JSON schema costs
+        # ~1 ms a tool: describe each set of scopes once.
+        listed = self._tool_lists.get(scopes)
+        if listed is None:
+            listed = types.ListToolsResult(tools=[_describe(tool) for tool in self.registry.allowed(scopes)])
+            self._tool_lists[scopes] = listed
+        return listed
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
