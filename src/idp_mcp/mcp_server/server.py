@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.authentication import AuthCredentials
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp_mcp import __version__
@@ -32,9 +31,7 @@ from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.mcp_server.front import (
     CHALLENGE_SCOPE,
-    MCP_METHODS,
     bearer_refusal,
-    protected_resource_routes,
     resource_metadata_url,
 )
 from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
@@ -189,12 +186,6 @@ class McpApp:
         )
 
     # --- routes -------------------------------------------------------------------------------------
-
-    def routes(self) -> list[BaseRoute]:
-        return [
-            *protected_resource_routes(self.settings),
-            Route("/mcp", endpoint=self.endpoint, methods=list(MCP_METHODS)),
-        ]
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
