@@ -23,7 +23,7 @@ from tests.support.tokens import IssuedToken, obtain_access_token
 
 READ_TOOLS = {
     "getTenantInfo", "listInstructions", "getInstructions", "searchDocs", "listApplications", "getApplication",
-    "listUsers", "getUser", "getSignInExperience",
+    "listUsers", "getUser", "getSignInExperience", "listAuditEvents",
 }  # fmt: skip
 WRITE_TOOLS = {
     "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
