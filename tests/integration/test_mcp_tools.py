@@ -164,6 +164,7 @@ def test_get_tenant_info_describes_the_tenant_the_human_and_the_agent(session: M
     assert info["readOnly"] is False
     assert info["authorizationServer"] == PUBLIC_URL
     assert info["mcpServerUrl"] == f"{PUBLIC_URL}/mcp"
+    assert info["consoleUrl"] == f"{PUBLIC_URL}/console/t/default/applications"
     assert set(info["availableTools"]) == ALL_TOOLS
     # The text content carries the same result for clients that ignore structuredContent.
     assert json.loads(text_of(result)) == info

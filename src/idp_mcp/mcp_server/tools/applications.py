@@ -114,9 +114,10 @@ def _info(ctx: ToolContext, app: Application) -> dict[str, Any]:
 def _secret_hint(ctx: ToolContext, app_id: str, secret: IssuedSecret) -> str:
     expires = f"{as_utc(secret.expires_at):%Y-%m-%dT%H:%M:%SZ}" if secret.expires_at else "soon"
     return (
-        "Put the temporary secret in an environment variable (for example CLIENT_SECRET in a .env file that is not "
-        f"committed), never in source code or chat. It stops working at {expires}; call createTemporarySecret for "
-        "another while developing. For production, a person creates a production secret in the console: "
+        "Put the temporary secret in the environment variable IDP_CLIENT_SECRET (the name every guide reads), e.g. "
+        "in a .env file that is not committed, never in source code or chat. "
+        f"It stops working at {expires}; call createTemporarySecret for another while developing. "
+        "For production, a person creates a production secret in the console: "
         f"{console_application_url(ctx.settings, ctx.actor.tenant_id, app_id)}"
     )
 
