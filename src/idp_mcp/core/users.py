@@ -203,6 +203,7 @@ MAX_NAME = 128
 class UserChanges:
     name: str | None = None
     suspended: bool | None = None
+    email_verified: bool | None = None
 
 
 class TenantUsers:
@@ -222,8 +223,12 @@ class TenantUsers:
         email: str | None = None,
         username: str | None = None,
         name: str | None = None,
+        email_verified: bool = False,
     ) -> User:
-        """Create a user with an email and/or a username and a password (Argon2id, hashed off the loop)."""
+        """Create a user with an email and/or a username and a password (Argon2id, hashed off the loop).
+
+        ``email_verified`` is the administrator's word that the address belongs to the user; without it the address
+        stays unproven until the user enters a code sent to it."""
         address = normalise_email(email) if email else None
         if username is not None and not USERNAME.match(username):
             raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
@@ -233,27 +238,35 @@ class TenantUsers:
         if clean_name is not None and len(clean_name) > MAX_NAME:
             raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
         passwords.check_policy(password, identifiers=(address, username, address.split("@")[0] if address else None))
+        if email_verified and not address:
+            raise ValidationFailed("emailVerified needs an email address.")
         password_hash = await passwords.hash_password(password)
-        return self._insert(tenant_id, address, username, clean_name, password_hash, actor, "user.create")
+        return self._insert(
+            tenant_id, address, username, clean_name, password_hash, actor, "user.create", email_verified=email_verified
+        )
 
     def register(
-        self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor
-    ) -> User:
+        self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor,
+        email_verified: bool = False,
+    ) -> User:  # fmt: skip
         """Create a user who signed up on the hosted page, with exactly the identifiers the tenant asks for.
 
         The password was checked and hashed when the form was sent (it may have waited for an email code since);
-        without one, the user signs in with email codes.
+        without one, the user signs in with email codes. ``email_verified`` when a code sent to the address came back.
         """
         address = normalise_email(email) if email else None
         if username is not None and not USERNAME.match(username):
             raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
         if not address and not username:
             raise ValidationFailed("Give an email, a username, or both.")
-        return self._insert(tenant_id, address, username, None, password_hash, actor, "user.sign_up")
+        return self._insert(
+            tenant_id, address, username, None, password_hash, actor, "user.sign_up",
+            email_verified=email_verified and address is not None,
+        )  # fmt: skip
 
     def _insert(
         self, tenant_id: str, address: str | None, username: str | None, name: str | None, password_hash: str | None,
-        actor: Actor, action: str,
+        actor: Actor, action: str, *, email_verified: bool = False,
     ) -> User:  # fmt: skip
         now = self._clock()
         user_id = new_id()
@@ -266,12 +279,12 @@ class TenantUsers:
                     {
                         "tenant_id": tenant_id, "id": user_id, "email": address, "username": username,
                         "name": name, "password_hash": password_hash, "suspended": False,
-                        "created_at": now, "updated_at": now,
+                        "email_verified": email_verified, "created_at": now, "updated_at": now,
                     },
                 )  # fmt: skip
                 self._audit.write(
                     conn, actor, action, target_type="user", target_id=user_id, tenant_id=tenant_id,
-                    details={"email": address, "username": username},
+                    details={"email": address, "username": username, "email_verified": email_verified},
                 )  # fmt: skip
                 user = repo.get(conn, tenant_id, user_id)
         except IntegrityError as exc:
@@ -303,6 +316,10 @@ class TenantUsers:
                 values["name"] = clean or None
         if changes.suspended is not None and changes.suspended != current.suspended:
             values["suspended"] = changes.suspended
+        if changes.email_verified is not None and changes.email_verified != current.email_verified:
+            if changes.email_verified and not current.email:
+                raise ValidationFailed("This user has no email address to mark as verified.")
+            values["email_verified"] = changes.email_verified
         if not values:
             return current
         with self._db.transaction() as conn:
