@@ -81,17 +81,20 @@ class HostedSignIn:
     # --- password ---------------------------------------------------------------------------------------------
 
     async def with_password(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
-    ) -> User:
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
         """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
-        rate-limited per identifier and per ``client_address``, see :meth:`Users.authenticate`)."""
+        rate-limited per identifier or known ``device`` and per ``client_address``, see :meth:`Users.authenticate`)."""
         allowed = self.experience(tenant_id).password_identifiers
         kind = "email" if "@" in identifier else "username"
         if kind not in allowed:
             if not allowed:
                 raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
             raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
-        return await self._users.authenticate(tenant_id, identifier, password, client_address=client_address)
+        return await self._users.authenticate(
+            tenant_id, identifier, password, client_address=client_address, device=device
+        )
 
     # --- email codes ------------------------------------------------------------------------------------------
 

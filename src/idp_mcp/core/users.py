@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 
-from idp_mcp.core import passwords
+from idp_mcp.core import devices, passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
@@ -23,6 +23,7 @@ from idp_mcp.errors import (
     ValidationFailed,
 )
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
@@ -109,20 +110,22 @@ class Users:
         return user
 
     async def authenticate(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
-    ) -> User:
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
         """The user with this identifier and password, or :class:`InvalidCredentials`.
 
         The error does not say whether the identifier exists, and a missing account costs the same time. Failures
-        are limited per identifier (known or not) and per ``client_address``: past a limit the password is not even
-        checked and :class:`TooManyAttempts` says how long to wait. A success clears the identifier's count.
+        are limited per ``client_address`` and per identifier (known or not); past a limit the password is not even
+        checked and :class:`TooManyAttempts` says how long to wait. When ``device`` (the browser's device cookie) is
+        a known device of the account, its own allowance replaces the identifier's, which others may have used up
+        (see :mod:`idp_mcp.core.rate_limits`). A success clears the count it was made against.
         """
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
-        await self._count_sign_in_attempt(tenant_id, identifier, client_address)
-        with self._db.read() as conn:
-            found = repo.find_by_identifier(conn, tenant_id, identifier)
+        found, known_device = await anyio.to_thread.run_sync(self._find_for_sign_in, tenant_id, identifier, device)
+        await self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         user, password_hash = found if found else (None, None)
         ok = await passwords.verify_password(password_hash, password)
         actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
@@ -135,10 +138,25 @@ class Users:
         with self._db.transaction() as conn:
             repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
             self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-        await self._forgive_sign_in_attempt(tenant_id, identifier, client_address)
+        await self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         return user
 
-    async def _count_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
+    def _find_for_sign_in(
+        self, tenant_id: str, identifier: str, device: str | None
+    ) -> tuple[tuple[User, str | None] | None, str | None]:
+        """The account (and its password hash) an identifier names, and the key of ``device`` if it is one of the
+        account's known devices."""
+        token = devices.usable(device)
+        with self._db.read() as conn:
+            found = repo.find_by_identifier(conn, tenant_id, identifier)
+            if found is None or token is None:
+                return found, None
+            key = devices.device_key(tenant_id, found[0].id, token)
+            return found, key if devices_repo.is_known(conn, key, tenant_id, found[0].id, self._clock()) else None
+
+    async def _count_sign_in_attempt(
+        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
+    ) -> None:
         if self._rate_limits is None:
             return
         policy = self._sign_in_limits
@@ -146,7 +164,7 @@ class Users:
             self._rate_limits.hit,
             PASSWORD_SIGN_IN,
             tenant_id,
-            policy.limits(identifier, client_address),
+            policy.limits(identifier, client_address, known_device),
             policy.window_seconds,
         )
         if exceeded is None:
@@ -156,6 +174,7 @@ class Users:
             "session.sign_in_throttled",
             details={
                 "limit": exceeded.kind,
+                "known_device": known_device is not None,
                 "identifier": normalise_identifier(identifier),
                 "client_address": client_address,
                 "retry_after": exceeded.retry_after,
@@ -163,14 +182,21 @@ class Users:
         )
         raise TooManyAttempts(exceeded.message, exceeded.retry_after)
 
-    async def _forgive_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
-        """A success is no failure: the identifier starts afresh and the address gets its attempt back."""
+    async def _forgive_sign_in_attempt(
+        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
+    ) -> None:
+        """A success is no failure: the count it was made against starts afresh (the known device's own, or the
+        identifier's shared one: a success from a known device leaves others' failures counted), and the address
+        gets its attempt back."""
         limiter = self._rate_limits
         if limiter is None:
             return
 
         def forgive() -> None:
-            limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
+            if known_device is not None:
+                limiter.forget(PASSWORD_SIGN_IN, tenant_id, "device", known_device)
+            else:
+                limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
             if client_address:
                 limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
 

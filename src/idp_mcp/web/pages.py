@@ -125,12 +125,20 @@ class Pages:
                 identifier,
                 (form.get("password") or "")[:MAX_FIELD],
                 client_address=client_host(request),
+                device=self.cookies.device_id(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
+
+    async def start_session(
+        self, request: Request, user_id: str, response: Response, tenant_id: str = ADMIN_TENANT_ID
+    ) -> Response:
+        """Sign a user who just proved who they are in: a session, and this browser becomes a known device."""
+        device = self.cookies.device_for_sign_in(request)
+        raw = await run_in_threadpool(lambda: self.core.sessions.start(tenant_id, user_id, device=device))
+        self.cookies.set_session(response, raw, None if tenant_id == ADMIN_TENANT_ID else tenant_id)
+        self.cookies.set_device(response, device)
         return response
 
     async def setup_page(self, request: Request) -> Response:
@@ -162,10 +170,7 @@ class Pages:
             return self.render(
                 request, "setup.html", status=exc.status, next_url=next_url, email=email, error=exc.message
             )
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
-        return response
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
 
     async def sign_out(self, request: Request) -> Response:
         try:
