@@ -12,10 +12,12 @@ from idp_mcp.core import devices, passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
+from idp_mcp.core.tenants import ADMIN, OWNER, check_role
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
 from idp_mcp.errors import (
     InvalidCredentials,
     SetupAlreadyDone,
+    TenantNotFound,
     TooManyAttempts,
     UserAlreadyExists,
     UserNotFound,
@@ -64,22 +66,36 @@ class Users:
             return repo.count(conn, ADMIN_TENANT_ID) > 0
 
     async def create_administrator(
-        self, email: str, password: str, *, actor_sub: str | None = None, first_only: bool = False
-    ) -> User:
-        """Create an administrator who may act on the default tenant.
+        self, email: str, password: str, *, tenant_id: str | None = None, role: str | None = None,
+        actor_sub: str | None = None, first_only: bool = False,
+    ) -> User:  # fmt: skip
+        """Create an administrator, a member of ``tenant_id`` with ``role`` (default admin) when one is given.
 
+        The first administrator, given no tenant, becomes the owner of the default tenant. Any later one is a member
+        of nothing but the tenant given (none at all without one) until added elsewhere (:meth:`Tenants.set_member`).
         With ``first_only`` (the welcome page), refuse when any administrator exists already, checked in the
         same transaction as the insert so two browsers racing cannot both become the first administrator.
         """
         address = normalise_email(email)
+        if role is not None and tenant_id is None:
+            raise ValidationFailed("A role is given in a tenant: name the tenant too.")
+        membership_role = check_role(role or ADMIN) if tenant_id is not None else None
         passwords.check_policy(password, identifiers=(address, address.split("@")[0]))
         password_hash = await passwords.hash_password(password)
         now = self._clock()
         user_id = new_id()
         try:
             with self._db.transaction() as conn:
-                if first_only and repo.count(conn, ADMIN_TENANT_ID) > 0:
+                first = repo.count(conn, ADMIN_TENANT_ID) == 0
+                if first_only and not first:
                     raise SetupAlreadyDone("An administrator exists already: sign in instead.")
+                membership = (tenant_id, membership_role) if tenant_id is not None else None
+                if membership is None and first:
+                    membership = (DEFAULT_TENANT_ID, OWNER)
+                if membership is not None and (
+                    membership[0] == ADMIN_TENANT_ID or tenants_repo.get(conn, membership[0]) is None
+                ):
+                    raise TenantNotFound(f"Tenant '{membership[0][:64]}' does not exist.")
                 if repo.find_by_identifier(conn, ADMIN_TENANT_ID, address):
                     raise UserAlreadyExists(f"An administrator with the email {address} exists already.")
                 repo.insert_user(
@@ -94,14 +110,15 @@ class Users:
                         "updated_at": now,
                     },
                 )
-                tenants_repo.add_member(conn, DEFAULT_TENANT_ID, user_id, "owner", now)
+                if membership is not None:
+                    tenants_repo.add_member(conn, membership[0], user_id, str(membership[1]), now)
                 self._audit.write(
                     conn,
                     Actor(tenant_id=ADMIN_TENANT_ID, sub=actor_sub or user_id),
                     "admin.create",
                     target_type="user",
                     target_id=user_id,
-                    details={"email": address, "tenants": [DEFAULT_TENANT_ID]},
+                    details={"email": address, "tenants": {membership[0]: membership[1]} if membership else {}},
                 )
                 user = repo.get(conn, ADMIN_TENANT_ID, user_id)
         except IntegrityError as exc:
@@ -205,11 +222,15 @@ class Users:
     def administrator_may_act(self, user_id: str, tenant_id: str) -> bool:
         """Whether the administrator exists, is not suspended and still administers ``tenant_id`` (checked on every
         MCP request, behind a short cache, so a removed or suspended administrator's agents stop)."""
+        return self.administrator_role(user_id, tenant_id) is not None
+
+    def administrator_role(self, user_id: str, tenant_id: str) -> str | None:
+        """The administrator's role in ``tenant_id``; None when they do not exist, are suspended or are no member."""
         with self._db.read() as conn:
             user = repo.get(conn, ADMIN_TENANT_ID, user_id)
             if user is None or user.suspended:
-                return False
-            return tenants_repo.member_role(conn, tenant_id, user_id) is not None
+                return None
+            return tenants_repo.member_role(conn, tenant_id, user_id)
 
     def find_administrator(self, email: str) -> User | None:
         with self._db.read() as conn:

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
 from idp_mcp.oauth.flow import AuthorizationFlow
@@ -237,13 +238,14 @@ class Pages:
                 location = await run_in_threadpool(self.flow.deny, interaction)
                 return RedirectResponse(location, status_code=303)
             memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
-            allowed = {tenant.id for tenant, _role in memberships}
-            tenant_id = form.get("tenant") or (next(iter(allowed)) if len(allowed) == 1 else "")
-            if tenant_id not in allowed:
+            roles = {tenant.id: role for tenant, role in memberships}
+            tenant_id = form.get("tenant") or (next(iter(roles)) if len(roles) == 1 else "")
+            if tenant_id not in roles:
                 return await self._render_consent(request, interaction, session, "Choose a tenant you administer.")
             consent = await run_in_threadpool(self.flow.describe, interaction)
             ticked = set(form.get("scope") or [])
-            scopes = [s for s in consent.scopes if s not in OPTIONAL_SCOPES or s in ticked]
+            withheld = withheld_scopes(roles[tenant_id])  # a read-only member cannot hand out write access
+            scopes = [s for s in consent.scopes if (s not in OPTIONAL_SCOPES or s in ticked) and s not in withheld]
             location = await run_in_threadpool(
                 lambda: self.flow.approve(
                     interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
