@@ -166,10 +166,13 @@ class Users:
         token = devices.usable(device)
         with self._db.read() as conn:
             found = repo.find_by_identifier(conn, tenant_id, identifier)
-            if found is None or token is None:
+            if token is None:
                 return found, None
-            key = devices.device_key(tenant_id, found[0].id, token)
-            return found, key if devices_repo.is_known(conn, key, tenant_id, found[0].id, self._clock()) else None
+            # Looked up for unknown identifiers too, so the time taken does not tell whether the account exists.
+            user_id = found[0].id if found else ""
+            key = devices.device_key(tenant_id, user_id, token)
+            known = devices_repo.is_known(conn, key, tenant_id, user_id, self._clock())
+            return found, key if known and found else None
 
     async def _count_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
