@@ -81,6 +81,7 @@ class User:
     name: str | None
     suspended: bool
     created_at: datetime
+    email_verified: bool = False  # the address was proven by a code sent to it, or an administrator vouched for it
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     sign_in_failure_window: int = Field(
         default=900, ge=60, le=86400, description="Window in which sign-in failures are counted (s)."
     )
+    known_device_ttl: int = Field(
+        default=90 * 86400,
+        ge=3600,
+        le=400 * 86400,
+        description="How long a browser stays a known device of an account after its last sign-in there (s).",
+    )
 
     # The SMTP connector that sends one-time email codes. Email codes are offered only when host and sender are set.
     smtp_host: str | None = Field(default=None, description="SMTP server that sends email codes; unset: no email.")

@@ -34,7 +34,9 @@ class World:
 def world(core: IdentityCore) -> World:
     admin = core.users.find_administrator(ADMIN_EMAIL)
     assert admin is not None
-    other = anyio.run(core.users.create_administrator, OTHER_EMAIL, OTHER_PASSWORD)
+    other = anyio.run(
+        lambda: core.users.create_administrator(OTHER_EMAIL, OTHER_PASSWORD, tenant_id=DEFAULT_TENANT_ID, role="admin")
+    )
     core.tenants.create("acme", "Acme", owner_user_id=other.id, actor=Actor(tenant_id=ADMIN_TENANT_ID, sub=other.id))
     actor = Actor(tenant_id=DEFAULT_TENANT_ID, sub=admin.id)
     web = core.applications.create(

@@ -52,7 +52,9 @@ class IdentityCore:
             audit=self.audit,
             token_lifetime_seconds=settings.access_token_ttl,
         )
-        self.sessions = Sessions(db, clock, self.audit, settings.session_ttl, settings.interaction_ttl)
+        self.sessions = Sessions(
+            db, clock, self.audit, settings.session_ttl, settings.interaction_ttl, settings.known_device_ttl
+        )
         self.mailer = Mailer(settings)
         self.sign_in_experiences = SignInExperiences(
             db, clock, self.audit, email_connector=settings.email_connector_configured

@@ -160,7 +160,7 @@ class TenantEndpoints:
                 "end_session_endpoint": f"{base}/end-session",
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
-                                     "email", "name", "preferred_username"],
+                                     "email", "email_verified", "name", "preferred_username"],
                 "request_parameter_supported": False,
             }
         )  # fmt: skip
@@ -196,6 +196,7 @@ class TenantEndpoints:
         info: dict[str, Any] = {"sub": user.id}
         if SCOPE_EMAIL in scopes and user.email:
             info["email"] = user.email
+            info["email_verified"] = user.email_verified
         if SCOPE_PROFILE in scopes:
             # Claims without a value are left out rather than sent as null (OIDC Core §5.3.2).
             info |= {key: value for key, value in (("name", user.name), ("preferred_username", user.username)) if value}

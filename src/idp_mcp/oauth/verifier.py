@@ -31,8 +31,9 @@ REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope
 LEEWAY_SECONDS = 5
 MAX_TOKEN_LENGTH = 8192
 
-#: Whether the token's subject may still act: (sub, client_id, acting tenant) → bool. Runs in a worker thread.
-SubjectCheck = Callable[[str, str, str], bool]
+#: Whether the token's subject may still act: (sub, client_id, acting tenant) → None when not at all, else the granted
+#: scopes they may no longer use there (empty: all of them; e.g. idp:write for a read-only member). Runs in a thread.
+SubjectCheck = Callable[[str, str, str], frozenset[str] | None]
 
 
 def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
@@ -130,7 +131,7 @@ class McpTokenVerifier:
         self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._revocation_checked: dict[str, tuple[float, bool]] = {}
         self._subject_active = subject_active
-        self._subject_checked: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._subject_checked: dict[tuple[str, str, str], tuple[float, frozenset[str] | None]] = {}
         self._lock = threading.Lock()
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -160,12 +161,13 @@ class McpTokenVerifier:
             return None
         if await self._is_revoked(str(claims["gid"])):
             return None
-        if not await self._is_active(str(claims["sub"]), str(claims["client_id"]), str(claims["tenant"])):
+        withheld = await self._is_active(str(claims["sub"]), str(claims["client_id"]), str(claims["tenant"]))
+        if withheld is None:
             return None
         return AccessToken(
             token=token,
             client_id=str(claims["client_id"]),
-            scopes=split_scope(str(claims["scope"])),
+            scopes=[scope for scope in split_scope(str(claims["scope"])) if scope not in withheld],
             expires_at=int(claims["exp"]),
             resource=self._resource,
             subject=str(claims["sub"]),
@@ -183,10 +185,10 @@ class McpTokenVerifier:
         self._revocation_checked[family_id] = (now, revoked)
         return revoked
 
-    async def _is_active(self, sub: str, client_id: str, tenant: str) -> bool:
+    async def _is_active(self, sub: str, client_id: str, tenant: str) -> frozenset[str] | None:
         check = self._subject_active
         if check is None:
-            return True
+            return frozenset()
         key = (sub, client_id, tenant)
         now = time.monotonic()
         cached = self._subject_checked.get(key)

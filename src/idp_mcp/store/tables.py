@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
@@ -53,6 +54,8 @@ users = Table(
     Column("name", String(128)),
     Column("password_hash", String(255)),
     Column("suspended", Boolean, nullable=False, default=False),
+    # True only once the address was proven (a code sent to it came back), or an administrator said so.
+    Column("email_verified", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("last_sign_in_at", TS),
@@ -243,6 +246,20 @@ rate_limit_counters = Table(
     Column("window_start", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Index("ix_rate_limit_counters_expires_at", "expires_at"),
+)
+
+# Browsers a user signed in from (a long-lived random cookie), by the SHA-256 digest of tenant, user and cookie value.
+# A password sign-in from one of them is not held up by failures that others caused on the same identifier.
+known_devices = Table(
+    "known_devices",
+    metadata,
+    Column("key_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_known_devices_expires_at", "expires_at"),
 )
 
 # Server-wide secrets generated on first start (e.g. the key that signs CSRF for signed-out forms).

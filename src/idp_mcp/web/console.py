@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.applications import Application, ApplicationNotFound
 from idp_mcp.core.secrets import SecretInfo
+from idp_mcp.core.tenants import ReadOnlyMember, may_write
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Tenant, User
 from idp_mcp.errors import Forbidden, IdpError
 from idp_mcp.settings import Settings
@@ -88,19 +89,28 @@ class Console:
             raise _SignInFirst(next_url or request.url.path)
         return user
 
-    async def _tenant(self, request: Request, next_url: str | None = None) -> tuple[User, Tenant]:
+    async def _tenant(
+        self, request: Request, next_url: str | None = None, *, write: bool = False
+    ) -> tuple[User, Tenant]:
         """The administrator and the tenant in the path, which they must administer (else 403, whether or not
-        the tenant exists)."""
+        the tenant exists) and, for a ``write``, with a role that may change it (else 403). Their role is kept in
+        ``request.state.role`` for the page to offer only what it allows."""
         user = await self._admin(request, next_url)
         tenant_id = request.path_params["tenant"]
         try:
-            await run_in_threadpool(self.core.tenants.require_member, tenant_id, user.id)
+            request.state.role = await run_in_threadpool(
+                lambda: self.core.tenants.require_member(tenant_id, user.id, write=write)
+            )
+        except ReadOnlyMember:
+            raise
         except Forbidden:
             raise Forbidden(NOT_MEMBER) from None
         return user, await run_in_threadpool(self.core.tenants.get, tenant_id)
 
-    async def _application(self, request: Request, next_url: str | None = None) -> tuple[User, Tenant, Application]:
-        user, tenant = await self._tenant(request, next_url)
+    async def _application(
+        self, request: Request, next_url: str | None = None, *, write: bool = False
+    ) -> tuple[User, Tenant, Application]:
+        user, tenant = await self._tenant(request, next_url, write=write)
         try:
             application = await run_in_threadpool(
                 self.core.applications.get, tenant.id, request.path_params["application_id"]
@@ -142,7 +152,7 @@ class Console:
         issuer = f"{self.settings.public_url}/t/{tenant.id}/oidc"
         return self._render(
             request, "console/application.html", user=user, tenant=tenant, application=application,
-            secrets=[_secret_row(secret) for secret in secrets], issuer=issuer,
+            secrets=[_secret_row(secret) for secret in secrets], issuer=issuer, may_write=may_write(request.state.role),
             discovery=f"{issuer}/.well-known/openid-configuration",
         )  # fmt: skip
 
@@ -150,7 +160,7 @@ class Console:
         """Create a production secret and show its value, this once. The CSRF token is checked first."""
         await self.pages.read_form(request)
         back = request.url.path.removesuffix("/secrets")
-        user, tenant, application = await self._application(request, next_url=back)
+        user, tenant, application = await self._application(request, next_url=back, write=True)
         actor = Actor(tenant_id=tenant.id, sub=user.id)  # the human, in the browser: no agent
         issued = await run_in_threadpool(self.core.secrets.create, tenant.id, application.id, "production", actor)
         response = self._render(

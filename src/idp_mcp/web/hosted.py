@@ -153,6 +153,7 @@ class HostedPages:
                 identifier,
                 (form.get("password") or "")[:MAX_FIELD],
                 client_address=client_host(request),
+                device=self.cookies.device_id(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(
@@ -163,11 +164,14 @@ class HostedPages:
     async def sign_user_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
     ) -> Response:
-        """Start the tenant session of a user who just proved who they are (any method), then finish the request."""
-        raw = await run_in_threadpool(self.core.sessions.start, provider.tenant_id, user.id)
+        """Start the tenant session of a user who just proved who they are (any method), then finish the request.
+        The browser becomes (or stays) a known device of the user."""
+        device = self.cookies.device_for_sign_in(request)
+        raw = await run_in_threadpool(lambda: self.core.sessions.start(provider.tenant_id, user.id, device=device))
         session = await self._session_from_raw(raw, provider.tenant_id)
         response = await self._complete(request, provider, interaction, session)
         self.cookies.set_session(response, raw, provider.tenant_id)
+        self.cookies.set_device(response, device)
         return response
 
     async def _session_from_raw(self, raw: str, tenant_id: str) -> BrowserSession:

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
 from idp_mcp.oauth.flow import AuthorizationFlow
@@ -125,12 +126,20 @@ class Pages:
                 identifier,
                 (form.get("password") or "")[:MAX_FIELD],
                 client_address=client_host(request),
+                device=self.cookies.device_id(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
+
+    async def start_session(
+        self, request: Request, user_id: str, response: Response, tenant_id: str = ADMIN_TENANT_ID
+    ) -> Response:
+        """Sign a user who just proved who they are in: a session, and this browser becomes a known device."""
+        device = self.cookies.device_for_sign_in(request)
+        raw = await run_in_threadpool(lambda: self.core.sessions.start(tenant_id, user_id, device=device))
+        self.cookies.set_session(response, raw, None if tenant_id == ADMIN_TENANT_ID else tenant_id)
+        self.cookies.set_device(response, device)
         return response
 
     async def setup_page(self, request: Request) -> Response:
@@ -162,10 +171,7 @@ class Pages:
             return self.render(
                 request, "setup.html", status=exc.status, next_url=next_url, email=email, error=exc.message
             )
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
-        return response
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
 
     async def sign_out(self, request: Request) -> Response:
         try:
@@ -232,13 +238,14 @@ class Pages:
                 location = await run_in_threadpool(self.flow.deny, interaction)
                 return RedirectResponse(location, status_code=303)
             memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
-            allowed = {tenant.id for tenant, _role in memberships}
-            tenant_id = form.get("tenant") or (next(iter(allowed)) if len(allowed) == 1 else "")
-            if tenant_id not in allowed:
+            roles = {tenant.id: role for tenant, role in memberships}
+            tenant_id = form.get("tenant") or (next(iter(roles)) if len(roles) == 1 else "")
+            if tenant_id not in roles:
                 return await self._render_consent(request, interaction, session, "Choose a tenant you administer.")
             consent = await run_in_threadpool(self.flow.describe, interaction)
             ticked = set(form.get("scope") or [])
-            scopes = [s for s in consent.scopes if s not in OPTIONAL_SCOPES or s in ticked]
+            withheld = withheld_scopes(roles[tenant_id])  # a read-only member cannot hand out write access
+            scopes = [s for s in consent.scopes if (s not in OPTIONAL_SCOPES or s in ticked) and s not in withheld]
             location = await run_in_threadpool(
                 lambda: self.flow.approve(
                     interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,

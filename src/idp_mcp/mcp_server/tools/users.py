@@ -24,6 +24,10 @@ class UserInfo(BaseModel):
     email: str | None
     username: str | None
     name: str | None
+    emailVerified: bool = Field(
+        description="Whether the email address is proven (the user entered a code sent to it, or an administrator "
+        "vouched for it). Sent to applications as the email_verified claim."
+    )
     suspended: bool = Field(description="A suspended user cannot sign in.")
     createdAt: datetime
 
@@ -51,6 +55,7 @@ def _info(user: User) -> UserInfo:
         email=user.email,
         username=user.username,
         name=user.name,
+        emailVerified=user.email_verified,
         suspended=user.suspended,
         createdAt=as_utc(user.created_at),
     )
@@ -71,6 +76,11 @@ class CreateUserInput(BaseModel):
         json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
     )
     name: str | None = Field(default=None, max_length=128, description="The user's display name.")
+    emailVerified: bool = Field(
+        default=False,
+        description="true only when you know the address belongs to this person; otherwise it stays unproven until "
+        "they sign in with a code sent to it. Applications may link accounts by a verified email.",
+    )
 
 
 async def create_user(ctx: ToolContext, args: CreateUserInput) -> UserInfo:
@@ -82,6 +92,7 @@ async def create_user(ctx: ToolContext, args: CreateUserInput) -> UserInfo:
         email=args.email,
         username=args.username,
         name=args.name,
+        email_verified=args.emailVerified,
     )
     return _info(user)
 
@@ -134,14 +145,18 @@ class UpdateUserInput(BaseModel):
     suspended: bool | None = Field(
         default=None, description="true stops the user signing in and signs them out everywhere; false lets them back."
     )
+    emailVerified: bool | None = Field(
+        default=None,
+        description="true when you know the address belongs to this person; false marks it unproven again.",
+    )
 
 
 async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
     """Change the fields given; the others stay as they are."""
-    if args.name is None and args.suspended is None:
-        raise ToolFailure("Give at least one field to change: name or suspended.")
+    if args.name is None and args.suspended is None and args.emailVerified is None:
+        raise ToolFailure("Give at least one field to change: name, suspended or emailVerified.")
     tenant_id = ctx.actor.tenant_id
-    changes = UserChanges(name=args.name, suspended=args.suspended)
+    changes = UserChanges(name=args.name, suspended=args.suspended, email_verified=args.emailVerified)
 
     def apply() -> tuple[User, User]:
         before = ctx.core.tenant_users.get(tenant_id, args.userId)
@@ -149,7 +164,7 @@ async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
 
     before, after = await run_in_threadpool(apply)
     old, new = _info(before), _info(after)
-    changed = [key for key in ("name", "suspended") if getattr(old, key) != getattr(new, key)]
+    changed = [key for key in ("name", "suspended", "emailVerified") if getattr(old, key) != getattr(new, key)]
     return UpdatedUser(**new.model_dump(), changed=changed)
 
 
@@ -204,7 +219,7 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getUser",
         title="Get user",
-        description="Read one user's profile and whether they are suspended.",
+        description="Read one user's profile, whether their email is verified and whether they are suspended.",
         input_model=UserRef,
         output_model=UserInfo,
         handler=get_user,
@@ -215,8 +230,8 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="updateUser",
         title="Update user",
-        description="Change a user's display name, or suspend or reactivate them. A suspended user is signed out "
-        "everywhere and cannot sign in.",
+        description="Change a user's display name or whether their email is verified, or suspend or reactivate them. "
+        "A suspended user is signed out everywhere and cannot sign in.",
         input_model=UpdateUserInput,
         output_model=UpdatedUser,
         handler=update_user,

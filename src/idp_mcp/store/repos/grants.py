@@ -22,6 +22,7 @@ _USER_COLUMNS = (
     users.c.name.label("user__name"),
     users.c.suspended.label("user__suspended"),
     users.c.created_at.label("user__created_at"),
+    users.c.email_verified.label("user__email_verified"),
 )
 
 
@@ -126,6 +127,7 @@ def _user_of(row: Any) -> User | None:
         name=row.user__name,
         suspended=bool(row.user__suspended),
         created_at=row.user__created_at,
+        email_verified=bool(row.user__email_verified),
     )
 
 

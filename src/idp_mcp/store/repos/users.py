@@ -18,6 +18,7 @@ def to_user(row: Any) -> User:
         name=row.name,
         suspended=bool(row.suspended),
         created_at=row.created_at,
+        email_verified=bool(row.email_verified),
     )
 
 
