@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     )
     flow = AuthorizationFlow(server, settings.url("/interaction"))
     pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
-    endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
+    endpoints = AuthorizationServerEndpoints(
+        server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page, signed_in=pages.signed_in
+    )
 
     def load_mcp() -> McpApp:
         # In a worker thread once the server is up (McpFront.lifespan): the MCP SDK is ~0.5 s of imports that the

@@ -24,6 +24,7 @@ from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
 
 ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
+SignedIn = Callable[[Request], Awaitable[bool]]
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -103,11 +104,13 @@ class AuthorizationServerEndpoints:
         *,
         base_url: str,
         error_page: ErrorPage,
+        signed_in: SignedIn | None = None,
     ) -> None:
         self.server = server
         self.flow = flow
         self.base_url = base_url
         self.error_page = error_page
+        self._signed_in = signed_in  # whether the browser has a session here (the web layer knows its cookies)
         # An issuer that resolves client ID metadata documents may wait on the network in a token request.
         self._lane_db = server.core.db if server.cimd is None else None
 
@@ -137,7 +140,8 @@ class AuthorizationServerEndpoints:
             if contains_nul(params):
                 return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
-        outcome = await run_in_threadpool(self.flow.start, oauth_request)
+        signed_in = await self._signed_in(request) if self._signed_in is not None else False
+        outcome = await run_in_threadpool(lambda: self.flow.start(oauth_request, signed_in=signed_in))
         if outcome.redirect_to:
             return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})
         description = outcome.error_description or "The authorization request is invalid."

@@ -82,6 +82,10 @@ class Pages:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
         return session if session and session.tenant_id == ADMIN_TENANT_ID else None
 
+    async def signed_in(self, request: Request) -> bool:
+        """Whether the browser has an administrator session (what ``prompt=none`` at the MCP issuer is told)."""
+        return await self._session(request) is not None
+
     async def read_form(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         self.cookies.check_csrf(request, _text(form.get("csrf_token")))
