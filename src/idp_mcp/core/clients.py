@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id, new_secret
 from idp_mcp.core.redirect_uris import is_loopback_http, validate_redirect_uri
-from idp_mcp.domain import SUPPORTED_SCOPES, Actor, Client, Clock, split_scope
+from idp_mcp.domain import SUPPORTED_SCOPES, Actor, Client, Clock, hidden_character, split_scope
 from idp_mcp.errors import InvalidClientMetadata, InvalidRedirectUri
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
@@ -54,6 +54,16 @@ class ClientMetadata(BaseModel):
     contacts: list[str] | None = Field(default=None, max_length=10)
     software_id: str | None = Field(default=None, max_length=200)
     software_version: str | None = Field(default=None, max_length=100)
+
+    @field_validator("*")
+    @classmethod
+    def _visible(cls, value: Any) -> Any:
+        # Shown to people (the consent page, the console, the audit log): nothing invisible or reordering.
+        for text in value if isinstance(value, list) else [value]:
+            hidden = hidden_character(text) if isinstance(text, str) else None
+            if hidden:
+                raise ValueError(f"must not contain control or invisible formatting characters ({hidden})")
+        return value
 
     @field_validator("client_uri", "logo_uri", "tos_uri", "policy_uri")
     @classmethod
