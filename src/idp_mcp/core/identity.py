@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
-from idp_mcp.core.clients import Clients
+from idp_mcp.core.clients import Clients, RegistrationLimits
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
@@ -43,7 +43,13 @@ class IdentityCore:
         self.tenant_users = TenantUsers(db, clock, self.audit)
         self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
-        self.clients = Clients(db, clock, self.audit)
+        self.clients = Clients(
+            db,
+            clock,
+            self.audit,
+            self.rate_limits,
+            RegistrationLimits(settings.registration_max_per_address, settings.registration_window),
+        )
         self.grants = Grants(db, clock, self.audit)
         self.keys = KeyRing(
             db,

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from idp_mcp.core.clients import parse_client_metadata
 from idp_mcp.domain import contains_nul
-from idp_mcp.errors import IdpError
+from idp_mcp.errors import IdpError, RegistrationThrottled
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -179,9 +179,15 @@ class AuthorizationServerEndpoints:
             return oauth_error("invalid_client_metadata", "The request body is not valid JSON.")
         if contains_nul(payload):
             return oauth_error("invalid_client_metadata", NUL_REFUSED)
+        # The address uvicorn reports (behind a trusted proxy: X-Forwarded-For), counted against the registration limit.
+        address = request.client.host if request.client else ""
         try:
             metadata = parse_client_metadata(payload)
-            registration = await run_in_threadpool(self.server.core.clients.register, self.server.tenant_id, metadata)
+            registration = await run_in_threadpool(
+                lambda: self.server.core.clients.register(self.server.tenant_id, metadata, client_address=address)
+            )
+        except RegistrationThrottled as exc:
+            return oauth_error(exc.oauth_error, exc.message, exc.status, {"Retry-After": str(exc.retry_after)})
         except IdpError as exc:
             return oauth_error(exc.oauth_error, exc.message)
         client = registration.client
