@@ -11,6 +11,7 @@ from idp_mcp.core.mail import Mailer
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
+from idp_mcp.core.setup_codes import SetupCodes
 from idp_mcp.core.sign_in import HostedSignIn
 from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.core.tenants import Tenants
@@ -40,6 +41,7 @@ class IdentityCore:
                 window_seconds=settings.sign_in_failure_window,
             ),
         )
+        self.setup_codes = SetupCodes(db, clock, ADMIN_TENANT_ID)
         self.tenant_users = TenantUsers(db, clock, self.audit)
         self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
