@@ -96,10 +96,16 @@ class IdpApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, core: IdentityCore | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, core: IdentityCore | None = None, *, announce_setup_code: bool = True
+) -> Starlette:
+    """The whole app. ``announce_setup_code``: while no administrator exists, log a fresh one-time setup code for
+    the first-administrator page (off in uvicorn's worker processes: their parent announced one already)."""
     settings = settings or Settings()
     core = core or IdentityCore.from_settings(settings)
     core.bootstrap()
+    if announce_setup_code:
+        _announce_setup_code(core, settings)
 
     registry = ToolRegistry(all_tools())
     guides = GuideLibrary.load(default_directory(), registry.names())
@@ -116,7 +122,9 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     )
     flow = AuthorizationFlow(server, settings.url("/interaction"))
     pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
-    endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
+    endpoints = AuthorizationServerEndpoints(
+        server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page, signed_in=pages.signed_in
+    )
 
     def load_mcp() -> McpApp:
         # In a worker thread once the server is up (McpFront.lifespan): the MCP SDK is ~0.5 s of imports that the
@@ -165,9 +173,22 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     return app
 
 
+def _announce_setup_code(core: IdentityCore, settings: Settings) -> None:
+    code = core.setup_codes.issue()
+    if code is None:
+        return
+    # Shown on purpose, once, like Jupyter's token: whoever reads this console may create the first administrator.
+    logger.warning(
+        "No administrator yet. Create the first one at %s/setup and give this one-time setup code on the page: %s "
+        "(not needed from this machine when the public URL is a loopback one; or run: idp-mcp admin create)",
+        settings.public_url,
+        code,
+    )
+
+
 def create_app_from_env() -> Starlette:
     """The app from the environment, for ``uvicorn --factory idp_mcp.app:create_app_from_env``: each of uvicorn's
     worker processes imports and calls it (workers need an import string, not an app object)."""
     settings = Settings()
     configure_logging(settings.log_level)  # workers are fresh processes: their logging is set up here
-    return create_app(settings)
+    return create_app(settings, announce_setup_code=False)

@@ -69,6 +69,15 @@ class Settings(BaseSettings):
         le=400 * 86400,
         description="How long a browser stays a known device of an account after its last sign-in there (s).",
     )
+    registration_max_per_address: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="Dynamic client registrations allowed per client address per window.",
+    )
+    registration_window: int = Field(
+        default=3600, ge=60, le=86400, description="Window in which client registrations are counted (s)."
+    )
 
     # The SMTP connector that sends one-time email codes. Email codes are offered only when host and sender are set.
     smtp_host: str | None = Field(default=None, description="SMTP server that sends email codes; unset: no email.")

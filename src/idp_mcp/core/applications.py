@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.redirect_uris import is_loopback_http, validate_redirect_uri
-from idp_mcp.domain import Actor, Client, Clock
+from idp_mcp.domain import Actor, Client, Clock, hidden_character
 from idp_mcp.errors import IdpError, NotFound, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
@@ -20,6 +20,7 @@ ApplicationType = Literal["traditional", "spa", "native", "m2m"]
 IdTokenAlg = Literal["ES256", "RS256"]
 APPLICATION_TYPES: tuple[str, ...] = get_args(ApplicationType)
 MAX_NAME, MAX_DESCRIPTION, MAX_URIS = 128, 1000, 20
+LINE_BREAKS = "\n\r\t"  # a description may span lines; a name may not
 
 
 class ApplicationNotFound(NotFound):
@@ -75,12 +76,18 @@ def _from_client(client: Client) -> Application:
     )
 
 
-def _check_text(value: str, what: str, maximum: int, *, required: bool) -> str:
+def _check_text(value: str, what: str, maximum: int, *, required: bool, allowed: str = "") -> str:
     clean = value.strip()
     if required and not clean:
         raise ValidationFailed(f"The {what} must not be empty.")
     if len(clean) > maximum:
         raise ValidationFailed(f"The {what} is too long: at most {maximum} characters.")
+    hidden = hidden_character(clean, allowed)
+    if hidden:
+        # The name is shown on consent and sign-in pages: no bidi overrides, zero-width or control characters.
+        raise ValidationFailed(
+            f"The {what} contains a control or invisible formatting character ({hidden}); remove it."
+        )
     return clean
 
 
@@ -154,7 +161,7 @@ class Applications:
         if id_token_alg not in ("ES256", "RS256"):
             raise ValidationFailed("The ID token algorithm must be ES256 or RS256.")
         name = _check_text(name, "name", MAX_NAME, required=True)
-        description = _check_text(description, "description", MAX_DESCRIPTION, required=False)
+        description = _check_text(description, "description", MAX_DESCRIPTION, required=False, allowed=LINE_BREAKS)
         redirects = _check_redirects(app_type, redirect_uris or [], "redirect URIs")
         if app_type != "m2m" and not redirects:
             raise ValidationFailed("Give at least one redirect URI (where users return after signing in).")
@@ -216,7 +223,7 @@ class Applications:
         current = self.get(tenant_id, application_id)
         name = _check_text(changes.name, "name", MAX_NAME, required=True) if changes.name is not None else current.name
         description = (
-            _check_text(changes.description, "description", MAX_DESCRIPTION, required=False)
+            _check_text(changes.description, "description", MAX_DESCRIPTION, required=False, allowed=LINE_BREAKS)
             if changes.description is not None
             else current.description
         )

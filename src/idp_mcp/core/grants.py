@@ -117,6 +117,12 @@ class Grants:
             row = repo.latest_grant(conn, tenant_id, user_id, client_id)
         return row is not None and set(scopes) <= set(row.scope.split())
 
+    def client_approved(self, tenant_id: str, client_id: str) -> bool:
+        """Whether any user of the tenant gave this client a consent that still stands (its redirect URIs are then
+        trusted for answers sent without the user, such as ``prompt=none`` errors)."""
+        with self._db.read() as conn:
+            return repo.any_grant(conn, tenant_id, client_id)
+
     def save_code(self, code: str, record: CodeRecord) -> None:
         with self._db.transaction() as conn:
             repo.insert_code(

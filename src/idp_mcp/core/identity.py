@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
-from idp_mcp.core.clients import Clients
+from idp_mcp.core.clients import Clients, RegistrationLimits
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
+from idp_mcp.core.setup_codes import SetupCodes
 from idp_mcp.core.sign_in import HostedSignIn
 from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.core.tenants import Tenants
@@ -40,10 +41,17 @@ class IdentityCore:
                 window_seconds=settings.sign_in_failure_window,
             ),
         )
+        self.setup_codes = SetupCodes(db, clock, ADMIN_TENANT_ID)
         self.tenant_users = TenantUsers(db, clock, self.audit)
         self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
-        self.clients = Clients(db, clock, self.audit)
+        self.clients = Clients(
+            db,
+            clock,
+            self.audit,
+            self.rate_limits,
+            RegistrationLimits(settings.registration_max_per_address, settings.registration_window),
+        )
         self.grants = Grants(db, clock, self.audit)
         self.keys = KeyRing(
             db,

@@ -5,6 +5,8 @@ window ends, then the count starts again. An attempt is counted *before* it is c
 cannot all slip under the limit while a slow check runs); a caller gives it back when it succeeds. While a key is
 at its limit, nothing is counted and the caller is told how long to wait.
 
+Dynamic client registration counts every registration per client address (same /64 rule).
+
 Password sign-in uses two keys: the client address (IPv6 by its /64, which one host usually owns whole), and either
 the identifier typed (whether or not an account has it, so the limit tells nothing about which accounts exist) or,
 from a browser the account signed in from before (a known device), that device's own count for the account. So
@@ -29,6 +31,7 @@ from idp_mcp.store.repos import rate_limits as repo
 
 Kind = Literal["identifier", "device", "address"]
 PASSWORD_SIGN_IN = "password_sign_in"
+CLIENT_REGISTRATION = "client_registration"
 PURGE_INTERVAL_SECONDS = 60.0
 
 

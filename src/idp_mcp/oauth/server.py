@@ -9,10 +9,11 @@ from typing import Any
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 
-from idp_mcp.core.crypto import new_secret
+from idp_mcp.core.crypto import digest, digests_equal, new_secret
 from idp_mcp.core.grants import RefreshRecord, Successor
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import SCOPE_OFFLINE, Client, split_scope
@@ -27,6 +28,10 @@ from idp_mcp.oauth.models import OAuthClient
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.tokens import AccessTokenIssuer, TokenSubject
 from idp_mcp.oauth.verifier import decode_signed
+
+# Compared against when client authentication fails, so an unknown client costs a digest and a compare as well.
+_DUMMY_DIGEST = digest("no client has this secret")
+CLIENT_AUTHENTICATION_FAILED = "Client authentication failed."
 
 
 class EndpointResult:
@@ -157,6 +162,22 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             return None
         client, secrets = found
         return OAuthClient(client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret))
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> OAuthClient:
+        """authlib's client authentication, with one answer for every failure: an unknown client, a wrong or
+        expired secret and a wrong method must look alike (same status, body and WWW-Authenticate), or the token,
+        revocation and introspection endpoints tell which client ids exist."""
+        try:
+            client: OAuthClient = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            # An unknown client did no secret comparison: do one, so the failure takes about as long either way.
+            _client_id, presented = extract_basic_authorization(request.headers)
+            digests_equal(digest(presented or request.form.get("client_secret") or ""), _DUMMY_DIGEST)
+            raise InvalidClientError(
+                status_code=401 if "client_secret_basic" in methods else 400,
+                description=CLIENT_AUTHENTICATION_FAILED,
+            ) from None
+        return client
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         # The code and refresh grants store their refresh token themselves, in the transaction that spends the

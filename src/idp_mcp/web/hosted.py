@@ -17,6 +17,9 @@ from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import ExperienceView
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
 
+LOGOUT_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")  # carried through confirmation
+MAX_LOGOUT_FIELD = 8192  # an id_token_hint is a JWT: longer than the page fields
+
 
 class HostedPages:
     def __init__(self, pages: Pages, providers: TenantProviders) -> None:
@@ -180,13 +183,21 @@ class HostedPages:
         return session
 
     async def end_session(self, request: Request) -> Response:
-        """RP-initiated logout: end the tenant session, then return to a registered post-logout URI."""
+        """RP-initiated logout: end the tenant session, then return to a registered post-logout URI.
+
+        A request with a valid ``id_token_hint`` (signed by this tenant, for the signed-in user) proceeds at once.
+        Without one anyone could sign the user out with a link or an image (logout CSRF), so the user is asked to
+        confirm first (OpenID RP-Initiated Logout 1.0 §2, §6): a form posted back here with the page's CSRF token.
+        """
         provider = await self._provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This page does not exist.", 404)
-        params = dict(request.query_params)
+        params = {k: v[:MAX_LOGOUT_FIELD] for k, v in request.query_params.items() if "\x00" not in v}
+        confirmed = False
         if request.method == "POST":
-            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+            form = await request.form()
+            params.update({k: v for k, v in form.items() if isinstance(v, str) and "\x00" not in v})
+            confirmed = params.get("confirm") == "yes"
         try:
             target = await run_in_threadpool(
                 provider.flow.post_logout_redirect,
@@ -196,6 +207,14 @@ class HostedPages:
             )
         except IdpError as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        session = await self._session(request, provider.tenant_id)
+        if session is not None and not await self._hint_names(provider, params.get("id_token_hint"), session):
+            if not confirmed:
+                return self._confirm_logout(request, provider, params)
+            try:
+                self.cookies.check_csrf(request, params.get("csrf_token"))
+            except CsrfFailed as exc:
+                return await self.pages.error_page(request, exc.code, exc.message, exc.status)
         await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request, provider.tenant_id))
         if target:
             state = params.get("state")
@@ -205,3 +224,16 @@ class HostedPages:
             response = self.pages.render(request, "signed_out.html")
         self.cookies.clear_session(response, provider.tenant_id)
         return response
+
+    async def _hint_names(self, provider: TenantProvider, hint: str | None, session: BrowserSession) -> bool:
+        """Whether ``hint`` is an ID token this tenant signed for the user of ``session``."""
+        if not hint:
+            return False
+        subject = await run_in_threadpool(provider.flow.id_token_subject, hint)
+        return subject is not None and subject == session.user_id
+
+    def _confirm_logout(self, request: Request, provider: TenantProvider, params: dict[str, str]) -> Response:
+        carried = {k: params[k] for k in LOGOUT_FIELDS if params.get(k)}
+        return self.pages.render(
+            request, "confirm_sign_out.html", action=f"/t/{provider.tenant_id}/oidc/end-session", fields=carried
+        )

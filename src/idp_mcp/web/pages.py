@@ -15,9 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.core.setup_codes import code_required
 from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
-from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
+from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, SetupAlreadyDone
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.web.session import CookieJar
 
@@ -83,6 +84,10 @@ class Pages:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
         return session if session and session.tenant_id == ADMIN_TENANT_ID else None
 
+    async def signed_in(self, request: Request) -> bool:
+        """Whether the browser has an administrator session (what ``prompt=none`` at the MCP issuer is told)."""
+        return await self._session(request) is not None
+
     async def read_form(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         self.cookies.check_csrf(request, _text(form.get("csrf_token")))
@@ -142,11 +147,21 @@ class Pages:
         self.cookies.set_device(response, device)
         return response
 
+    def _setup_code_required(self, request: Request) -> bool:
+        return code_required(self.core.settings.public_url, client_host(request))
+
+    def _render_setup(self, request: Request, next_url: str, *, email: str = "", error: str | None = None,
+                      status: int = 200) -> HTMLResponse:  # fmt: skip
+        return self.render(
+            request, "setup.html", status=status, next_url=next_url, email=email, error=error,
+            code_required=self._setup_code_required(request),
+        )  # fmt: skip
+
     async def setup_page(self, request: Request) -> Response:
         next_url = safe_next(request.query_params.get("next"))
         if await run_in_threadpool(self.core.users.administrators_exist):
             return RedirectResponse(f"/sign-in?next={quote(next_url)}", status_code=303)
-        return self.render(request, "setup.html", next_url=next_url, error=None, email="")
+        return self._render_setup(request, next_url)
 
     async def setup_submit(self, request: Request) -> Response:
         try:
@@ -156,21 +171,21 @@ class Pages:
         next_url = safe_next(form.get("next"))
         email = (form.get("email") or "")[:MAX_FIELD]
         password = (form.get("password") or "")[:MAX_FIELD]
+        if await run_in_threadpool(self.core.users.administrators_exist):
+            done = SetupAlreadyDone("An administrator exists already: sign in instead.")
+            return self._render_setup(request, next_url, email=email, error=done.message, status=done.status)
+        if self._setup_code_required(request):
+            code = (form.get("setup_code") or "")[:MAX_FIELD]
+            if not code or not await run_in_threadpool(self.core.setup_codes.verify, code):
+                error = "Enter the one-time setup code printed on the server's console when it started."
+                return self._render_setup(request, next_url, email=email, error=error, status=403)
         if password != (form.get("password_confirm") or "")[:MAX_FIELD]:
-            return self.render(
-                request,
-                "setup.html",
-                status=400,
-                next_url=next_url,
-                email=email,
-                error="The passwords do not match.",
-            )
+            return self._render_setup(request, next_url, email=email, error="The passwords do not match.", status=400)
         try:
             user = await self.core.users.create_administrator(email, password, first_only=True)
         except IdpError as exc:
-            return self.render(
-                request, "setup.html", status=exc.status, next_url=next_url, email=email, error=exc.message
-            )
+            return self._render_setup(request, next_url, email=email, error=exc.message, status=exc.status)
+        await run_in_threadpool(self.core.setup_codes.forget)
         return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
 
     async def sign_out(self, request: Request) -> Response:

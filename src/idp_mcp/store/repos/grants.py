@@ -68,6 +68,15 @@ def insert_grant(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(grants).values(**values))
 
 
+def any_grant(conn: Connection, tenant_id: str, client_id: str) -> bool:
+    row = conn.execute(
+        select(grants.c.id)
+        .where(grants.c.tenant_id == tenant_id, grants.c.client_id == client_id, grants.c.revoked_at.is_(None))
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def latest_grant(conn: Connection, tenant_id: str, user_id: str, client_id: str) -> Any:
     return conn.execute(
         select(grants)
