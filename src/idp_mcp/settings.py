@@ -39,6 +39,18 @@ class Settings(BaseSettings):
         description="How often each process reloads the signing keys, so a rotation done elsewhere signs everywhere.",
     )
     log_level: str = Field(default="INFO")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body accepted by pages, forms and OAuth endpoints (bytes); larger: 413.",
+    )
+    mcp_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body accepted at /mcp (bytes); larger: 413.",
+    )
 
     # Client ID metadata documents (CIMD).
     cimd_allow_private_addresses: bool = Field(
