@@ -106,9 +106,10 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     registry = ToolRegistry(all_tools())
     guides = GuideLibrary.load(default_directory(), registry.names())
 
+    cimd = MetadataDocumentResolver(settings, core.clients)
     server = IdpAuthorizationServer(
         core=core,
-        cimd=MetadataDocumentResolver(settings, core.clients),
+        cimd=cimd,
         tenant_id=ADMIN_TENANT_ID,
         issuer=settings.issuer,
         resources=(settings.mcp_resource,),
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with mcp.lifespan():
             yield
+        cimd.close()
         core.close()
 
     limits = BodyLimits(default=settings.max_body_bytes, mcp=settings.mcp_max_body_bytes)

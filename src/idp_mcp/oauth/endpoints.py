@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from idp_mcp.core.clients import parse_client_metadata
 from idp_mcp.domain import contains_nul
 from idp_mcp.errors import IdpError
+from idp_mcp.oauth.cimd import looks_like_metadata_url
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -136,6 +137,7 @@ class AuthorizationServerEndpoints:
             params = _multi(request.query_params)
             if contains_nul(params):
                 return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
+        await self._prefetch_client(params)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
         outcome = await run_in_threadpool(self.flow.start, oauth_request)
         if outcome.redirect_to:
@@ -147,6 +149,7 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_token_response, oauth_request)
         return to_response(result)
@@ -155,9 +158,18 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_endpoint_response, "revocation", oauth_request)
         return to_response(result)
+
+    async def _prefetch_client(self, params: dict[str, list[str]]) -> None:
+        """A client ID metadata document is fetched here, on the event loop, before the request's blocking work
+        goes to a worker thread: a slow document host then holds a socket, not a thread others need."""
+        cimd = self.server.cimd
+        client_ids = params.get("client_id") or []
+        if cimd is not None and len(client_ids) == 1 and looks_like_metadata_url(client_ids[0]):
+            await cimd.prefetch(self.server.tenant_id, client_ids[0])
 
     async def jwks(self, request: Request) -> Response:
         keys = await run_in_threadpool(self.server.core.keys.jwks, self.server.tenant_id)
