@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
+from idp_mcp.core.identity import IdentityCore
+from idp_mcp.errors import ClientMetadataDocumentError
+from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.outbound import FetchPolicy, OutboundError, SafeFetcher
 from tests.support.tls import HangingServer, hanging_https_server
 
@@ -80,7 +84,7 @@ async def test_a_failed_url_is_not_fetched_again_within_the_failure_window(hangi
 async def test_fetches_past_the_per_host_cap_fail_at_once_while_other_hosts_still_fetch(
     hanging: HangingServer,
 ) -> None:
-    fetch = fetcher(hanging, timeout=3, max_in_flight_per_host=2, max_in_flight=3)
+    fetch = fetcher(hanging, timeout=2, max_in_flight_per_host=2, max_in_flight=3)
     outcomes: list[str] = []
 
     async def slow(url: str) -> None:
@@ -108,9 +112,46 @@ async def test_fetches_past_the_per_host_cap_fail_at_once_while_other_hosts_stil
         tasks.cancel_scope.cancel()
 
     # A refusal for the cap is not remembered as the URL's failure: once the fetches end, it is fetched.
-    fetch = fetcher(hanging, timeout=0.2)
     with pytest.raises(OutboundError, match="timed out"):
         await fetch.get_json(hanging.url("/3.json"))
+    assert len(hanging.accepted) == 4
+
+
+async def test_concurrent_requests_for_one_url_share_one_fetch(hanging: HangingServer) -> None:
+    fetch = fetcher(hanging, timeout=0.5, max_in_flight_per_host=1)
+    messages: list[str] = []
+
+    async def get() -> None:
+        try:
+            await fetch.get_json(hanging.url("/popular.json"))
+        except OutboundError as exc:
+            messages.append(exc.message)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(10):
+            tasks.start_soon(get)
+
+    assert len(hanging.accepted) == 1
+    assert messages == ["Fetching the test document timed out."] * 10  # none refused for the per-host cap
+
+
+async def test_the_resolver_reports_a_failed_prefetch_without_fetching_again(
+    hanging: HangingServer, core: IdentityCore
+) -> None:
+    settings = core.settings.model_copy(
+        update={"cimd_allow_private_addresses": True, "cimd_ca_bundle": hanging.ca_bundle, "cimd_timeout": 0.3}
+    )
+    resolver = MetadataDocumentResolver(settings, core.clients)
+    url = hanging.url("/agent.json")
+
+    await resolver.prefetch("admin", url)  # on the event loop, as the endpoints do: never raises
+    started = time.monotonic()
+    with pytest.raises(ClientMetadataDocumentError, match="timed out"):
+        await anyio.to_thread.run_sync(resolver.resolve, "admin", url)  # authlib's side, in a worker thread
+
+    assert time.monotonic() - started < 0.2
+    assert len(hanging.accepted) == 1
+    resolver.close()
 
 
 async def test_a_resolver_that_hangs_fails_at_the_deadline_too(

@@ -102,7 +102,8 @@ class MetadataDocumentResolver:
         except ClientMetadataDocumentError as exc:
             self._fetcher.remember_failure(url, exc.message)
             return
-        await anyio.to_thread.run_sync(self._store, tenant_id, url, metadata)
+        if not self._is_fresh(tenant_id, url):  # a concurrent request for the same document stored it already
+            await anyio.to_thread.run_sync(self._store, tenant_id, url, metadata)
 
     def resolve(self, tenant_id: str, url: str) -> Client:
         """The client described at ``url``: stored by a recent :meth:`prefetch`, or the failure it met, else

@@ -11,13 +11,15 @@ What it guarantees:
   connection (DNS rebinding).
 - Async on the event loop: a hanging host holds a socket, not a thread. Name resolution, which is blocking, runs in
   a small pool of its own, inside the deadline; a resolver that hangs ties up that pool only.
-- A cap on fetches in flight, per host and in all: past it a fetch fails at once, it does not queue.
+- A cap on fetches in flight, per host and in all: past it a fetch fails at once, it does not queue. Concurrent
+  requests for one URL share one fetch.
 - Failures are remembered for a short while: the same URL is not fetched again until then (bounded memory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 import json
 import socket
@@ -46,9 +48,11 @@ DNS_THREADS = 4
 class OutboundError(Exception):
     """A fetch refused or failed; ``message`` says why, for whoever asked for the URL."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        #: A refusal of ours (a cap reached), not a failure of the URL: not remembered against it.
+        self.transient = transient
 
 
 class _Unreachable(Exception):
@@ -105,15 +109,47 @@ class SafeFetcher:
         self._in_flight = 0
         self._in_flight_by_host: dict[str, int] = {}
         self._failures: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._shared: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[dict[str, object]]]] = {}
         self._dns = ThreadPoolExecutor(max_workers=DNS_THREADS, thread_name_prefix="outbound-dns")
         self._verify: ssl.SSLContext | None = None
 
     async def get_json(self, url: str) -> dict[str, object]:
         """The JSON object at ``url``, or :class:`OutboundError`. A URL that failed within ``failure_ttl`` fails
-        again at once with the same message, without a fetch."""
+        again at once with the same message, without a fetch; concurrent calls for one URL share one fetch."""
         remembered = self._remembered_failure(url)
         if remembered is not None:
             raise OutboundError(remembered)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            shared = self._shared.get(url)
+            owner = shared is None or shared[0] is not loop
+            if owner:
+                future: asyncio.Future[dict[str, object]] = loop.create_future()
+                # Read the outcome even when nobody else waits, so asyncio does not log it as never retrieved.
+                future.add_done_callback(lambda done: done.cancelled() or done.exception())
+                self._shared[url] = (loop, future)
+            else:
+                assert shared is not None
+                future = shared[1]
+        if not owner:
+            return copy.deepcopy(await asyncio.shield(future))
+        try:
+            document = await self._get_json(url)
+        except OutboundError as exc:
+            future.set_exception(OutboundError(exc.message))
+            raise
+        except BaseException:  # cancelled (the client went away) or worse: the others get a plain failure
+            future.set_exception(OutboundError(f"The {self.policy.what} could not be fetched."))
+            raise
+        else:
+            future.set_result(document)
+            return copy.deepcopy(document)
+        finally:
+            with self._lock:
+                if self._shared.get(url, (None, None))[1] is future:
+                    del self._shared[url]
+
+    async def _get_json(self, url: str) -> dict[str, object]:
         target, host = self._parse(url)
         with self._slot(host):
             try:
@@ -123,7 +159,8 @@ class SafeFetcher:
                 self._remember_failure(url, f"Fetching the {self.policy.what} timed out.")
                 raise OutboundError(f"Fetching the {self.policy.what} timed out.") from None
             except OutboundError as exc:
-                self._remember_failure(url, exc.message)
+                if not exc.transient:
+                    self._remember_failure(url, exc.message)
                 raise
         try:
             document = json.loads(body)
@@ -148,10 +185,13 @@ class SafeFetcher:
     def _slot(self, host: str) -> Iterator[None]:
         with self._lock:
             if self._in_flight >= self.policy.max_in_flight:
-                raise OutboundError(f"Too many {self.policy.what} fetches are in progress; try again shortly.")
+                raise OutboundError(
+                    f"Too many {self.policy.what} fetches are in progress; try again shortly.", transient=True
+                )
             if self._in_flight_by_host.get(host, 0) >= self.policy.max_in_flight_per_host:
                 raise OutboundError(
-                    f"Too many {self.policy.what} fetches from {host} are in progress; try again shortly."
+                    f"Too many {self.policy.what} fetches from {host} are in progress; try again shortly.",
+                    transient=True,
                 )
             self._in_flight += 1
             self._in_flight_by_host[host] = self._in_flight_by_host.get(host, 0) + 1
