@@ -17,7 +17,6 @@ from starlette.types import ASGIApp
 from idp_mcp.core.clients import parse_client_metadata
 from idp_mcp.domain import contains_nul
 from idp_mcp.errors import IdpError
-from idp_mcp.oauth.cimd import looks_like_metadata_url
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -164,12 +163,9 @@ class AuthorizationServerEndpoints:
         return to_response(result)
 
     async def _prefetch_client(self, params: dict[str, list[str]]) -> None:
-        """A client ID metadata document is fetched here, on the event loop, before the request's blocking work
-        goes to a worker thread: a slow document host then holds a socket, not a thread others need."""
-        cimd = self.server.cimd
         client_ids = params.get("client_id") or []
-        if cimd is not None and len(client_ids) == 1 and looks_like_metadata_url(client_ids[0]):
-            await cimd.prefetch(self.server.tenant_id, client_ids[0])
+        if len(client_ids) == 1:
+            await self.server.prefetch_client(client_ids[0])
 
     async def jwks(self, request: Request) -> Response:
         keys = await run_in_threadpool(self.server.core.keys.jwks, self.server.tenant_id)
