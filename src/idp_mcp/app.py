@@ -21,6 +21,7 @@ from idp_mcp.logs import configure_logging
 from idp_mcp.mcp_server.front import MCP_METHODS, McpFront
 from idp_mcp.mcp_server.registry import ToolRegistry
 from idp_mcp.mcp_server.tools import all_tools
+from idp_mcp.oauth.body_limit import BodyLimit, BodyLimits
 from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
 from idp_mcp.oauth.flow import AuthorizationFlow
@@ -76,6 +77,7 @@ class IdpApp(Starlette):
     then the SDK's transport), past the router's route table and the middleware. Those add nothing there: the
     security headers are for HTML pages (an MCP client neither frames nor renders JSON-RPC), and the SDK answers
     its own errors. Anything else at /mcp (another method, a root path) takes the ordinary way to the same endpoint.
+    The body limit applies on both ways: the fast path wraps the endpoint in it too.
     """
 
     def __init__(self, *args: Any, mcp_endpoint: ASGIApp, mcp_methods: tuple[str, ...], **kwargs: Any) -> None:
@@ -110,9 +112,10 @@ def create_app(
     registry = ToolRegistry(all_tools())
     guides = GuideLibrary.load(default_directory(), registry.names())
 
+    cimd = MetadataDocumentResolver(settings, core.clients)
     server = IdpAuthorizationServer(
         core=core,
-        cimd=MetadataDocumentResolver(settings, core.clients),
+        cimd=cimd,
         tenant_id=ADMIN_TENANT_ID,
         issuer=settings.issuer,
         resources=(settings.mcp_resource,),
@@ -159,13 +162,15 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with mcp.lifespan():
             yield
+        cimd.close()
         core.close()
 
+    limits = BodyLimits(default=settings.max_body_bytes, mcp=settings.mcp_max_body_bytes)
     app = IdpApp(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
-        mcp_endpoint=mcp,
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits=limits)],
+        mcp_endpoint=BodyLimit(mcp, limits),
         mcp_methods=MCP_METHODS,
     )
     app.state.core = core

@@ -39,6 +39,18 @@ class Settings(BaseSettings):
         description="How often each process reloads the signing keys, so a rotation done elsewhere signs everywhere.",
     )
     log_level: str = Field(default="INFO")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body accepted by pages, forms and OAuth endpoints (bytes); larger: 413.",
+    )
+    mcp_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body accepted at /mcp (bytes); larger: 413.",
+    )
 
     # Client ID metadata documents (CIMD).
     cimd_allow_private_addresses: bool = Field(
@@ -51,6 +63,15 @@ class Settings(BaseSettings):
     cimd_timeout: float = Field(default=5.0, gt=0, le=30)
     cimd_max_bytes: int = Field(default=5 * 1024, ge=512, le=64 * 1024)
     cimd_cache_ttl: int = Field(default=300, ge=0)
+    cimd_max_fetches: int = Field(
+        default=32, ge=1, le=1024, description="CIMD fetches in flight at once; past it a fetch fails at once."
+    )
+    cimd_max_fetches_per_host: int = Field(
+        default=4, ge=1, le=1024, description="CIMD fetches in flight to one host; past it a fetch fails at once."
+    )
+    cimd_failure_cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="How long a failed CIMD fetch is answered from memory (s)."
+    )
 
     # Brute-force protection of password sign-in (the admin page and every tenant's hosted page). Failures are
     # counted in the database, so every replica sees the same counts.

@@ -139,6 +139,7 @@ class AuthorizationServerEndpoints:
             params = _multi(request.query_params)
             if contains_nul(params):
                 return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
+        await self._prefetch_client(params)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
         signed_in = await self._signed_in(request) if self._signed_in is not None else False
         outcome = await run_in_threadpool(lambda: self.flow.start(oauth_request, signed_in=signed_in))
@@ -151,6 +152,7 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_token_response, oauth_request)
         return to_response(result)
@@ -159,9 +161,15 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_endpoint_response, "revocation", oauth_request)
         return to_response(result)
+
+    async def _prefetch_client(self, params: dict[str, list[str]]) -> None:
+        client_ids = params.get("client_id") or []
+        if len(client_ids) == 1:
+            await self.server.prefetch_client(client_ids[0])
 
     async def jwks(self, request: Request) -> Response:
         keys = await run_in_threadpool(self.server.core.keys.jwks, self.server.tenant_id)

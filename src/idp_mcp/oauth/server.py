@@ -144,6 +144,12 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             raise UnsupportedResponseTypeError("(not printable)", "The response type is not supported.")
         return super().get_authorization_grant(request)
 
+    async def prefetch_client(self, client_id: str | None) -> None:
+        """Fetch a client ID metadata document on the event loop, ahead of the blocking work (authlib, in a worker
+        thread) that will ask for the client: a slow document host then holds a socket, not a shared thread."""
+        if self.cimd is not None and client_id and looks_like_metadata_url(client_id):
+            await self.cimd.prefetch(self.tenant_id, client_id)
+
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not client_id or len(client_id) > 2048 or "\x00" in client_id:  # NUL: from a Basic header's base64
             return None

@@ -203,6 +203,8 @@ signing_keys = Table(
     Column("public_jwk", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("retired_at", TS),
+    # Keys are loaded per tenant: the cost of a load must not grow with the number of tenants.
+    Index("ix_signing_keys_tenant", "tenant_id"),
 )
 
 web_sessions = Table(

@@ -202,7 +202,10 @@ class Pages:
 
     async def _interaction(self, request: Request) -> Interaction | None:
         interaction = await run_in_threadpool(self.core.sessions.get_interaction, request.path_params["id"])
-        return interaction if interaction and interaction.tenant_id == ADMIN_TENANT_ID else None
+        if interaction is None or interaction.tenant_id != ADMIN_TENANT_ID:
+            return None
+        await self.flow.server.prefetch_client(interaction.client_id)  # its document, if due again: not in a thread
+        return interaction
 
     async def interaction_page(self, request: Request) -> Response:
         interaction = await self._interaction(request)
