@@ -30,10 +30,13 @@ def to_client(row: Any) -> Client:
 
 # Built once (the token endpoint runs it on every request): building a statement costs ~4x executing it.
 _GET = select(clients).where(clients.c.tenant_id == bindparam("tenant"), clients.c.client_id == bindparam("client"))
+# Read-modify-write: on PostgreSQL the row stays locked until the transaction ends, so a concurrent update waits and
+# then reads this one's result (SQLite renders no FOR UPDATE: its write transactions are serial already).
+_GET_FOR_UPDATE = _GET.with_for_update()
 
 
-def get(conn: Connection, tenant_id: str, client_id: str) -> Client | None:
-    row = conn.execute(_GET, {"tenant": tenant_id, "client": client_id}).first()
+def get(conn: Connection, tenant_id: str, client_id: str, *, for_update: bool = False) -> Client | None:
+    row = conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"tenant": tenant_id, "client": client_id}).first()
     return to_client(row) if row else None
 
 
