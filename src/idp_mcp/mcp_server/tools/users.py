@@ -132,7 +132,9 @@ class UpdateUserInput(BaseModel):
     userId: UserId
     name: str | None = Field(default=None, max_length=128, description="A new display name; an empty string clears it.")
     suspended: bool | None = Field(
-        default=None, description="true stops the user signing in and signs them out everywhere; false lets them back."
+        default=None,
+        description="true stops the user signing in, signs them out everywhere and revokes their applications' "
+        "tokens (reactivating does not restore those: they sign in again); false lets them back.",
     )
 
 
