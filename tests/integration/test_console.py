@@ -387,6 +387,8 @@ def test_revoking_needs_the_csrf_token_and_the_right_application_and_tenant(
     assert _revoke(client, DEFAULT_TENANT_ID, world.spa.id, mine.id)[0] == 404
     assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, "0123456789abcdef")[0] == 404
     assert client.get(f"{_app_url(DEFAULT_TENANT_ID, world.web.id)}/secrets/nope/revoke").status_code == 404
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, "%00")[0] == 404  # NUL: PostgreSQL would refuse it
+    assert 'id="secret-value"' not in client.get(f"{_app_url(DEFAULT_TENANT_ID, world.web.id)}/secrets/%00/reveal").text
     # Another tenant's secret, through its own tenant (not administered) or through one's own application.
     assert _revoke(client, "acme", world.acme_app.id, theirs.id)[0] == 403
     assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, theirs.id)[0] == 404

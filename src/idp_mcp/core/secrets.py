@@ -5,6 +5,7 @@ until the old one is revoked. Secrets are read on every token request, so a revo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,6 +25,7 @@ SecretKind = Literal["temporary", "production"]
 #: How long a new production secret waits to be shown in the console (once) before it can no longer be.
 REVEAL_TTL = timedelta(minutes=10)
 _REVEAL_PURPOSE = "idp-mcp production secret reveal"
+_SECRET_ID = re.compile(r"[0-9a-f]{1,32}")  # what new_id makes
 
 
 class SecretNotFound(NotFound):
@@ -103,7 +105,7 @@ class ClientSecrets:
     def take_reveal(self, tenant_id: str, client_id: str, secret_id: str, session_id: str) -> IssuedSecret | None:
         """The value of a production secret created by this session, the first time it is asked for; None after
         that, for another session, or once :data:`REVEAL_TTL` has passed."""
-        if not session_id or len(session_id) > 128 or len(secret_id) > 32:
+        if not session_id or len(session_id) > 128 or not _SECRET_ID.fullmatch(secret_id):
             return None
         now = self._clock()
         with self._db.transaction() as conn:
@@ -153,7 +155,7 @@ class ClientSecrets:
         request). With ``production=False`` (agents) a production secret is refused with
         :class:`ProductionSecretInConsole`. An unknown id, or one of another application or tenant, is
         :class:`SecretNotFound`. A refusal, or a secret revoked already, writes nothing."""
-        if not secret_id or len(secret_id) > 32:
+        if not _SECRET_ID.fullmatch(secret_id):  # also keeps NUL and the like away from PostgreSQL
             raise _secret_not_found(secret_id)
         now = self._clock()
         with self._db.transaction() as conn:
