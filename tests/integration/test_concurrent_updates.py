@@ -149,3 +149,20 @@ def test_concurrent_user_updates_keep_every_change(core: IdentityCore) -> None:
         assert run_together(jobs) == []
         final = core.tenant_users.get(TENANT, user.id)
         assert (final.name, final.suspended) == (f"User {round_}", suspend)
+
+
+def test_concurrent_stores_of_one_client_metadata_document_all_succeed(core: IdentityCore) -> None:
+    # Several requests fetched the same client ID metadata document at once: each stores (or refreshes) the client;
+    # none fails on the others' row, and one client remains, audited once.
+    from idp_mcp.core.clients import parse_client_metadata
+
+    url = "https://agent.example/client.json"
+    metadata = parse_client_metadata(
+        {"client_name": "Agent", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"}
+    )
+    jobs: list[Callable[[], Any]] = [
+        partial(core.clients.store_metadata_document, "admin", url, metadata) for _ in range(8)
+    ]
+    assert run_together(jobs) == []
+    client = core.clients.get("admin", url)
+    assert client is not None and client.name == "Agent"

@@ -41,11 +41,24 @@ def get(conn: Connection, tenant_id: str, client_id: str, *, for_update: bool = 
 
 
 def upsert(conn: Connection, values: dict[str, Any]) -> None:
-    """Insert, or replace a row with the same key (CIMD documents are re-fetched and re-stored)."""
-    conn.execute(
-        delete(clients).where(clients.c.tenant_id == values["tenant_id"], clients.c.client_id == values["client_id"])
-    )
-    conn.execute(insert(clients).values(**values))
+    """Insert, or replace a row with the same key (CIMD documents are re-fetched and re-stored). One statement
+    (``INSERT ... ON CONFLICT DO UPDATE``), so concurrent stores of the same document cannot fail on each other's
+    row, as a delete then insert did on PostgreSQL."""
+    key = [clients.c.tenant_id, clients.c.client_id]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(clients).values(**values)
+        conn.execute(pg.on_conflict_do_update(index_elements=key, set_=_replaced(values, pg.excluded)))
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(clients).values(**values)
+        conn.execute(lite.on_conflict_do_update(index_elements=key, set_=_replaced(values, lite.excluded)))
+
+
+def _replaced(values: dict[str, Any], excluded: Any) -> dict[str, Any]:
+    return {name: excluded[name] for name in values if name not in ("tenant_id", "client_id")}
 
 
 def insert_client(conn: Connection, values: dict[str, Any]) -> None:
