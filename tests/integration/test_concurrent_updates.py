@@ -166,3 +166,19 @@ def test_concurrent_stores_of_one_client_metadata_document_all_succeed(core: Ide
     assert run_together(jobs) == []
     client = core.clients.get("admin", url)
     assert client is not None and client.name == "Agent"
+
+
+def test_secrets_created_while_their_application_is_deleted_are_refused_cleanly(core: IdentityCore) -> None:
+    # Either a secret is created before the deletion (and goes with the application) or the application is not
+    # found: never a database error.
+    from idp_mcp.core.applications import ApplicationNotFound
+
+    for _ in range(5):
+        app = core.applications.create(TENANT, name="Job", app_type="m2m", actor=ACTOR)
+        jobs: list[Callable[[], Any]] = [
+            partial(core.secrets.create, TENANT, app.id, "temporary", ACTOR) for _ in range(4)
+        ]
+        jobs.append(partial(core.applications.delete, TENANT, app.id, ACTOR))
+        errors = run_together(jobs)
+        assert all(isinstance(error, ApplicationNotFound) for error in errors), errors
+        assert core.secrets.list(TENANT, app.id) == []

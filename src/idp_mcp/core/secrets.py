@@ -120,7 +120,8 @@ class ClientSecrets:
         value = new_secret(32)
         secret_id = new_id(8)
         expires_at = now + self._temporary_ttl if kind == "temporary" else None
-        client = clients_repo.get(conn, tenant_id, client_id)
+        # Locked (PostgreSQL): an application deleted meanwhile is then not found, instead of a foreign-key error.
+        client = clients_repo.get(conn, tenant_id, client_id, for_update=True)
         if client is None or client.origin != "application":
             raise _not_found(client_id)
         if client.is_public:
