@@ -182,3 +182,32 @@ def test_secrets_created_while_their_application_is_deleted_are_refused_cleanly(
         errors = run_together(jobs)
         assert all(isinstance(error, ApplicationNotFound) for error in errors), errors
         assert core.secrets.list(TENANT, app.id) == []
+
+
+def test_each_concurrent_change_reports_only_what_it_changed(core: IdentityCore) -> None:
+    # updateApplication reports `changed` from the (before, after) of its own transaction: another agent's concurrent
+    # change is never reported as this one's.
+    app = core.applications.create(
+        TENANT, name="Web", app_type="spa", actor=ACTOR, redirect_uris=["https://app.example/callback"]
+    )
+    wanted = {
+        "name": "Renamed",
+        "description": "Described",
+        "redirect_uris": ["https://app.example/other"],
+        "post_logout_redirect_uris": ["https://app.example/bye"],
+        "cors_origins": ["https://app.example"],
+    }
+    seen: dict[str, set[str]] = {}
+
+    def change(field: str) -> None:
+        before, after = core.applications.change(TENANT, app.id, ApplicationChanges(**{field: wanted[field]}), ACTOR)
+        seen[field] = {
+            name for name in wanted if _comparable(getattr(before, name)) != _comparable(getattr(after, name))
+        }
+
+    assert run_together([partial(change, field) for field in wanted]) == []
+    assert seen == {field: {field} for field in wanted}
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

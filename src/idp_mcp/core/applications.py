@@ -265,7 +265,13 @@ class Applications:
         return _application_or_not_found(client, application_id)
 
     def update(self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor) -> Application:
-        """Apply a partial update; invalid values change nothing.
+        """Apply a partial update; invalid values change nothing. See :meth:`change`."""
+        return self.change(tenant_id, application_id, changes, actor)[1]
+
+    def change(
+        self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor
+    ) -> tuple[Application, Application]:
+        """Apply a partial update and return the application (before, after) as this update saw and left it.
 
         The application is read, checked and written in one transaction holding its row (``FOR UPDATE`` on
         PostgreSQL; SQLite's write transactions are serial), so concurrent updates of different fields all land and
@@ -276,7 +282,7 @@ class Applications:
             current = _application_or_not_found(client, application_id)
             changed, values = _apply(current, changes)
             if not changed:
-                return current
+                return current, current
             assert client is not None
             values["metadata"] = {**client.metadata, **values["metadata"]}
             repo.update_client(conn, tenant_id, application_id, {**values, "updated_at": self._clock()})
@@ -285,7 +291,7 @@ class Applications:
                 tenant_id=tenant_id, details={"changed": sorted(changed)},
             )  # fmt: skip
             updated = repo.get(conn, tenant_id, application_id)
-        return _application_or_not_found(updated, application_id)
+        return current, _application_or_not_found(updated, application_id)
 
     def delete(self, tenant_id: str, application_id: str, actor: Actor) -> Application:
         """Delete an application, its secrets, and end every grant it holds."""

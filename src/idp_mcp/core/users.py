@@ -296,7 +296,12 @@ class TenantUsers:
             return repo.search(conn, tenant_id, (query or "").strip()[:100] or None, (page - 1) * page_size, page_size)
 
     def update(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> User:
-        """Rename, suspend or reactivate a user, read and written in one transaction holding the user's row.
+        """Rename, suspend or reactivate a user; see :meth:`change`."""
+        return self.change(tenant_id, user_id, changes, actor)[1]
+
+    def change(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> tuple[User, User]:
+        """Rename, suspend or reactivate a user, read and written in one transaction holding the user's row;
+        returns the user (before, after) as this change saw and left them.
 
         Suspending ends all the user's access in the same transaction: browser sessions, and every grant with its
         refresh and access tokens (see :func:`_end_access`). Reactivating does not bring those back: the user signs
@@ -315,7 +320,7 @@ class TenantUsers:
             if changes.suspended is not None and changes.suspended != current.suspended:
                 values["suspended"] = changes.suspended
             if not values:
-                return current
+                return current, current
             now = self._clock()
             repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": now})
             details: dict[str, object] = {"changed": sorted(values)}
@@ -327,7 +332,7 @@ class TenantUsers:
             )  # fmt: skip
             updated = repo.get(conn, tenant_id, user_id)
         assert updated is not None
-        return updated
+        return current, updated
 
     def delete(self, tenant_id: str, user_id: str, actor: Actor) -> User:
         """Delete a user and, in the same transaction, end their sessions, grants and tokens."""

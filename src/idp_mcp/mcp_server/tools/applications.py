@@ -269,13 +269,9 @@ async def update_application(ctx: ToolContext, args: UpdateApplicationInput) -> 
         cors_origins=args.corsOrigins,
         id_token_alg=args.idTokenAlg,
     )
-    tenant_id = ctx.actor.tenant_id
-
-    def apply() -> tuple[Application, Application]:
-        before = ctx.core.applications.get(tenant_id, args.applicationId)
-        return before, ctx.core.applications.update(tenant_id, args.applicationId, changes, ctx.actor)
-
-    before, after = await run_in_threadpool(apply)
+    before, after = await run_in_threadpool(
+        ctx.core.applications.change, ctx.actor.tenant_id, args.applicationId, changes, ctx.actor
+    )
     old, new = _info(ctx, before), _info(ctx, after)
     return UpdatedApplication(**new, changed=[key for key in _COMPARED if old[key] != new[key]])
 

@@ -142,14 +142,10 @@ async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
     """Change the fields given; the others stay as they are."""
     if args.name is None and args.suspended is None:
         raise ToolFailure("Give at least one field to change: name or suspended.")
-    tenant_id = ctx.actor.tenant_id
     changes = UserChanges(name=args.name, suspended=args.suspended)
-
-    def apply() -> tuple[User, User]:
-        before = ctx.core.tenant_users.get(tenant_id, args.userId)
-        return before, ctx.core.tenant_users.update(tenant_id, args.userId, changes, ctx.actor)
-
-    before, after = await run_in_threadpool(apply)
+    before, after = await run_in_threadpool(
+        ctx.core.tenant_users.change, ctx.actor.tenant_id, args.userId, changes, ctx.actor
+    )
     old, new = _info(before), _info(after)
     changed = [key for key in ("name", "suspended") if getattr(old, key) != getattr(new, key)]
     return UpdatedUser(**new.model_dump(), changed=changed)
