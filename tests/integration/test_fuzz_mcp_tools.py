@@ -85,6 +85,10 @@ def seed(session: McpSession) -> list[str]:
         hints.append(created["structuredContent"]["applicationId"])
     m2m = session.call_tool("createApplication", {"name": "Seed m2m", "type": "m2m"})
     hints.append(m2m["structuredContent"]["applicationId"])
+    # The secrets' ids (each confidential application got a temporary secret), for revokeSecret.
+    for application_id in (hints[0], hints[-1]):
+        got = session.call_tool("getApplication", {"applicationId": application_id})
+        hints += [secret["secretId"] for secret in got["structuredContent"]["secrets"]]
     user = session.call_tool("createUser", {"email": "seed@example.com", "password": "a long passphrase 42"})
     hints.append(user["structuredContent"]["userId"])
     guides = session.call_tool("listInstructions", {})

@@ -27,8 +27,8 @@ READ_TOOLS = {
 }  # fmt: skip
 WRITE_TOOLS = {
     "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
-    "revokeTemporarySecrets", "createUser", "updateUser", "deleteUser", "updateBranding", "updateSignInMethod",
-    "updateSignUpMethod",
+    "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
+    "updateSignInMethod", "updateSignUpMethod",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 

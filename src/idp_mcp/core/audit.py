@@ -19,6 +19,8 @@ from idp_mcp.store.repos import audit as repo
 
 # Keys whose values are never written, whatever a caller passes in ``details``.
 _SECRET_WORDS = ("secret", "token", "password", "code_verifier", "credential", "authorization", "cookie")
+# Keys that contain such a word but name no secret: a secret's id says which one was created or revoked.
+_NOT_SECRET = ("token_endpoint_auth_method", "secret_id", "secretid")
 _REDACTED = "[redacted]"
 _MAX_DETAIL_CHARS = 500
 
@@ -35,7 +37,7 @@ def scrub(details: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in details.items():
         lowered = key.lower()
-        if any(word in lowered for word in _SECRET_WORDS) and lowered not in ("token_endpoint_auth_method",):
+        if any(word in lowered for word in _SECRET_WORDS) and lowered not in _NOT_SECRET:
             clean[key] = _REDACTED
         else:
             clean[key] = _scrub_value(value)

@@ -82,7 +82,8 @@ class Tenants:
         """Give a tenant a new display name; audited with the human and the agent that asked."""
         clean = _clean_name(name)
         with self._db.transaction() as conn:
-            before = repo.get(conn, tenant_id)
+            # Locked (PostgreSQL) so concurrent renames queue and each audit row names the name it really replaced.
+            before = repo.get(conn, tenant_id, for_update=True)
             if before is None:
                 raise TenantNotFound(f"Tenant '{tenant_id}' does not exist.")
             repo.rename(conn, tenant_id, clean)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 import anyio.to_thread
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core import devices, passwords
@@ -25,6 +27,7 @@ from idp_mcp.errors import (
     ValidationFailed,
 )
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import grants as grants_repo
 from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
@@ -356,39 +359,73 @@ class TenantUsers:
             return repo.search(conn, tenant_id, (query or "").strip()[:100] or None, (page - 1) * page_size, page_size)
 
     def update(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> User:
-        current = self.get(tenant_id, user_id)
-        values: dict[str, object] = {}
+        """Rename, suspend or reactivate a user; see :meth:`change`."""
+        return self.change(tenant_id, user_id, changes, actor)[1]
+
+    def change(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> tuple[User, User]:
+        """Rename, suspend or reactivate a user, or mark their email verified, read and written in one transaction
+        holding the user's row; returns the user (before, after) as this change saw and left them.
+
+        Suspending ends all the user's access in the same transaction: browser sessions, and every grant with its
+        refresh and access tokens (see :func:`_end_access`). Reactivating does not bring those back: the user signs
+        in again and the applications get new tokens.
+        """
+        clean_name: str | None = None
         if changes.name is not None:
-            clean = " ".join(changes.name.split())
-            if len(clean) > MAX_NAME:
+            clean_name = " ".join(changes.name.split())
+            if len(clean_name) > MAX_NAME:
                 raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
-            if clean != (current.name or ""):
-                values["name"] = clean or None
-        if changes.suspended is not None and changes.suspended != current.suspended:
-            values["suspended"] = changes.suspended
-        if changes.email_verified is not None and changes.email_verified != current.email_verified:
-            if changes.email_verified and not current.email:
-                raise ValidationFailed("This user has no email address to mark as verified.")
-            values["email_verified"] = changes.email_verified
-        if not values:
-            return current
         with self._db.transaction() as conn:
-            repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": self._clock()})
+            current = self._locked(conn, tenant_id, user_id)
+            values: dict[str, object] = {}
+            if clean_name is not None and clean_name != (current.name or ""):
+                values["name"] = clean_name or None
+            if changes.suspended is not None and changes.suspended != current.suspended:
+                values["suspended"] = changes.suspended
+            if changes.email_verified is not None and changes.email_verified != current.email_verified:
+                if changes.email_verified and not current.email:
+                    raise ValidationFailed("This user has no email address to mark as verified.")
+                values["email_verified"] = changes.email_verified
+            if not values:
+                return current, current
+            now = self._clock()
+            repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": now})
+            details: dict[str, object] = {"changed": sorted(values)}
             if values.get("suspended"):
-                # A suspended user is signed out everywhere: browser sessions end with the user's rows below.
-                sessions_repo.delete_user_sessions(conn, tenant_id, user_id)
+                details["revoked_grants"] = _end_access(conn, tenant_id, user_id, now, "user_suspended")
             self._audit.write(
                 conn, actor, "user.update", target_type="user", target_id=user_id, tenant_id=tenant_id,
-                details={"changed": sorted(values)},
+                details=details,
             )  # fmt: skip
-        return self.get(tenant_id, user_id)
+            updated = repo.get(conn, tenant_id, user_id)
+        assert updated is not None
+        return current, updated
 
     def delete(self, tenant_id: str, user_id: str, actor: Actor) -> User:
-        current = self.get(tenant_id, user_id)
+        """Delete a user and, in the same transaction, end their sessions, grants and tokens."""
         with self._db.transaction() as conn:
+            current = self._locked(conn, tenant_id, user_id)
+            revoked = _end_access(conn, tenant_id, user_id, self._clock(), "user_deleted")
             repo.delete_user(conn, tenant_id, user_id)
             self._audit.write(
                 conn, actor, "user.delete", target_type="user", target_id=user_id, tenant_id=tenant_id,
-                details={"email": current.email, "username": current.username},
+                details={"email": current.email, "username": current.username, "revoked_grants": revoked},
             )  # fmt: skip
         return current
+
+    @staticmethod
+    def _locked(conn: Connection, tenant_id: str, user_id: str) -> User:
+        # FOR UPDATE on PostgreSQL: a concurrent update of the same user waits and then sees this one's result.
+        user = repo.get(conn, tenant_id, user_id, for_update=True)
+        if user is None:
+            raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+        return user
+
+
+def _end_access(conn: Connection, tenant_id: str, user_id: str, now: datetime, reason: str) -> int:
+    """Sign a suspended or deleted user out everywhere, inside the caller's transaction: their browser sessions end,
+    and every grant (consent), token family, refresh token, pending code and access token they hold at this
+    tenant's issuer is revoked (access tokens through their family, which verifiers and introspection check).
+    For an administrator (the admin tenant) that is every MCP grant. Returns how many token families were revoked."""
+    sessions_repo.delete_user_sessions(conn, tenant_id, user_id)
+    return len(grants_repo.revoke_user_grants(conn, tenant_id, user_id, now, reason))

@@ -225,7 +225,12 @@ class TenantEndpoints:
         core = self.providers.core
         claims = decode_signed(core.keys, token, tenant_id=provider.tenant_id, issuer=provider.issuer)
         if claims is not None:
-            if claims["client_id"] != client.client_id or core.grants.is_family_revoked(str(claims["gid"])):
+            if claims["client_id"] != client.client_id:
+                return {"active": False}
+            # A client-credentials token is its application's own (sub = client_id); any other is a user's, who must
+            # still exist and not be suspended (suspension also revokes the grant; this holds for older grants too).
+            user_id = None if claims["sub"] == claims["client_id"] else str(claims["sub"])
+            if not core.grants.access_token_active(provider.tenant_id, str(claims["gid"]), user_id):
                 return {"active": False}
             return {
                 "active": True, "token_type": "Bearer", "client_id": claims["client_id"], "sub": claims["sub"],

@@ -113,6 +113,20 @@ client_secrets = Table(
     Index("ix_client_secrets_client", "tenant_id", "client_id"),
 )
 
+# A production secret just created in the console, waiting to be shown once (POST-redirect-GET): its value sealed
+# (AES-GCM) with a key derived from the creating browser's session id, which only that browser holds (the database
+# keeps the session id's digest). Deleted when shown, and worthless after ``expires_at``.
+secret_reveals = Table(
+    "secret_reveals",
+    metadata,
+    Column("secret_id", String(32), ForeignKey("client_secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("session_digest", String(64), nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
 # A user's standing consent for a client: what it may do and on which tenant it acts.
 grants = Table(
     "grants",

@@ -143,7 +143,9 @@ class UpdateUserInput(BaseModel):
     userId: UserId
     name: str | None = Field(default=None, max_length=128, description="A new display name; an empty string clears it.")
     suspended: bool | None = Field(
-        default=None, description="true stops the user signing in and signs them out everywhere; false lets them back."
+        default=None,
+        description="true stops the user signing in, signs them out everywhere and revokes their applications' "
+        "tokens (reactivating does not restore those: they sign in again); false lets them back.",
     )
     emailVerified: bool | None = Field(
         default=None,
@@ -155,14 +157,10 @@ async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
     """Change the fields given; the others stay as they are."""
     if args.name is None and args.suspended is None and args.emailVerified is None:
         raise ToolFailure("Give at least one field to change: name, suspended or emailVerified.")
-    tenant_id = ctx.actor.tenant_id
     changes = UserChanges(name=args.name, suspended=args.suspended, email_verified=args.emailVerified)
-
-    def apply() -> tuple[User, User]:
-        before = ctx.core.tenant_users.get(tenant_id, args.userId)
-        return before, ctx.core.tenant_users.update(tenant_id, args.userId, changes, ctx.actor)
-
-    before, after = await run_in_threadpool(apply)
+    before, after = await run_in_threadpool(
+        ctx.core.tenant_users.change, ctx.actor.tenant_id, args.userId, changes, ctx.actor
+    )
     old, new = _info(before), _info(after)
     changed = [key for key in ("name", "suspended", "emailVerified") if getattr(old, key) != getattr(new, key)]
     return UpdatedUser(**new.model_dump(), changed=changed)

@@ -19,8 +19,11 @@ _MEMBER_ROLE = select(tenant_members.c.role).where(
 )
 
 
-def get(conn: Connection, tenant_id: str) -> Tenant | None:
-    row = conn.execute(_GET, {"tenant": tenant_id}).first()
+_GET_FOR_UPDATE = _GET.with_for_update()  # read-modify-write: see clients.get
+
+
+def get(conn: Connection, tenant_id: str, *, for_update: bool = False) -> Tenant | None:
+    row = conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"tenant": tenant_id}).first()
     return _tenant(row) if row else None
 
 
