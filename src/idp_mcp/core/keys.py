@@ -244,8 +244,13 @@ class KeyRing:
         key = self._signing.get((tenant_id, alg))
         return key if key is not None else self.ensure(tenant_id, alg)
 
-    def verification_key(self, kid: str) -> SigningKey | None:
-        """The published key with this ``kid``, or None. An unknown kid triggers at most one reload a second."""
+    def verification_key(self, kid: str, *, reload: bool = True) -> SigningKey | None:
+        """The published key with this ``kid``, or None. An unknown kid triggers at most one reload a second.
+
+        With ``reload=False`` only the keys in memory are looked at (no database work: the event loop may call it
+        once :meth:`reload_due` said no, or a worker thread has reloaded)."""
+        if not reload:
+            return self._by_kid.get(kid)
         self._maybe_reload()
         key = self._by_kid.get(kid)
         if key is None and time.monotonic() - self._last_miss_reload > 1.0:
@@ -253,6 +258,13 @@ class KeyRing:
             self._reload()
             key = self._by_kid.get(kid)
         return key
+
+    def reload_due(self, kid: str) -> bool:
+        """Whether :meth:`verification_key` would read the database for ``kid`` now (cache due, or an unknown kid)."""
+        now = time.monotonic()
+        if now - self._loaded_at > self._refresh_seconds:
+            return True
+        return kid not in self._by_kid and now - self._last_miss_reload > 1.0
 
     def jwks(self, tenant_id: str) -> dict[str, Any]:
         self._maybe_reload()

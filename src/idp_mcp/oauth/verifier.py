@@ -35,7 +35,7 @@ MAX_TOKEN_LENGTH = 8192
 SubjectCheck = Callable[[str, str, str], bool]
 
 
-def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
+def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str, *, reload: bool = True) -> SigningKey | None:
     """The published key of ``tenant_id`` named by the token's header, if the header's ``alg`` is that key's
     own algorithm (so never ``none`` and never HMAC) and its ``typ`` is the one expected."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -47,7 +47,7 @@ def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> Signing
     kid, alg = header.get("kid"), header.get("alg")
     if not isinstance(kid, str) or alg not in SUPPORTED_ALGS or header.get("typ") != typ:
         return None
-    key = keys.verification_key(kid)
+    key = keys.verification_key(kid, reload=reload)
     if key is None or key.tenant_id != tenant_id or key.alg != alg:
         return None
     return key
@@ -69,9 +69,11 @@ def decode_signed(
     issuer: str,
     audience: str | None = None,
     verify_exp: bool = True,
+    reload_keys: bool = True,
 ) -> dict[str, Any] | None:
-    """The claims of a valid access token signed by ``tenant_id``'s key for ``issuer``; None otherwise."""
-    key = _signing_key(keys, token, tenant_id, "at+jwt")
+    """The claims of a valid access token signed by ``tenant_id``'s key for ``issuer``; None otherwise. With
+    ``reload_keys=False`` the keys in memory decide, without database work (see :meth:`KeyRing.verification_key`)."""
+    key = _signing_key(keys, token, tenant_id, "at+jwt", reload=reload_keys)
     if key is None:
         return None
     return _decode(
@@ -97,6 +99,16 @@ def decode_id_token(keys: KeyRing, token: str, tenant_id: str, issuer: str) -> d
     return _decode(
         token, key, issuer=issuer, options={"verify_aud": False, "verify_exp": False, "require": ["iss", "sub", "aud"]}
     )
+
+
+def _unverified_kid(token: str) -> str | None:
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 class McpTokenVerifier:
@@ -141,14 +153,17 @@ class McpTokenVerifier:
             cached = self._verified.get(key)
         if cached is not None:
             kid, claims = cached
-            if self._keys.verification_key(kid) is None:  # retired since it was verified
+            await self._refresh_keys(kid)
+            if self._keys.verification_key(kid, reload=False) is None:  # retired since it was verified
                 with self._lock:
                     self._verified.pop(key, None)
                 return None
         else:
+            await self._refresh_keys(_unverified_kid(token))
             decoded = decode_signed(
-                self._keys, token, tenant_id=self._tenant_id, issuer=self._issuer, audience=self._resource
-            )
+                self._keys, token, tenant_id=self._tenant_id, issuer=self._issuer, audience=self._resource,
+                reload_keys=False,
+            )  # fmt: skip
             if decoded is None or not isinstance(decoded.get("tenant"), str):
                 return None
             claims = decoded
@@ -171,6 +186,12 @@ class McpTokenVerifier:
             subject=str(claims["sub"]),
             claims=claims,
         )
+
+    async def _refresh_keys(self, kid: str | None) -> None:
+        """Reload the signing keys in a worker thread when they are due (every IDP_MCP_KEY_CACHE_SECONDS, or for an
+        unknown kid at most once a second), so the lookups on the event loop never read the database."""
+        if kid is not None and self._keys.reload_due(kid):
+            await anyio.to_thread.run_sync(self._keys.verification_key, kid)
 
     async def _is_revoked(self, family_id: str) -> bool:
         now = time.monotonic()
