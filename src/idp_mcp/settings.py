@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is a SQLite file in the data dir."
     )
+    debug_loop_guard: bool = Field(
+        default=False,
+        description="DEBUGGING: database work on an event-loop thread raises (the test suite turns it on).",
+    )
     access_token_ttl: int = Field(default=3600, ge=30, le=86400, description="Access token lifetime (s).")
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="Refresh token lifetime (s).")
     authorization_code_ttl: int = Field(default=300, ge=10, le=600, description="Authorization code life.")

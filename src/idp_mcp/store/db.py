@@ -15,15 +15,35 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
+from idp_mcp.store.loop_guard import install_loop_guard
+
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from idp_mcp.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so writers queue."""
+def create_db_engine(url: str, *, loop_guard: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so writers queue. ``loop_guard`` makes
+    database work on an event-loop thread raise (see :mod:`idp_mcp.store.loop_guard`)."""
+    engine = _create_engine(url)
+    if loop_guard:
+        install_loop_guard(engine)
+    return engine
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    """The engine the server runs on, configured by the settings."""
+    return create_db_engine(
+        settings.resolved_database_url,
+        loop_guard=settings.debug_loop_guard,
+    )
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
