@@ -20,12 +20,18 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(autouse=True)
-def _no_database_work_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture(scope="session", autouse=True)
+def _loop_guard_on() -> Iterator[None]:
     """Every engine the app builds refuses database work on an event-loop thread: in process (Settings() reads the
-    variable) and in the servers the e2e tests start (they inherit the environment). A test fails if its code
-    caused a refusal, even one that a caller caught."""
-    monkeypatch.setenv("IDP_MCP_DEBUG_LOOP_GUARD", "1")
+    variable, in module-scoped fixtures too) and in the servers the e2e tests start (they inherit the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IDP_MCP_DEBUG_LOOP_GUARD", "1")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_database_work_on_the_event_loop(_loop_guard_on: None) -> Iterator[None]:
+    """A test fails if its code caused a refusal of the loop guard, even one that a caller caught."""
     before = len(loop_guard.VIOLATIONS)
     yield
     caused = loop_guard.VIOLATIONS[before:]
