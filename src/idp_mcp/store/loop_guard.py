@@ -10,9 +10,13 @@ for the servers it starts) the engine refuses, on a thread that runs an event lo
 - a statement, in case a connection checked out in a worker thread is then used on the loop.
 
 The error names the call, is logged, and is remembered in :data:`VIOLATIONS`, so a test fails even when a caller
-catches the error. Work that may block the loop on purpose runs inside :func:`blocking_allowed` with its reason;
-there is one such place: :meth:`IdentityCore.bootstrap` (migrations, default tenants, keys), which runs before the
-server accepts requests, on the loop's thread when uvicorn's worker processes build the app (``--workers``).
+catches the error. Work that may block the loop on purpose runs inside :func:`blocking_allowed` with its reason.
+The exceptions, all of them:
+
+- :meth:`IdentityCore.bootstrap` (migrations, default tenants, keys) runs before the server accepts requests, on the
+  loop's thread when uvicorn's worker processes build the app (``--workers``): allowed by :func:`blocking_allowed`.
+- The command line runs no event loop (``admin create`` runs one, but its use case hops to a thread): nothing to allow.
+- Shutdown (the lifespan's ``core.close()``) only disposes of the pool, which checks nothing out: nothing to allow.
 """
 
 from __future__ import annotations
