@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +21,26 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./.idp-mcp"), description="Signing keys fallback, SQLite file.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is a SQLite file in the data dir."
+    )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite only. full: every commit is synced to disk before it is answered, so a power loss or an "
+        "OS crash cannot roll back a token rotation, a revocation, a sign-out or a new secret; it costs one disk sync "
+        "per write transaction (bench/sqlite_sync.py). normal: no sync per commit; the commits since the last "
+        "checkpoint may roll back after such a crash (a crash of the process alone loses nothing either way).",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL only: connections each process keeps open."
+    )
+    db_max_overflow: int = Field(
+        default=20, ge=0, le=1000, description="PostgreSQL only: extra connections a process may open under load."
+    )
+    db_pool_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="PostgreSQL only: how long a request waits for a free connection (s)."
+    )
+    debug_loop_guard: bool = Field(
+        default=False,
+        description="DEBUGGING: database work on an event-loop thread raises (the test suite turns it on).",
     )
     access_token_ttl: int = Field(default=3600, ge=30, le=86400, description="Access token lifetime (s).")
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="Refresh token lifetime (s).")

@@ -327,7 +327,7 @@ async def test_delete_application_asks_the_user_through_elicitation(
     assert isinstance(question, types.ElicitRequestFormParams)
     assert "Web shop" in question.message and web_app.id in question.message
     assert question.requested_schema["properties"]["confirm"]["type"] == "boolean"
-    remaining = {app.id for app in core.applications.list(TENANT)}
+    remaining = {app.id for app in await anyio.to_thread.run_sync(core.applications.list, TENANT)}
     if refusal is None:
         assert result.is_error is False, result.content
         assert result.structured_content == {"applicationId": web_app.id, "name": "Web shop", "deleted": True}
@@ -337,7 +337,7 @@ async def test_delete_application_asks_the_user_through_elicitation(
         text = " ".join(item.text for item in result.content if isinstance(item, types.TextContent))
         assert refusal in text and "nothing was changed" in text
         assert web_app.id in remaining
-        assert "application.delete" not in state(core)[2]
+        assert "application.delete" not in (await anyio.to_thread.run_sync(state, core))[2]
 
 
 # --- temporary secrets ----------------------------------------------------------------------------------

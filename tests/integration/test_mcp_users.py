@@ -246,7 +246,10 @@ async def test_delete_user_asks_the_user_through_elicitation(
             result = await mcp.call_tool("deleteUser", {"userId": bob.id, "confirm": True})
 
     assert len(questions) == 1 and "bob@example.com" in questions[0]
-    remaining = {user.id for user in core.tenant_users.list(TENANT, query=None, page=1, page_size=100)[0]}
+    listed, _total = await anyio.to_thread.run_sync(
+        lambda: core.tenant_users.list(TENANT, query=None, page=1, page_size=100)
+    )
+    remaining = {user.id for user in listed}
     assert result.is_error is not confirmed
     assert (bob.id in remaining) is not confirmed
 

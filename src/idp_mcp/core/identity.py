@@ -19,7 +19,8 @@ from idp_mcp.core.users import TenantUsers, Users
 from idp_mcp.core.verification_codes import VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Clock, utcnow
 from idp_mcp.settings import Settings
-from idp_mcp.store.db import Database, create_db_engine
+from idp_mcp.store.db import Database, engine_from_settings
+from idp_mcp.store.loop_guard import blocking_allowed
 
 
 class IdentityCore:
@@ -75,14 +76,19 @@ class IdentityCore:
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = utcnow) -> IdentityCore:
-        return cls(settings, Database(create_db_engine(settings.resolved_database_url)), clock)
+        return cls(settings, Database(engine_from_settings(settings)), clock)
 
     def bootstrap(self) -> None:
-        """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start."""
-        self.db.migrate()
-        self.tenants.ensure_defaults()
-        self.keys.ensure(ADMIN_TENANT_ID)
-        self.keys.ensure(DEFAULT_TENANT_ID)
+        """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start.
+
+        It runs before the server accepts requests, on the event loop's thread when uvicorn's worker processes
+        build the app: blocking that loop then holds up no request, so the loop guard lets it.
+        """
+        with blocking_allowed("bootstrap, before the server accepts requests"):
+            self.db.migrate()
+            self.tenants.ensure_defaults()
+            self.keys.ensure(ADMIN_TENANT_ID)
+            self.keys.ensure(DEFAULT_TENANT_ID)
 
     def close(self) -> None:
         self.db.dispose()

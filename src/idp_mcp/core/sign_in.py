@@ -9,6 +9,9 @@ of a code. Emails are returned to the caller to deliver after the response, so i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
+
+import anyio.to_thread
 
 from idp_mcp.core import passwords
 from idp_mcp.core.audit import AuditLog
@@ -86,13 +89,21 @@ class HostedSignIn:
     ) -> User:  # fmt: skip
         """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
         rate-limited per identifier or known ``device`` and per ``client_address``, see :meth:`Users.authenticate`)."""
+        # One worker thread for the whole sign-in: the database and Argon2id both block.
+        return await anyio.to_thread.run_sync(
+            partial(self._with_password, tenant_id, identifier, password, client_address=client_address, device=device)
+        )
+
+    def _with_password(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None, device: str | None
+    ) -> User:
         allowed = self.experience(tenant_id).password_identifiers
         kind = "email" if "@" in identifier else "username"
         if kind not in allowed:
             if not allowed:
                 raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
             raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
-        return await self._users.authenticate(
+        return self._users.authenticate_sync(
             tenant_id, identifier, password, client_address=client_address, device=device
         )
 
@@ -117,6 +128,9 @@ class HostedSignIn:
 
     async def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up)."""
+        return await anyio.to_thread.run_sync(self._with_email_code, tenant_id, email, code)
+
+    def _with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         if not self.email_codes_offered(self.experience(tenant_id)):
             raise MethodNotOffered("Signing in with an email code is not offered here.")
         address = _address_or_reject(email)
@@ -144,6 +158,9 @@ class HostedSignIn:
 
         Only the identifiers the tenant asks for are kept, and a password only when sign-up sets one.
         """
+        return await anyio.to_thread.run_sync(self._start_sign_up, tenant_id, form)
+
+    def _start_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpStarted:
         experience = self.experience(tenant_id)
         sign_up = experience.sign_up
         if not sign_up.enabled:
@@ -164,7 +181,7 @@ class HostedSignIn:
             passwords.check_policy(password, identifiers=(email, username, email.split("@")[0] if email else None))
         if username and self._taken(tenant_id, None, username):
             raise UserAlreadyExists("This username is taken: choose another.")
-        password_hash = await passwords.hash_password(password) if password is not None else None
+        password_hash = passwords.hash_password_sync(password) if password is not None else None
         actor = Actor(tenant_id=tenant_id, sub=None)
         if not sign_up.verify_email:
             if email is None:  # a username only: nothing to enumerate that the username check did not tell
@@ -193,6 +210,9 @@ class HostedSignIn:
 
     async def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         """Create the account that waited for the code sent to ``email``."""
+        return await anyio.to_thread.run_sync(self._finish_sign_up, tenant_id, email, code)
+
+    def _finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         if not self.experience(tenant_id).sign_up.enabled:
             raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
         address = _address_or_reject(email)

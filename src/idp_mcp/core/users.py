@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -84,7 +85,18 @@ class Users:
             raise ValidationFailed("A role is given in a tenant: name the tenant too.")
         membership_role = check_role(role or ADMIN) if tenant_id is not None else None
         passwords.check_policy(password, identifiers=(address, address.split("@")[0]))
-        password_hash = await passwords.hash_password(password)
+        # Argon2id and the transaction in one worker thread: both block, and one hop costs less than two.
+        insert = partial(
+            self._insert_administrator, address, password, tenant_id=tenant_id, membership_role=membership_role,
+            actor_sub=actor_sub, first_only=first_only,
+        )  # fmt: skip
+        return await anyio.to_thread.run_sync(insert)
+
+    def _insert_administrator(
+        self, address: str, password: str, *, tenant_id: str | None, membership_role: str | None,
+        actor_sub: str | None, first_only: bool,
+    ) -> User:  # fmt: skip
+        password_hash = passwords.hash_password_sync(password)
         now = self._clock()
         user_id = new_id()
         try:
@@ -141,13 +153,25 @@ class Users:
         a known device of the account, its own allowance replaces the identifier's, which others may have used up
         (see :mod:`idp_mcp.core.rate_limits`). A success clears the count it was made against.
         """
+        return await anyio.to_thread.run_sync(
+            partial(
+                self.authenticate_sync, tenant_id, identifier, password, client_address=client_address, device=device
+            )
+        )
+
+    def authenticate_sync(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
+        """:meth:`authenticate` in the calling thread, which must be a worker thread (the database and Argon2id
+        block): the whole sign-in is one thread hop."""
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
-        found, known_device = await anyio.to_thread.run_sync(self._find_for_sign_in, tenant_id, identifier, device)
-        await self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+        found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
+        self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         user, password_hash = found if found else (None, None)
-        ok = await passwords.verify_password(password_hash, password)
+        ok = passwords.verify_password_sync(password_hash, password)
         actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
         if not ok or user is None:
             self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id if user else None)
@@ -158,7 +182,7 @@ class Users:
         with self._db.transaction() as conn:
             repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
             self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-        await self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+        self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         return user
 
     def _find_for_sign_in(
@@ -177,14 +201,13 @@ class Users:
             known = devices_repo.is_known(conn, key, tenant_id, user_id, self._clock())
             return found, key if known and found else None
 
-    async def _count_sign_in_attempt(
+    def _count_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
     ) -> None:
         if self._rate_limits is None:
             return
         policy = self._sign_in_limits
-        exceeded = await anyio.to_thread.run_sync(
-            self._rate_limits.hit,
+        exceeded = self._rate_limits.hit(
             PASSWORD_SIGN_IN,
             tenant_id,
             policy.limits(identifier, client_address, known_device),
@@ -205,7 +228,7 @@ class Users:
         )
         raise TooManyAttempts(exceeded.message, exceeded.retry_after)
 
-    async def _forgive_sign_in_attempt(
+    def _forgive_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
     ) -> None:
         """A success is no failure: the count it was made against starts afresh (the known device's own, or the
@@ -214,16 +237,12 @@ class Users:
         limiter = self._rate_limits
         if limiter is None:
             return
-
-        def forgive() -> None:
-            if known_device is not None:
-                limiter.forget(PASSWORD_SIGN_IN, tenant_id, "device", known_device)
-            else:
-                limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
-            if client_address:
-                limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
-
-        await anyio.to_thread.run_sync(forgive)
+        if known_device is not None:
+            limiter.forget(PASSWORD_SIGN_IN, tenant_id, "device", known_device)
+        else:
+            limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
+        if client_address:
+            limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
 
     def administrator_may_act(self, user_id: str, tenant_id: str) -> bool:
         """Whether the administrator exists, is not suspended and still administers ``tenant_id`` (checked on every
@@ -293,10 +312,15 @@ class TenantUsers:
         passwords.check_policy(password, identifiers=(address, username, address.split("@")[0] if address else None))
         if email_verified and not address:
             raise ValidationFailed("emailVerified needs an email address.")
-        password_hash = await passwords.hash_password(password)
-        return self._insert(
-            tenant_id, address, username, clean_name, password_hash, actor, "user.create", email_verified=email_verified
-        )
+
+        def hash_and_insert() -> User:  # one worker thread for Argon2id and the transaction, both blocking
+            password_hash = passwords.hash_password_sync(password)
+            return self._insert(
+                tenant_id, address, username, clean_name, password_hash, actor, "user.create",
+                email_verified=email_verified,
+            )  # fmt: skip
+
+        return await anyio.to_thread.run_sync(hash_and_insert)
 
     def register(
         self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor,
