@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.clients import Clients
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
+from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
+from idp_mcp.core.roles import Roles
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
 from idp_mcp.core.sign_in import HostedSignIn
@@ -45,6 +48,9 @@ class IdentityCore:
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
         self.clients = Clients(db, clock, self.audit)
         self.grants = Grants(db, clock, self.audit)
+        self.api_resources = ApiResources(db, clock, self.audit, settings.public_url)
+        self.roles = Roles(db, clock, self.audit)
+        self.permissions = Permissions(db)
         self.keys = KeyRing(
             db,
             clock,
