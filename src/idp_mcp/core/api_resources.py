@@ -24,6 +24,7 @@ from idp_mcp.domain import SCOPE_EMAIL, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFI
 from idp_mcp.errors import AlreadyExists, NotFound, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import api_resources as repo
+from idp_mcp.store.repos import roles as roles_repo
 
 PERMISSION_NAME = re.compile(r"^[A-Za-z0-9:._-]{1,64}$")
 #: OpenID Connect scopes keep their meaning on every token request, so no API may define a permission so named.
@@ -261,6 +262,18 @@ class ApiResources:
         """The API resources with these identifiers (those that exist), with their permissions."""
         with self._db.read() as conn:
             return load(conn, tenant_id, repo.by_identifiers(conn, tenant_id, list(identifiers)))
+
+    def suggested_identifier(self, tenant_id: str, application_id: str | None = None) -> str | None:
+        """The API a guide is most likely about, when that is clear: the one API an application's m2m roles grant
+        permissions on, else the tenant's only API resource; None when it is not clear."""
+        with self._db.read() as conn:
+            if application_id is not None:
+                role_ids = roles_repo.role_ids_of(conn, tenant_id, "application", application_id)
+                granted = {grant.resource for grant in roles_repo.grants(conn, tenant_id, role_ids)}
+                if len(granted) == 1:
+                    return str(granted.pop())
+            resources = repo.list_resources(conn, tenant_id)
+        return str(resources[0].identifier) if len(resources) == 1 else None
 
     def _get(self, conn: Connection, tenant_id: str, resource_id: str) -> ApiResource:
         row = repo.get(conn, tenant_id, resource_id)
