@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Select
 
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import api_resources as resources_repo
@@ -30,16 +30,19 @@ class Subject:
 
 
 class RoleSource(Protocol):
-    """Where a subject's permissions on a resource come from."""
+    """Where a subject's permissions come from: a query of the permission ids it holds, with the bind parameters
+    ``:tenant`` and ``:subject`` (an organization's source would take its organization from the subject's context
+    and union its organization roles with the tenant's). Return the same object every time: its statement is built
+    once."""
 
-    def held(self, conn: Connection, tenant_id: str, subject: Subject, resource_id: str) -> set[str]: ...
+    def held_permission_ids(self, subject: Subject) -> Select[Any]: ...
 
 
 class TenantRoles:
     """The tenant's own roles: user roles of a user, m2m roles of an application."""
 
-    def held(self, conn: Connection, tenant_id: str, subject: Subject, resource_id: str) -> set[str]:
-        return roles_repo.held_permissions(conn, tenant_id, subject.kind, subject.id, resource_id)
+    def held_permission_ids(self, subject: Subject) -> Select[Any]:
+        return roles_repo.HELD_PERMISSION_IDS[subject.kind]
 
 
 TENANT_ROLES = TenantRoles()
@@ -84,9 +87,9 @@ class Permissions:
         """The resource named ``identifier`` and what ``subject`` holds on it now, in one read transaction; None
         when the tenant has no such resource (deleted in the meantime, or never there)."""
         with self._db.read() as conn:
-            row = resources_repo.by_identifier(conn, tenant_id, identifier)
-            if row is None:
-                return None
-            defined = resources_repo.permission_names(conn, row.id)
-            held = source.held(conn, tenant_id, subject, row.id)
-        return ResourceAccess(row.identifier, frozenset(defined), frozenset(held), row.access_token_ttl)
+            rows = roles_repo.evaluate(conn, tenant_id, identifier, subject.id, source.held_permission_ids(subject))
+        if not rows:
+            return None
+        defined = frozenset(row.name for row in rows if row.name is not None)
+        held = frozenset(row.name for row in rows if row.name is not None and row.held)
+        return ResourceAccess(rows[0].identifier, defined, held, rows[0].access_token_ttl)

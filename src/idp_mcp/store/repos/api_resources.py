@@ -9,11 +9,9 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from idp_mcp.store.tables import api_permissions, api_resources, role_permissions, roles
 
-# Run on every token request that names a resource: built once.
 _BY_IDENTIFIER = select(api_resources).where(
     api_resources.c.tenant_id == bindparam("tenant"), api_resources.c.identifier == bindparam("identifier")
 )
-_PERMISSION_NAMES = select(api_permissions.c.name).where(api_permissions.c.resource_id == bindparam("resource"))
 
 
 def insert_resource(conn: Connection, values: dict[str, Any]) -> None:
@@ -78,10 +76,6 @@ def list_resources(conn: Connection, tenant_id: str) -> list[Any]:
 def count_resources(conn: Connection, tenant_id: str) -> int:
     query = select(func.count()).select_from(api_resources).where(api_resources.c.tenant_id == tenant_id)
     return int(conn.execute(query).scalar_one())
-
-
-def permission_names(conn: Connection, resource_id: str) -> list[str]:
-    return [row.name for row in conn.execute(_PERMISSION_NAMES, {"resource": resource_id}).all()]
 
 
 def permissions(conn: Connection, tenant_id: str, resource_ids: list[str]) -> list[Any]:

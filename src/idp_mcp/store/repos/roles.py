@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, insert, select, update
 
 from idp_mcp.store.tables import (
     api_permissions,
@@ -128,27 +128,34 @@ _USER_ROLE_IDS = select(user_roles.c.role_id).where(
 _APPLICATION_ROLE_IDS = select(application_roles.c.role_id).where(
     application_roles.c.tenant_id == bindparam("tenant"), application_roles.c.client_id == bindparam("subject")
 )
-# The permissions of one resource that a subject holds through its roles: the token endpoint's one statement.
-_HELD_BY_USER = (
-    select(api_permissions.c.name)
-    .join(role_permissions, role_permissions.c.permission_id == api_permissions.c.id)
+# The ids of the permissions a user / an application holds through the tenant's roles (bind parameters :tenant and
+# :subject), for the token endpoint's one statement below.
+HELD_PERMISSION_IDS: dict[str, Select[Any]] = {
+    "user": select(role_permissions.c.permission_id)
     .join(user_roles, user_roles.c.role_id == role_permissions.c.role_id)
-    .where(
-        user_roles.c.tenant_id == bindparam("tenant"),
-        user_roles.c.user_id == bindparam("subject"),
-        api_permissions.c.resource_id == bindparam("resource"),
-    )
-)
-_HELD_BY_APPLICATION = (
-    select(api_permissions.c.name)
-    .join(role_permissions, role_permissions.c.permission_id == api_permissions.c.id)
+    .where(user_roles.c.tenant_id == bindparam("tenant"), user_roles.c.user_id == bindparam("subject")),
+    "application": select(role_permissions.c.permission_id)
     .join(application_roles, application_roles.c.role_id == role_permissions.c.role_id)
-    .where(
-        application_roles.c.tenant_id == bindparam("tenant"),
-        application_roles.c.client_id == bindparam("subject"),
-        api_permissions.c.resource_id == bindparam("resource"),
+    .where(application_roles.c.tenant_id == bindparam("tenant"), application_roles.c.client_id == bindparam("subject")),
+}
+
+
+def _evaluation(held_ids: Select[Any]) -> Select[Any]:
+    """One API resource by identifier, each of its permissions, and whether ``held_ids`` holds it."""
+    return (
+        select(
+            api_resources.c.identifier,
+            api_resources.c.access_token_ttl,
+            api_permissions.c.name,
+            api_permissions.c.id.in_(held_ids.scalar_subquery()).label("held"),
+        )
+        .select_from(api_resources.outerjoin(api_permissions, api_permissions.c.resource_id == api_resources.c.id))
+        .where(api_resources.c.tenant_id == bindparam("tenant"), api_resources.c.identifier == bindparam("identifier"))
     )
-)
+
+
+# Built once per source of roles (building a statement costs several times running it).
+_EVALUATIONS: dict[int, tuple[Select[Any], Select[Any]]] = {}
 
 
 def role_ids_of(conn: Connection, tenant_id: str, kind: str, subject_id: str) -> list[str]:
@@ -156,10 +163,16 @@ def role_ids_of(conn: Connection, tenant_id: str, kind: str, subject_id: str) ->
     return [row[0] for row in conn.execute(statement, {"tenant": tenant_id, "subject": subject_id}).all()]
 
 
-def held_permissions(conn: Connection, tenant_id: str, kind: str, subject_id: str, resource_id: str) -> set[str]:
-    statement = _HELD_BY_USER if kind == "user" else _HELD_BY_APPLICATION
-    rows = conn.execute(statement, {"tenant": tenant_id, "subject": subject_id, "resource": resource_id}).all()
-    return {row[0] for row in rows}
+def evaluate(conn: Connection, tenant_id: str, identifier: str, subject_id: str, held_ids: Select[Any]) -> list[Any]:
+    """(identifier, access_token_ttl, permission name or None, held) rows of one resource, in one statement; no
+    rows when the tenant has no resource with this identifier."""
+    cached = _EVALUATIONS.get(id(held_ids))
+    if cached is None or cached[0] is not held_ids:
+        cached = (held_ids, _evaluation(held_ids))
+        if len(_EVALUATIONS) < 64:  # the tenant's two, and a few sources to come; never unbounded
+            _EVALUATIONS[id(held_ids)] = cached
+    params = {"tenant": tenant_id, "identifier": identifier, "subject": subject_id}
+    return list(conn.execute(cached[1], params).all())
 
 
 def add_holder(
