@@ -4,16 +4,21 @@ roles and permissions, and tenant isolation."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from starlette.testclient import TestClient
 
+from idp_mcp.app import create_app
 from idp_mcp.core.applications import Application
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor, User
 from idp_mcp.errors import NotFound
+from idp_mcp.settings import Settings
+from tests.support.elicitation import eliciting_client, serve_in_thread
 from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession, text_of
 from tests.support.tokens import obtain_access_token
@@ -400,3 +405,49 @@ def test_a_read_only_connection_may_list_but_not_change(client: TestClient, core
     assert not names & {"createApiResource", "updateApiResource", "deleteApiResource", "createRole", "assignRoles"}
     result = mcp.call_tool("createApiResource", {"name": "X", "identifier": "https://x.example"})
     assert result["isError"] is True and core.api_resources.list(TENANT) == []
+
+
+def test_deleting_a_holder_takes_it_off_its_roles(
+    session: McpSession, core: IdentityCore, api: dict[str, Any], bob: User, service: Application
+) -> None:
+    reader = make_role(session, "Reader", "user", "read:invoices")
+    job = make_role(session, "Job", "m2m", "read:invoices")
+    ok(session.call_tool("assignRoles", {"roleIds": [reader["roleId"]], "userId": bob.id}))
+    ok(session.call_tool("assignRoles", {"roleIds": [job["roleId"]], "applicationId": service.id}))
+    ok(session.call_tool("deleteUser", {"userId": bob.id, "confirm": True}))
+    ok(session.call_tool("deleteApplication", {"applicationId": service.id, "confirm": True}))
+    assert ok(session.call_tool("getRole", {"roleId": reader["roleId"]}))["userCount"] == 0
+    assert ok(session.call_tool("getRole", {"roleId": job["roleId"]}))["applicationCount"] == 0
+
+
+@pytest.fixture
+def served(settings: Settings, core: IdentityCore) -> Iterator[str]:
+    with serve_in_thread(create_app(settings, core)) as url:
+        yield url
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("confirmed", [True, False], ids=["user_confirms", "user_declines"])
+async def test_delete_role_and_api_resource_ask_the_user_through_elicitation(
+    served: str, client: TestClient, core: IdentityCore, confirmed: bool
+) -> None:
+    resource = core.api_resources.create(TENANT, name="Invoices", identifier=API, actor=ACTOR, permissions=[("r", "")])
+    role = core.roles.create(
+        TENANT, name="Reader", description="", role_type="user", actor=ACTOR, permissions=[(API, "r")]
+    )
+    questions: list[str] = []
+
+    async def ask_user(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        questions.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": confirmed})
+
+    token = obtain_access_token(client).access_token
+    with anyio.fail_after(30):
+        async with eliciting_client(served, token, ask_user) as mcp:
+            deleted_role = await mcp.call_tool("deleteRole", {"roleId": role.id, "confirm": True})
+            deleted_api = await mcp.call_tool("deleteApiResource", {"apiResourceId": resource.id, "confirm": True})
+
+    assert len(questions) == 2 and "Reader" in questions[0] and API in questions[1]
+    assert deleted_role.is_error is not confirmed and deleted_api.is_error is not confirmed
+    assert (core.roles.list(TENANT) == []) is confirmed
+    assert (core.api_resources.list(TENANT) == []) is confirmed
