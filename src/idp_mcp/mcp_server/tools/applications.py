@@ -214,8 +214,12 @@ async def get_application(ctx: ToolContext, args: ApplicationRef) -> Application
     """One application with its secrets described (kind, last four characters, expiry), never their values."""
     tenant_id = ctx.actor.tenant_id
     app = await run_in_threadpool(ctx.core.applications.get, tenant_id, args.applicationId)
-    secrets = await run_in_threadpool(ctx.core.secrets.list, tenant_id, app.id) if app.confidential else []
-    held = await run_in_threadpool(ctx.core.roles.of_subject, tenant_id, "application", app.id)
+
+    def read() -> tuple[list[Any], Any]:
+        secrets = ctx.core.secrets.list(tenant_id, app.id) if app.confidential else []
+        return secrets, ctx.core.roles.of_subject(tenant_id, "application", app.id)
+
+    secrets, held = await run_in_threadpool(read)
     return ApplicationWithSecrets(
         **_info(ctx, app),
         **roles_and_permissions(held),
