@@ -26,6 +26,9 @@ REALISTIC_QUERIES: dict[str, tuple[str, ...]] = {
     "create an application": ("create-an-application",),
     "client credentials grant": ("machine-to-machine", "integrate-machine-to-machine"),
     "validate access token in my API": ("protect-an-api",),
+    "check the permission a route needs, 401 or 403": ("protect-an-api",),
+    "roles for admins and members": ("roles-and-permissions",),
+    "give a service an m2m role": ("roles-and-permissions", "machine-to-machine"),
     "custom logo colors": ("branding",),
     "django": ("integrate-django",),
 }

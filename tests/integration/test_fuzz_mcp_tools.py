@@ -45,6 +45,12 @@ WATCHED_TABLES = [
     "signing_keys",
     "sign_in_experiences",
     "verification_codes",
+    "api_resources",
+    "api_permissions",
+    "roles",
+    "role_permissions",
+    "user_roles",
+    "application_roles",
 ]
 
 
@@ -91,6 +97,19 @@ def seed(session: McpSession) -> list[str]:
         hints += [secret["secretId"] for secret in got["structuredContent"]["secrets"]]
     user = session.call_tool("createUser", {"email": "seed@example.com", "password": "a long passphrase 42"})
     hints.append(user["structuredContent"]["userId"])
+    api = session.call_tool(
+        "createApiResource",
+        {"name": "Seed API", "identifier": "https://api.example.com",
+         "permissions": [{"name": "read:seed"}, {"name": "write:seed"}]},
+    )["structuredContent"]  # fmt: skip
+    hints += [api["apiResourceId"], api["identifier"], "read:seed", "write:seed", "user", "m2m"]
+    for role_type in ("user", "m2m"):
+        role = session.call_tool(
+            "createRole",
+            {"name": f"Seed {role_type}", "type": role_type,
+             "permissions": [{"resource": "https://api.example.com", "permission": "read:seed"}]},
+        )["structuredContent"]  # fmt: skip
+        hints.append(role["roleId"])
     guides = session.call_tool("listInstructions", {})
     hints += [guide["id"] for guide in guides["structuredContent"]["guides"]]
     return hints

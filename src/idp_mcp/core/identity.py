@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.clients import Clients, RegistrationLimits
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
+from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
+from idp_mcp.core.roles import Roles
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
 from idp_mcp.core.setup_codes import SetupCodes
@@ -54,6 +57,9 @@ class IdentityCore:
             RegistrationLimits(settings.registration_max_per_address, settings.registration_window),
         )
         self.grants = Grants(db, clock, self.audit)
+        self.api_resources = ApiResources(db, clock, self.audit, settings.public_url)
+        self.roles = Roles(db, clock, self.audit)
+        self.permissions = Permissions(db)
         self.keys = KeyRing(
             db,
             clock,

@@ -37,6 +37,8 @@ class ConsentRequest:
     redirect_uri: str
     scopes: list[str]
     resource: str | None
+    # (API name, permission, description) of the API permissions asked for (a tenant issuer's API resources).
+    permissions: tuple[tuple[str, str, str], ...] = ()
 
 
 class AuthorizationFlow:
@@ -73,11 +75,15 @@ class AuthorizationFlow:
 
     def describe(self, interaction: Interaction) -> ConsentRequest:
         grant = self._revalidate(interaction)
+        targets = self.server.targets
         return ConsentRequest(
             client=grant.request.client.client,
             redirect_uri=grant.request.payload.redirect_uri,
             scopes=split_scope(grant.request.scope),
             resource=grant.request.resource,
+            permissions=tuple(targets.permissions_asked(grant.request.resource, grant.request.scope))
+            if targets is not None
+            else (),
         )
 
     def approve(

@@ -84,6 +84,7 @@ class TenantProviders:
             client_credentials=True,
             pkce_optional_for_confidential=True,
             dynamic_registration=False,
+            api_resources=True,
         )
         self.core.keys.ensure(tenant_id)
         flow = AuthorizationFlow(server, f"{self.core.settings.public_url}/t/{tenant_id}/interaction")

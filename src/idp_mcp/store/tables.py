@@ -316,3 +316,75 @@ verification_codes = Table(
     Column("consumed_at", TS),
     Index("ix_verification_codes_identifier", "tenant_id", "identifier", "created_at"),
 )
+
+# An API a tenant protects with its access tokens (RFC 8707 resource indicator = ``identifier``, the tokens' ``aud``)
+# and the permissions (scopes) it defines.
+api_resources = Table(
+    "api_resources",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("identifier", String(512), nullable=False),
+    Column("access_token_ttl", Integer),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("tenant_id", "identifier", name="uq_api_resources_tenant_identifier"),
+)
+
+api_permissions = Table(
+    "api_permissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("resource_id", String(32), ForeignKey("api_resources.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("resource_id", "name", name="uq_api_permissions_resource_name"),
+)
+
+# Roles grant permissions; user roles go to users, m2m roles to machine-to-machine applications.
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", String(1000), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_roles_tenant_name"),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("permission_id", String(32), ForeignKey("api_permissions.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Index("ix_role_permissions_permission", "permission_id"),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_user_roles_role", "role_id"),
+)
+
+application_roles = Table(
+    "application_roles",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("client_id", String(512), primary_key=True),
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "client_id"], ["clients.tenant_id", "clients.client_id"], ondelete="CASCADE"),
+    Index("ix_application_roles_role", "role_id"),
+)

@@ -73,7 +73,9 @@ class HostedPages:
                 self.core.grants.has_consent, provider.tenant_id, session.user_id, consent.client.client_id,
                 consent.scopes,
             ):  # fmt: skip
-                return await self._render_consent(request, provider, interaction, consent.client.name, consent.scopes)
+                return await self._render_consent(
+                    request, provider, interaction, consent.client.name, consent.scopes, consent.permissions
+                )
             location = await self._approve(provider, interaction, session, consent.scopes)
         except InteractionExpired as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
@@ -91,10 +93,18 @@ class HostedPages:
         )  # fmt: skip
 
     async def _render_consent(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str]
-    ) -> Response:
+        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str],
+        permissions: tuple[tuple[str, str, str], ...] = (),
+    ) -> Response:  # fmt: skip
         tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
-        described = [SCOPE_DESCRIPTIONS.get(scope, scope) for scope in scopes if scope != SCOPE_OPENID]
+        # API permissions are named with their API and description; the others are OpenID scopes.
+        api_permissions = {name for _, name, _ in permissions}
+        described = [
+            SCOPE_DESCRIPTIONS.get(scope, scope)
+            for scope in scopes
+            if scope != SCOPE_OPENID and scope not in api_permissions
+        ]
+        described += [f"{api}: {description or name} ({name})" for api, name, description in permissions]
         return self.pages.render(
             request, "hosted_consent.html", tenant=tenant, client_name=client_name, scopes=described,
             interaction_id=interaction.id,

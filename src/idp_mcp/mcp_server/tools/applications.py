@@ -15,6 +15,7 @@ from idp_mcp.core.secrets import IssuedSecret, ProductionSecretInConsole, Secret
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
 from idp_mcp.mcp_server.links import console_application_url, discovery_url, tenant_issuer
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 ApplicationType = Literal["traditional", "spa", "native", "m2m"]
@@ -69,6 +70,8 @@ class SecretSummary(BaseModel):
 
 class ApplicationWithSecrets(ApplicationInfo):
     secrets: list[SecretSummary] = Field(description="The application's secrets, without their values.")
+    roles: list[HeldRole] = Field(description="Its m2m roles (m2m applications only; others act for their users).")
+    permissions: list[EffectivePermission] = Field(description="The API permissions its m2m roles grant.")
 
 
 class ApplicationList(BaseModel):
@@ -221,9 +224,15 @@ async def get_application(ctx: ToolContext, args: ApplicationRef) -> Application
     """One application with its secrets described (id, kind, last four characters, dates), never their values."""
     tenant_id = ctx.actor.tenant_id
     app = await run_in_threadpool(ctx.core.applications.get, tenant_id, args.applicationId)
-    secrets = await run_in_threadpool(ctx.core.secrets.list, tenant_id, app.id) if app.confidential else []
+
+    def read() -> tuple[list[Any], Any]:
+        secrets = ctx.core.secrets.list(tenant_id, app.id) if app.confidential else []
+        return secrets, ctx.core.roles.of_subject(tenant_id, "application", app.id)
+
+    secrets, held = await run_in_threadpool(read)
     return ApplicationWithSecrets(
         **_info(ctx, app),
+        **roles_and_permissions(held),
         secrets=[_summary(secret) for secret in secrets],
     )
 
@@ -380,7 +389,8 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getApplication",
         title="Get application",
-        description="Read one application's settings and a description of its secrets (never their values).",
+        description="Read one application's settings, a description of its secrets (never their values) and, for "
+        "m2m applications, its roles and API permissions.",
         input_model=ApplicationRef,
         output_model=ApplicationWithSecrets,
         handler=get_application,

@@ -13,6 +13,7 @@ from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
 from idp_mcp.core.users import UserChanges
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 
 UserId = Annotated[str, Field(min_length=1, max_length=64, description="The user's id, from listUsers.")]
 
@@ -30,6 +31,11 @@ class UserInfo(BaseModel):
     )
     suspended: bool = Field(description="A suspended user cannot sign in.")
     createdAt: datetime
+
+
+class UserDetails(UserInfo):
+    roles: list[HeldRole] = Field(description="The user roles the user holds (assignRoles, removeRoles).")
+    permissions: list[EffectivePermission] = Field(description="The API permissions those roles grant.")
 
 
 class UserPage(BaseModel):
@@ -130,9 +136,16 @@ class UserRef(BaseModel):
     userId: UserId
 
 
-async def get_user(ctx: ToolContext, args: UserRef) -> UserInfo:
-    """One user."""
-    return _info(await run_in_threadpool(ctx.core.tenant_users.get, ctx.actor.tenant_id, args.userId))
+async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
+    """One user, with their roles and effective API permissions."""
+    tenant_id = ctx.actor.tenant_id
+
+    def read() -> tuple[User, Any]:
+        user = ctx.core.tenant_users.get(tenant_id, args.userId)
+        return user, ctx.core.roles.of_subject(tenant_id, "user", user.id)
+
+    user, held = await run_in_threadpool(read)
+    return UserDetails(**_info(user).model_dump(), **roles_and_permissions(held))
 
 
 # --- updateUser -----------------------------------------------------------------------------------------------
@@ -217,9 +230,10 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getUser",
         title="Get user",
-        description="Read one user's profile, whether their email is verified and whether they are suspended.",
+        description="Read one user's profile, whether their email is verified, whether they are suspended, their "
+        "roles and the API permissions those grant.",
         input_model=UserRef,
-        output_model=UserInfo,
+        output_model=UserDetails,
         handler=get_user,
         scope=SCOPE_READ,
         toolset="users",
