@@ -431,9 +431,14 @@ def served(settings: Settings, core: IdentityCore) -> Iterator[str]:
 async def test_delete_role_and_api_resource_ask_the_user_through_elicitation(
     served: str, client: TestClient, core: IdentityCore, confirmed: bool
 ) -> None:
-    resource = core.api_resources.create(TENANT, name="Invoices", identifier=API, actor=ACTOR, permissions=[("r", "")])
-    role = core.roles.create(
-        TENANT, name="Reader", description="", role_type="user", actor=ACTOR, permissions=[(API, "r")]
+    # The database work of the test itself runs in a worker thread too: the loop guard refuses it on the loop.
+    resource = await anyio.to_thread.run_sync(
+        lambda: core.api_resources.create(TENANT, name="Invoices", identifier=API, actor=ACTOR, permissions=[("r", "")])
+    )
+    role = await anyio.to_thread.run_sync(
+        lambda: core.roles.create(
+            TENANT, name="Reader", description="", role_type="user", actor=ACTOR, permissions=[(API, "r")]
+        )
     )
     questions: list[str] = []
 
@@ -449,5 +454,5 @@ async def test_delete_role_and_api_resource_ask_the_user_through_elicitation(
 
     assert len(questions) == 2 and "Reader" in questions[0] and API in questions[1]
     assert deleted_role.is_error is not confirmed and deleted_api.is_error is not confirmed
-    assert (core.roles.list(TENANT) == []) is confirmed
-    assert (core.api_resources.list(TENANT) == []) is confirmed
+    assert (await anyio.to_thread.run_sync(core.roles.list, TENANT) == []) is confirmed
+    assert (await anyio.to_thread.run_sync(core.api_resources.list, TENANT) == []) is confirmed
