@@ -164,3 +164,62 @@ def test_the_mcp_verifier_reads_keys_in_a_worker_thread_never_on_the_event_loop(
 
     assert key_reads.of("admin"), "the verifier never loaded the keys"
     assert all(thread != loop_threads[0] for _, thread, _ in key_reads.reads)
+
+
+class CacheClock:
+    """The key cache's monotonic clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_keys_in_use_are_reloaded_in_the_background_before_they_are_due(
+    core: IdentityCore, key_reads: KeyReads
+) -> None:
+    clock = CacheClock()
+    ring = KeyRing(core.db, core.clock, refresh_seconds=60, monotonic=clock)
+    old = ring.signing_key("default")
+    rotated = core.keys.rotate("default").kid  # elsewhere: this ring does not know it yet
+    key_reads.clear()
+
+    clock.now += 50  # past three quarters of the interval, not past the interval
+    assert ring.signing_key("default").kid == old.kid  # answered from memory, not waiting for the reload
+    ring.wait_for_background_reload()
+
+    assert ring.signing_key("default").kid == rotated
+    assert [thread for _, thread, _ in key_reads.reads] != [] and all(
+        thread != threading.get_ident() for _, thread, _ in key_reads.reads
+    ), "the reload ran in the caller's thread"
+    assert len(key_reads.of("default")) == 1  # one reload, however many uses meanwhile
+
+
+def test_the_verifiers_memory_answer_starts_the_background_reload_too(core: IdentityCore, key_reads: KeyReads) -> None:
+    clock = CacheClock()
+    ring = KeyRing(core.db, core.clock, refresh_seconds=60, monotonic=clock)
+    old = ring.signing_key("default")
+    rotated = core.keys.rotate("default").kid
+    key_reads.clear()
+
+    clock.now += 50
+    assert ring.cached_verification_key(old.kid, tenant_id="default") == (True, old)  # never reads the database
+    ring.wait_for_background_reload()
+
+    assert ring.cached_verification_key(rotated, tenant_id="default")[0] is True
+    assert len(key_reads.of("default")) == 1
+
+
+def test_keys_unused_for_the_whole_interval_are_reloaded_before_they_are_used(
+    core: IdentityCore, key_reads: KeyReads
+) -> None:
+    clock = CacheClock()
+    ring = KeyRing(core.db, core.clock, refresh_seconds=60, monotonic=clock)
+    ring.signing_key("default")
+    rotated = core.keys.rotate("default").kid
+    key_reads.clear()
+
+    clock.now += 61  # never older than the interval: this use waits for the reload
+    assert ring.signing_key("default").kid == rotated
+    assert [thread for _, thread, _ in key_reads.reads] == [threading.get_ident()]

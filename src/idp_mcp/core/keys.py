@@ -11,14 +11,21 @@ keys reload, so tokens signed with a new key verify everywhere at once; but at m
 per tenant, and a kid still unknown after a reload is remembered as unknown (per tenant, bounded) for the cache
 interval: a stream of made-up kids, which anyone can send, costs one small query per tenant per second at most,
 and the work never grows with the number of tenants.
+
+Keys in use are refreshed ahead of time, in the background: once a tenant's keys are ``REFRESH_AHEAD`` of the
+interval old, the next use answers from memory and starts one reload in a thread of its own. A tenant that is used
+steadily therefore never waits for a reload, and its keys are still never older than the interval (a tenant not
+used for that long is reloaded by the next use, in the caller's thread, as before).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -39,6 +46,10 @@ from idp_mcp.store.repos import tenants as tenants_repo
 SUPPORTED_ALGS = ("ES256", "RS256")
 #: Unknown kids remembered per tenant; the oldest are forgotten first.
 UNKNOWN_KIDS_PER_TENANT = 1024
+#: How old (a share of the cache interval) a tenant's keys are when a use starts their reload in the background.
+REFRESH_AHEAD = 0.75
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class _TenantKeys:
     last_miss_reload: float = float("-inf")
     unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid → when a reload did not find it
     loading: threading.Lock = field(default_factory=threading.Lock)  # one load at a time per tenant
+    refreshing: bool = False  # a background reload is under way
 
 
 class KeyRing:
@@ -147,6 +159,7 @@ class KeyRing:
         audit: AuditLog | None = None,
         token_lifetime_seconds: float = 3600.0,
         miss_reload_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -155,6 +168,8 @@ class KeyRing:
         # How long a token signed just before a rotation may still be presented: retiring earlier refuses it.
         self._token_lifetime = token_lifetime_seconds
         self._miss_reload_seconds = miss_reload_seconds
+        self._monotonic = monotonic  # the cache's clock, so tests can age it
+        self._background: threading.Thread | None = None  # the newest background reload (tests wait for it)
         self._lock = threading.Lock()  # guards the dict of tenants and each _TenantKeys' fields
         self._tenants: dict[str, _TenantKeys] = {}
 
@@ -276,14 +291,15 @@ class KeyRing:
     def cached_verification_key(self, kid: str, *, tenant_id: str) -> tuple[bool, SigningKey | None]:
         """``(True, key or None)`` when memory answers for ``kid``; ``(False, None)`` when the answer needs a database
         read (call :meth:`verification_key` in a worker thread). Never reads the database itself."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             keys = self._tenants.get(tenant_id)
             if keys is None or now - keys.loaded_at > self._refresh_seconds:
                 return False, None
             key = keys.by_kid.get(kid)
-            if key is not None:
-                return True, key
+        self._refresh_ahead(tenant_id, keys, now)
+        if key is not None:
+            return True, key
         return (not self._may_reload_for(keys, kid, claim=False)), None
 
     def jwks(self, tenant_id: str) -> dict[str, Any]:
@@ -292,7 +308,7 @@ class KeyRing:
     def _may_reload_for(self, keys: _TenantKeys, kid: str, *, claim: bool) -> bool:
         """Whether an unknown ``kid`` may reload the tenant's keys now: not one a recent reload did not find, and
         not sooner than ``miss_reload_seconds`` after the tenant's last such reload. ``claim``: take that slot."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             found_unknown_at = keys.unknown.get(kid)
             if found_unknown_at is not None and now - found_unknown_at <= self._refresh_seconds:
@@ -305,7 +321,7 @@ class KeyRing:
 
     def _remember_unknown(self, keys: _TenantKeys, kid: str) -> None:
         with self._lock:
-            keys.unknown[kid] = time.monotonic()
+            keys.unknown[kid] = self._monotonic()
             keys.unknown.move_to_end(kid)
             while len(keys.unknown) > UNKNOWN_KIDS_PER_TENANT:
                 keys.unknown.popitem(last=False)
@@ -314,9 +330,37 @@ class KeyRing:
         """The tenant's keys, loaded first when never loaded or older than the cache interval."""
         with self._lock:
             keys = self._tenants.get(tenant_id)
-        if keys is not None and time.monotonic() - keys.loaded_at <= self._refresh_seconds:
+        now = self._monotonic()
+        if keys is not None and now - keys.loaded_at <= self._refresh_seconds:
+            self._refresh_ahead(tenant_id, keys, now)
             return keys
         return self._reload(tenant_id, only_if_older_than=self._refresh_seconds)
+
+    def _refresh_ahead(self, tenant_id: str, keys: _TenantKeys, now: float) -> None:
+        """Start one background reload of keys that are getting old (see the module's docstring); never waits."""
+        with self._lock:
+            if keys.refreshing or now - keys.loaded_at <= self._refresh_seconds * REFRESH_AHEAD:
+                return
+            keys.refreshing = True
+
+        def reload() -> None:
+            try:
+                self._reload(tenant_id, only_if_older_than=self._refresh_seconds * REFRESH_AHEAD)
+            except Exception:  # the next use past the interval reloads in its own thread and raises there
+                logger.exception("keys: the background reload of tenant %s failed", tenant_id)
+            finally:
+                with self._lock:
+                    keys.refreshing = False
+
+        thread = threading.Thread(target=reload, name=f"idp-mcp-keys-{tenant_id}"[:64], daemon=True)
+        self._background = thread
+        thread.start()
+
+    def wait_for_background_reload(self, timeout: float = 10.0) -> None:
+        """Wait for the newest background reload to end (for tests and orderly shutdown)."""
+        thread = self._background
+        if thread is not None:
+            thread.join(timeout)
 
     def _reload(self, tenant_id: str, *, only_if_older_than: float | None = None) -> _TenantKeys:
         """Load the tenant's published keys. With ``only_if_older_than``, callers that queued behind another
@@ -324,7 +368,7 @@ class KeyRing:
         with self._lock:
             keys = self._tenants.setdefault(tenant_id, _TenantKeys())
         with keys.loading:
-            if only_if_older_than is not None and time.monotonic() - keys.loaded_at <= only_if_older_than:
+            if only_if_older_than is not None and self._monotonic() - keys.loaded_at <= only_if_older_than:
                 return keys
             with self._db.read() as conn:
                 rows = repo.published(conn, tenant_id)
@@ -340,7 +384,7 @@ class KeyRing:
             with self._lock:
                 keys.by_kid = by_kid
                 keys.signing = signing
-                keys.loaded_at = time.monotonic()
+                keys.loaded_at = self._monotonic()
                 for kid in by_kid:
                     keys.unknown.pop(kid, None)
         return keys
