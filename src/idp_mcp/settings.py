@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     cimd_max_bytes: int = Field(default=5 * 1024, ge=512, le=64 * 1024)
     cimd_cache_ttl: int = Field(default=300, ge=0)
 
+    # Connectors (upstream identity providers): every fetch of discovery, JWKS, token and userinfo.
+    connector_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Total time allowed for one request to an upstream provider (s)."
+    )
+    connector_max_bytes: int = Field(
+        default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="Largest accepted answer of an upstream provider."
+    )
+
     # Brute-force protection of password sign-in (the admin page and every tenant's hosted page). Failures are
     # counted in the database, so every replica sees the same counts.
     sign_in_max_failures_per_identifier: int = Field(
