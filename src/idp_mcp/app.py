@@ -26,7 +26,10 @@ from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.tenants import TenantEndpoints, TenantProviders
+from idp_mcp.oauth.upstream import UpstreamSignIn
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
+from idp_mcp.web.connectors import ConnectorPages
 from idp_mcp.web.console import Console
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
@@ -128,6 +131,9 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     mcp = McpFront(settings, load_mcp)
     providers = TenantProviders(core, pages.error_page)
     hosted = HostedPages(pages, providers)
+    console = Console(pages, settings)
+    upstream = UpstreamSignIn(UpstreamHttp(settings), allow_http_loopback=settings.cimd_allow_private_addresses)
+    connector_pages = ConnectorPages(hosted, console, upstream, settings)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -142,8 +148,9 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
+        *connector_pages.routes(),
         *pages.routes(),
-        *Console(pages, settings).routes(),
+        *console.routes(),
         *Docs(pages, guides, settings).routes(),
     ]
 

@@ -25,11 +25,17 @@ from joserfc.jwk import KeySet
 from idp_mcp.core.connectors import Connector, PendingLogin, UpstreamProfile, UpstreamSignInFailed, check_url
 from idp_mcp.errors import ValidationFailed
 from idp_mcp.oauth.upstream_http import UpstreamHttp, UpstreamUnreachable
+from idp_mcp.settings import Settings
 
 METADATA_TTL = 300.0
 ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 LEEWAY = 60
 _TENANT_TEMPLATE = "{tenantid}"  # Microsoft's multi-tenant issuer: https://login.microsoftonline.com/{tenantid}/v2.0
+
+
+def connector_callback_url(settings: Settings, tenant_id: str, connector_id: str) -> str:
+    """Where the upstream sends the browser back: the URL to register at the provider."""
+    return f"{settings.public_url}/t/{tenant_id}/oidc/connectors/{connector_id}/callback"
 
 
 @dataclass(frozen=True)

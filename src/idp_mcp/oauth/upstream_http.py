@@ -120,7 +120,7 @@ class UpstreamHttp:
         body = bytearray()
         try:
             async with (
-                httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as http,
+                httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False) as http,
                 http.stream(method, pinned, headers=sent, content=content, extensions={"sni_hostname": host}) as answer,
             ):
                 if answer.is_redirect:

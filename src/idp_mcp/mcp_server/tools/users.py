@@ -28,6 +28,23 @@ class UserInfo(BaseModel):
     createdAt: datetime
 
 
+class IdentityInfo(BaseModel):
+    connectorId: str
+    connectorName: str | None
+    subject: str = Field(description="The user's id at the provider.")
+    email: str | None = Field(description="The email the provider gave at the last sign-in.")
+    emailVerified: bool = Field(description="True only when the provider said the email is verified.")
+    name: str | None
+    picture: str | None
+    lastSignInAt: datetime
+
+
+class UserWithIdentities(UserInfo):
+    identities: list[IdentityInfo] = Field(
+        description="The user's accounts at connectors (upstream providers); unlinkIdentity removes one."
+    )
+
+
 class UserPage(BaseModel):
     users: list[UserInfo]
     total: int = Field(description="How many users match, on every page.")
@@ -119,9 +136,26 @@ class UserRef(BaseModel):
     userId: UserId
 
 
-async def get_user(ctx: ToolContext, args: UserRef) -> UserInfo:
-    """One user."""
-    return _info(await run_in_threadpool(ctx.core.tenant_users.get, ctx.actor.tenant_id, args.userId))
+async def get_user(ctx: ToolContext, args: UserRef) -> UserWithIdentities:
+    """One user, with their identities at connectors."""
+    user = await run_in_threadpool(ctx.core.tenant_users.get, ctx.actor.tenant_id, args.userId)
+    identities = await run_in_threadpool(ctx.core.connectors.identities, ctx.actor.tenant_id, user.id)
+    return UserWithIdentities(
+        **_info(user).model_dump(),
+        identities=[
+            IdentityInfo(
+                connectorId=i.connector_id,
+                connectorName=i.connector_name,
+                subject=i.subject,
+                email=i.email,
+                emailVerified=i.email_verified,
+                name=i.name,
+                picture=i.picture,
+                lastSignInAt=i.last_sign_in_at,
+            )
+            for i in identities
+        ],
+    )
 
 
 # --- updateUser -----------------------------------------------------------------------------------------------
@@ -204,9 +238,9 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getUser",
         title="Get user",
-        description="Read one user's profile and whether they are suspended.",
+        description="Read one user's profile, whether they are suspended, and their identities at connectors.",
         input_model=UserRef,
-        output_model=UserInfo,
+        output_model=UserWithIdentities,
         handler=get_user,
         scope=SCOPE_READ,
         toolset="users",
