@@ -45,6 +45,9 @@ WATCHED_TABLES = [
     "signing_keys",
     "sign_in_experiences",
     "verification_codes",
+    "connectors",
+    "connector_secrets",
+    "user_identities",
 ]
 
 
@@ -87,6 +90,11 @@ def seed(session: McpSession) -> list[str]:
     hints.append(m2m["structuredContent"]["applicationId"])
     user = session.call_tool("createUser", {"email": "seed@example.com", "password": "a long passphrase 42"})
     hints.append(user["structuredContent"]["userId"])
+    # An issuer on a non-public address: without the tests-only setting, testConnector is refused before any fetch.
+    connector = session.call_tool(
+        "createConnector", {"kind": "oidc", "name": "Seed", "clientId": "seed", "issuer": "https://127.0.0.1:9"}
+    )
+    hints.append(connector["structuredContent"]["connectorId"])
     guides = session.call_tool("listInstructions", {})
     hints += [guide["id"] for guide in guides["structuredContent"]["guides"]]
     return hints
