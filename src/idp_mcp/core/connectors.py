@@ -58,6 +58,7 @@ DEFAULT_CLAIMS = {
     "name": "name",
     "picture": "picture",
 }
+DEFAULT_OIDC_SCOPES = ("openid", "email", "profile")
 MAX_NAME = 128
 MAX_DOMAINS = 50
 MAX_SCOPES = 20
@@ -458,9 +459,8 @@ class Connectors:
             )
         _check_complete(kind, issuer, endpoints)
         claims = _claims({**(preset.claims if preset else DEFAULT_CLAIMS), **(given.claims or {})})
-        scopes = _scopes(
-            list(given.scopes) if given.scopes is not None else list(preset.scopes if preset else ()), kind
-        )
+        default_scopes = preset.scopes if preset else (DEFAULT_OIDC_SCOPES if kind == "oidc" else ())
+        scopes = _scopes(list(given.scopes) if given.scopes is not None else list(default_scopes), kind)
         token_auth = given.token_auth or (preset.token_auth if preset else "client_secret_basic")
         if token_auth not in TOKEN_AUTH:
             raise ValidationFailed("tokenAuth must be client_secret_basic, client_secret_post or none.")
