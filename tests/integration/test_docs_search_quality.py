@@ -28,6 +28,8 @@ REALISTIC_QUERIES: dict[str, tuple[str, ...]] = {
     "validate access token in my API": ("protect-an-api",),
     "custom logo colors": ("branding",),
     "django": ("integrate-django",),
+    "Google sign-in": ("social-sign-in",),
+    "single sign-on with the company identity provider": ("enterprise-sso",),
 }
 
 
