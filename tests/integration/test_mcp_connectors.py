@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from starlette.testclient import TestClient
 
+from idp_mcp.app import create_app
 from idp_mcp.core.connectors import ConnectorInput, UpstreamProfile
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.settings import Settings
+from tests.support.elicitation import eliciting_client, serve_in_thread
 from tests.support.inprocess import PUBLIC_URL
 from tests.support.mcp_http import McpSession, text_of
 from tests.support.tokens import obtain_access_token
@@ -242,3 +245,31 @@ def test_get_user_shows_identities_and_unlink_keeps_a_way_in(
         session.call_tool("unlinkIdentity", {"userId": yan.id, "connectorId": connector.id})
     )
     assert any(e.action == "user.identity.unlink" for e in core.audit.recent(TENANT, limit=50))
+
+
+@pytest.fixture
+def served(settings: Settings, core: IdentityCore) -> Iterator[str]:
+    with serve_in_thread(create_app(settings, core)) as url:
+        yield url
+
+
+@pytest.mark.anyio
+async def test_create_connector_sends_the_user_to_the_secret_page_through_url_elicitation(
+    served: str, client: TestClient
+) -> None:
+    token = obtain_access_token(client, client_name="Claude Test").access_token
+    asked: list[types.ElicitRequestParams] = []
+
+    async def user_opens(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="accept")
+
+    with anyio.fail_after(30):
+        async with eliciting_client(served, token, user_opens) as mcp:
+            result = await mcp.call_tool("createConnector", {"preset": "google", "name": "Google", "clientId": "g"})
+
+    assert not result.is_error and result.structured_content is not None
+    [params] = asked
+    assert isinstance(params, types.ElicitRequestURLParams) and params.url == result.structured_content["secretUrl"]
+    assert "client secret" in params.message
+    assert result.structured_content["next"].startswith("The user was sent to secretUrl")

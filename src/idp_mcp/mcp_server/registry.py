@@ -23,6 +23,11 @@ InputT = TypeVar("InputT", bound=BaseModel)
 #: confirmed, False when they declined, cancelled or did not answer, None when the client could not ask them.
 Confirm = Callable[[str], Awaitable[bool | None]]
 
+#: Ask the human behind the agent to open a URL in their browser (URL-mode elicitation, MCP 2025-11-25), for what
+#: must not pass through the chat (a secret): True when they accepted, False when they declined, None when the client
+#: could not ask them.
+OpenUrl = Callable[[str, str], Awaitable[bool | None]]
+
 
 @dataclass(frozen=True)
 class ToolContext:
@@ -36,6 +41,7 @@ class ToolContext:
     user_email: str | None
     tool_names: tuple[str, ...]  # the tools this connection may call
     confirm: Confirm | None = None  # set when the client can ask its user (form elicitation)
+    open_url: OpenUrl | None = None  # set when the client can send its user to a URL (URL-mode elicitation)
 
 
 class ToolFailure(Exception):

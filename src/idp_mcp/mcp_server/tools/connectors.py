@@ -197,7 +197,17 @@ async def create_connector(ctx: ToolContext, args: CreateConnectorInput) -> Conn
         token_auth=args.tokenAuth,
     )  # fmt: skip
     connector = await run_in_threadpool(ctx.core.connectors.create, ctx.actor.tenant_id, given, ctx.actor)
-    return ConnectorWithLink(**await _with_link(ctx, connector))
+    result = await _with_link(ctx, connector)
+    if connector.waiting_for_secret and ctx.open_url is not None:
+        # The client can send its user to the page itself (URL-mode elicitation): the secret never enters the chat.
+        opened = await ctx.open_url(
+            f"Paste the client secret of the connector '{connector.name}' on this page (for a signed-in administrator "
+            "of this tenant; the link works for 30 minutes).",
+            result["secretUrl"],
+        )
+        if opened:
+            result["next"] = "The user was sent to secretUrl to paste the client secret. " + result["next"]
+    return ConnectorWithLink(**result)
 
 
 # --- listConnectors, getConnector ---------------------------------------------------------------------------------
