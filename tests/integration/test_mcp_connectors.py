@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,7 @@ def test_update_says_what_changed(session: McpSession) -> None:
 
 def test_delete_needs_confirmation_and_takes_identities_with_it(session: McpSession, core: IdentityCore) -> None:
     created = ok(session.call_tool("createConnector", {"preset": "google", "name": "Google", "clientId": "g"}))
+    ok(session.call_tool("updateSignInMethod", {"social": [created["connectorId"]]}))
     before = written(core)
 
     assert "confirm: true" in refused(session.call_tool("deleteConnector", {"connectorId": created["connectorId"]}))
@@ -163,6 +165,7 @@ def test_delete_needs_confirmation_and_takes_identities_with_it(session: McpSess
 
     assert deleted == {"connectorId": created["connectorId"], "name": "Google", "deleted": True, "identitiesRemoved": 0}
     assert core.connectors.list(TENANT) == []
+    assert core.sign_in_experiences.get(TENANT).social == ()  # its button went with it
     assert "No connector" in refused(session.call_tool("getConnector", {"connectorId": created["connectorId"]}))
 
 
@@ -273,3 +276,22 @@ async def test_create_connector_sends_the_user_to_the_secret_page_through_url_el
     assert isinstance(params, types.ElicitRequestURLParams) and params.url == result.structured_content["secretUrl"]
     assert "client secret" in params.message
     assert result.structured_content["next"].startswith("The user was sent to secretUrl")
+
+
+def test_two_first_sign_ins_of_one_identity_at_once_make_one_user(core: IdentityCore, provider: FakeProvider) -> None:
+    connector = core.connectors.create(
+        TENANT, ConnectorInput(kind="oidc", name="Up", client_id=CLIENT_ID, issuer=provider.issuer), ACTOR
+    )
+    core.sign_in_experiences.update_sign_up(TENANT, {"enabled": True}, ACTOR)
+    profile = UpstreamProfile("same-sub", "sam@example.com", True, "Sam", None)
+    results: list[str] = []
+
+    def sign_in() -> None:
+        results.append(core.connectors.resolve_user(TENANT, connector.id, profile).user.id)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(sign_in) for _ in range(4)]:
+            future.result()
+
+    assert len(set(results)) == 1
+    assert len(core.tenant_users.list(TENANT, query=None, page=1, page_size=10)[0]) == 1

@@ -42,6 +42,7 @@ from idp_mcp.errors import Forbidden, IdpError, NotFound, UserNotFound, UserSusp
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import connectors as repo
 from idp_mcp.store.repos import server_secrets as server_secrets_repo
+from idp_mcp.store.repos import sign_in_experiences as experiences_repo
 from idp_mcp.store.repos import users as users_repo
 from idp_mcp.store.tables import users as users_table
 
@@ -94,6 +95,11 @@ class UpstreamSignInFailed(IdpError):
 
 class ConnectorUnusable(IdpError):
     code = "connector.waiting_for_secret"
+    status = 409
+
+
+class ConnectorConflict(IdpError):
+    code = "connector.conflict"
     status = 409
 
 
@@ -541,16 +547,34 @@ class Connectors:
             return self._get(conn, tenant_id, connector_id), changed
 
     def delete(self, tenant_id: str, connector_id: str, actor: Actor) -> tuple[Connector, int]:
-        """Delete a connector and its users' identities with it; returns it and how many identities went."""
+        """Delete a connector, its users' identities and its button on the page; returns it and how many identities
+        went."""
         with self._db.transaction() as conn:
             current = self._get(conn, tenant_id, connector_id)
             identities = repo.count_identities(conn, tenant_id, connector_id)
             repo.delete_connector(conn, tenant_id, connector_id)
+            button_removed = self._drop_button(conn, tenant_id, connector_id)
             self._audit.write(
                 conn, actor, "connector.delete", target_type="connector", target_id=connector_id, tenant_id=tenant_id,
-                details={"name": current.name, "identities_removed": identities},
+                details={"name": current.name, "identities_removed": identities, "button_removed": button_removed},
             )  # fmt: skip
         return current, identities
+
+    def _drop_button(self, conn: Connection, tenant_id: str, connector_id: str) -> bool:
+        """Take a deleted connector out of the sign-in experience's ``social`` list (a new version of it)."""
+        row = experiences_repo.get(conn, tenant_id)
+        if row is None:
+            return False
+        document = dict(row.document)
+        sign_in = dict(document.get("signIn", {}))
+        social = list(sign_in.get("social", []))
+        if connector_id not in social:
+            return False
+        sign_in["social"] = [item for item in social if item != connector_id]
+        document["signIn"] = sign_in
+        if not experiences_repo.replace(conn, tenant_id, int(row.version), document, self._clock()):
+            raise ConnectorConflict("The sign-in experience changed at the same time. Delete the connector again.")
+        return True
 
     def set_secret(self, tenant_id: str, connector_id: str, secret: str, actor: Actor) -> Connector:
         """Store (or replace) the client secret, encrypted. The audit row says that it changed, never what to."""
@@ -659,6 +683,14 @@ class Connectors:
         return PendingLogin(state, row.nonce, row.code_verifier, row.interaction_id)
 
     def resolve_user(self, tenant_id: str, connector_id: str, profile: UpstreamProfile) -> SignedInUpstream:
+        """The user behind an upstream identity (see :meth:`_resolve_user`). Two first sign-ins of one identity at
+        the same moment: the second insert fails on the identity's key, and its retry finds the first one's user."""
+        try:
+            return self._resolve_user(tenant_id, connector_id, profile)
+        except IntegrityError:
+            return self._resolve_user(tenant_id, connector_id, profile)
+
+    def _resolve_user(self, tenant_id: str, connector_id: str, profile: UpstreamProfile) -> SignedInUpstream:
         """The user behind an upstream identity, found, linked or created, in one transaction with its audit rows.
 
         1. The user who has this identity (connector, subject).

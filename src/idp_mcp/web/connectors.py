@@ -98,13 +98,21 @@ class ConnectorPages:
         tenant_id = provider.tenant_id
         try:
             connector = await run_in_threadpool(self.core.connectors.get, tenant_id, connector_id)
+        except ConnectorNotFound as exc:
+            return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
+        try:
             endpoints = await self.upstream.endpoints(connector)
             connector, login = await run_in_threadpool(
                 self.core.connectors.start_login, tenant_id, connector_id, interaction.id
             )
         except IdpError as exc:
             logger.info("connector %s could not start a sign-in: %s", connector_id, exc.code)
-            return await self._failed(request, tenant_id, connector_id, exc, f"Signing in with {connector_id}")
+            return await self.pages.error_page(
+                request, exc.code,
+                f"Signing in with {connector.label} is not possible right now: {exc.message} Try again later or "
+                "sign in another way.",
+                502 if exc.status >= 500 else exc.status,
+            )  # fmt: skip
         location = self.upstream.authorization_url(
             connector, endpoints, login, connector_callback_url(self.settings, tenant_id, connector.id)
         )
@@ -193,15 +201,6 @@ class ConnectorPages:
         response = await self.pages.error_page(request, code, message, status)
         response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
-
-    async def _failed(self, request: Request, tenant_id: str, connector_id: str, exc: IdpError, what: str) -> Response:
-        if isinstance(exc, ConnectorNotFound):
-            return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
-        return await self.pages.error_page(
-            request, exc.code,
-            f"{what} is not possible right now: {exc.message} Try again later or sign in another way.",
-            502 if exc.status >= 500 else exc.status,
-        )  # fmt: skip
 
     async def _back_to_sign_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, message: str
