@@ -264,3 +264,49 @@ async def test_sign_in_with_another_idp_mcp_tenant_as_an_oauth2_connector(
                 (connector["connectorId"], erin.id)
             ]
             assert secret not in server.logs()
+
+
+async def test_a_cancelled_or_unreachable_upstream_ends_on_a_clear_page_with_nothing_created(
+    server: LiveServer, browser: Browser, admin_page: Page, app_server: AppServer, tmp_path: Path
+) -> None:
+    callback_uri = f"http://127.0.0.1:{free_port()}/callback"
+    authorizer = BrowserAuthorizer(admin_page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
+    issuer = f"http://127.0.0.1:{free_port()}"
+    with anyio.fail_after(180):
+        async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
+            node = await _call(mcp, "createConnector", {"kind": "oidc", "name": "Node", "clientId": "node-client",
+                                                        "issuer": issuer})  # fmt: skip
+            clients = [
+                {"client_id": "node-client", "client_secret": NODE_SECRET, "redirect_uris": [node["callbackUrl"]]}
+            ]
+            await _call(mcp, "updateSignUpMethod", {"enabled": True})
+            shop = {"name": "Shop", "type": "spa", "redirectUris": [app_server.callback]}
+            app = await _call(mcp, "createApplication", shop)
+            async with httpx.AsyncClient() as http:
+                discovery = (await http.get(app["discoveryUrl"])).json()
+            oidc = AsyncOAuth2Client(client_id=app["clientId"], redirect_uri=app_server.callback, scope="openid",
+                                     code_challenge_method="S256")  # fmt: skip
+            url, _state = oidc.create_authorization_url(
+                discovery["authorization_endpoint"], code_verifier=generate_token(48)
+            )
+            context = await browser.new_context()
+            page = await context.new_page()
+            # A second provider that is down: nothing listens on its port.
+            gone = await _call(mcp, "createConnector", {"kind": "oidc", "name": "Gone", "clientId": "gone-client",
+                                                        "issuer": f"http://127.0.0.1:{free_port()}"})  # fmt: skip
+            with run_node_provider(tmp_path / "upstream", int(issuer.rsplit(":", 1)[1]), clients, ACCOUNTS):
+                await _set_secret(admin_page, node["secretUrl"], NODE_SECRET)
+                await _set_secret(admin_page, gone["secretUrl"], "gone-client-secret")
+                await _call(mcp, "updateSignInMethod", {"social": [node["connectorId"], gone["connectorId"]]})
+                await page.goto(url)
+                await page.click("button:has-text('Continue with Node')")
+                await page.wait_for_url(f"{issuer}/interaction/**")
+                await page.click("text=[ Cancel ]")  # the user gives up at the provider: error=access_denied
+                await page.wait_for_url(f"{server.url}/t/default/oidc/connectors/**")
+                await page.wait_for_selector("text=Signing in with Node was cancelled")
+                await page.click("button:has-text('Continue with Gone')")
+                await page.wait_for_selector("text=Signing in with Gone is not possible right now")
+                assert "refused the connection" in await page.content()
+            await context.close()
+            listed = await _call(mcp, "listUsers", {})
+            assert listed["total"] == 0
