@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -51,6 +52,8 @@ TARGETS = {
     "code": ("≥ 1.3\u00d7 node", lambda r, p99: r is not None and r >= 1.3),
     "refresh": ("≥ 1.5\u00d7 node", lambda r, p99: r is not None and r >= 1.5),
     "mcp_read": ("≥ 0.8\u00d7 SDK", lambda r, p99: r is not None and r >= 0.8),
+    # Resolving the resource and evaluating the app's roles must cost little next to the token itself.
+    "cc_resource": ("≥ 0.85\u00d7 plain client credentials", lambda r, p99: r is not None and r >= 0.85),
 }
 
 
@@ -492,6 +495,17 @@ def check_token_response(label: str, response: httpx.Response) -> list[str]:
     return sorted(response.json())
 
 
+def check_api_token(label: str, response: httpx.Response, audience: str, permissions: list[str]) -> list[str]:
+    """A token response for an API resource: its access token names the API and carries every permission."""
+    members = check_token_response(label, response)
+    body = response.json()
+    payload = body["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    if claims.get("aud") != audience or sorted(str(claims.get("scope", "")).split()) != sorted(permissions):
+        raise RuntimeError(f"{label}: sanity request got aud {claims.get('aud')!r}, scope {claims.get('scope')!r}")
+    return members
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     bench = Bench(args, work)
     res = bench.results
@@ -632,8 +646,24 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "warmup-node", node, "/token", [cc], {**form, "Authorization": f"Basic {node_basic}"}, duration=2, record=False
     )
 
+    # Client credentials for an API resource: aud = its identifier, scope = the permissions of the app's m2m role.
+    cc_resource = f"{cc}&resource={quote(setup['api_identifier'], safe='')}"
+    shapes["cc_resource"] = {
+        "idp-mcp": check_api_token(
+            "idp cc resource",
+            httpx.post(
+                idp.base + idp_token_path, content=cc_resource, headers={**form, "Authorization": f"Basic {idp_basic}"}
+            ),
+            setup["api_identifier"],
+            setup["api_permissions"],
+        )
+    }
+
     print("bench: token endpoint", flush=True)
     bench.wrk("cc/idp-mcp", idp, idp_token_path, [cc], {**form, "Authorization": f"Basic {idp_basic}"})
+    bench.wrk(
+        "cc-resource/idp-mcp", idp, idp_token_path, [cc_resource], {**form, "Authorization": f"Basic {idp_basic}"}
+    )
     bench.wrk("cc/node", node, "/token", [cc], {**form, "Authorization": f"Basic {node_basic}"})
     floor = start_floor(free_port(), setup["m2m_client_id"], setup["m2m_secret"], work)
     shapes["cc"]["python floor"] = check_token_response(
@@ -854,6 +884,10 @@ def table(res: dict[str, Any], read_tool: str) -> str:
     ):
         row(label, f"{key}/idp-mcp", "node-oidc-provider", f"{key}/node", key,
             load_cell(f"{key}/idp-mcp", f"{key}/node"))  # fmt: skip
+        if key == "cc" and "cc-resource/idp-mcp" in m:
+            row("client credentials with resource (an API; its m2m role's 2 permissions)", "cc-resource/idp-mcp",
+                "idp-mcp, plain client credentials", "cc/idp-mcp", "cc_resource",
+                load_cell("cc-resource/idp-mcp", "cc/idp-mcp"))  # fmt: skip
     if "cc/floor" in m:
         row("client credentials, Python floor (Starlette + PyJWT, no DB, no authlib; not a product)", "cc/floor",
             "node-oidc-provider", "cc/node", None, load_cell("cc/floor"))  # fmt: skip

@@ -2,6 +2,8 @@
 
 - an administrator, a tenant ``bench`` with its signing key, an m2m application with a production secret, a
   public (spa) application and one user of the tenant;
+- an API resource with two permissions and an m2m role granting both, held by the m2m application (for the client
+  credentials scenario with ``resource``);
 - N authorization codes (PKCE S256, one grant each) and N refresh tokens (one family each) for the spa;
 - a real access token for the MCP endpoint: a dynamically registered client, a consent (grant) and the
   server's own AccessTokenIssuer, signed with the admin issuer's key.
@@ -37,6 +39,7 @@ from idp_mcp.settings import Settings
 
 TENANT = "bench"
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
+API_IDENTIFIER = "https://api.bench.example/invoices"
 PASSWORD = "bench passphrase that is long enough 7"
 
 
@@ -71,6 +74,15 @@ def main() -> None:
     actor = Actor(tenant_id=TENANT, sub=admin.id)
     m2m = core.applications.create(TENANT, name="bench m2m", app_type="m2m", actor=actor)
     m2m_secret = core.secrets.create(TENANT, m2m.id, "production", actor)
+    api = core.api_resources.create(
+        TENANT, name="bench API", identifier=API_IDENTIFIER, actor=actor,
+        permissions=[("read:invoices", "Read invoices"), ("delete:invoices", "Delete invoices")],
+    )  # fmt: skip
+    role = core.roles.create(
+        TENANT, name="bench service", description="", role_type="m2m", actor=actor,
+        permissions=[(api.identifier, permission.name) for permission in api.permissions],
+    )  # fmt: skip
+    core.roles.assign(TENANT, [role.id], actor=actor, application_id=m2m.id)
     spa = core.applications.create(TENANT, name="bench spa", app_type="spa", redirect_uris=[REDIRECT_URI], actor=actor)
     user = asyncio.run(core.tenant_users.create(TENANT, password=PASSWORD, actor=actor, email="bench-user@example.com"))
     issuer = tenant_issuer(settings.public_url, TENANT)
@@ -175,6 +187,8 @@ def main() -> None:
                 "issuer": issuer,
                 "m2m_client_id": m2m.id,
                 "m2m_secret": m2m_secret.value,
+                "api_identifier": api.identifier,
+                "api_permissions": [permission.name for permission in api.permissions],
                 "spa_client_id": spa.id,
                 "redirect_uri": REDIRECT_URI,
                 "mcp_access_token": access_token,

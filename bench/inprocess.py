@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 BENCH = Path(__file__).resolve().parent
 PORT = 18999  # only used to build the public URL; nothing listens
@@ -158,6 +159,12 @@ async def main_async(args: argparse.Namespace, work: Path) -> None:
                 token_path,
                 {**form, "authorization": f"Basic {basic}"},
                 b"grant_type=client_credentials",
+            ),
+            "client credentials + resource": lambda i: (
+                "POST",
+                token_path,
+                {**form, "authorization": f"Basic {basic}"},
+                f"grant_type=client_credentials&resource={quote(setup['api_identifier'], safe='')}".encode(),
             ),
             "code + PKCE": lambda i: (
                 "POST",

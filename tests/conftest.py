@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from idp_mcp.store import loop_guard
 from tests.support.databases import fresh_database_url
+
+# Every in-process request comes from one address ("testclient") and every live server's from 127.0.0.1, so suites
+# that register many clients would meet the per-address registration limit. Lifted here (servers inherit the
+# environment); tests/integration/test_registration_rate_limit.py sets its own small limit.
+os.environ.setdefault("IDP_MCP_REGISTRATION_MAX_PER_ADDRESS", "1000000")
 
 
 @pytest.fixture
@@ -17,3 +24,22 @@ def anyio_backend() -> str:
 def database_url(tmp_path: Path) -> Iterator[str]:
     with fresh_database_url(tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loop_guard_on() -> Iterator[None]:
+    """Every engine the app builds refuses database work on an event-loop thread: in process (Settings() reads the
+    variable, in module-scoped fixtures too) and in the servers the e2e tests start (they inherit the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IDP_MCP_DEBUG_LOOP_GUARD", "1")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_database_work_on_the_event_loop(_loop_guard_on: None) -> Iterator[None]:
+    """A test fails if its code caused a refusal of the loop guard, even one that a caller caught."""
+    before = len(loop_guard.VIOLATIONS)
+    yield
+    caused = loop_guard.VIOLATIONS[before:]
+    del loop_guard.VIOLATIONS[before:]
+    assert not caused, "database work ran on the event loop:\n" + "\n".join(caused)

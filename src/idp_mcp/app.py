@@ -21,6 +21,7 @@ from idp_mcp.logs import configure_logging
 from idp_mcp.mcp_server.front import MCP_METHODS, McpFront
 from idp_mcp.mcp_server.registry import ToolRegistry
 from idp_mcp.mcp_server.tools import all_tools
+from idp_mcp.oauth.body_limit import BodyLimit, BodyLimits
 from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
 from idp_mcp.oauth.flow import AuthorizationFlow
@@ -79,6 +80,7 @@ class IdpApp(Starlette):
     then the SDK's transport), past the router's route table and the middleware. Those add nothing there: the
     security headers are for HTML pages (an MCP client neither frames nor renders JSON-RPC), and the SDK answers
     its own errors. Anything else at /mcp (another method, a root path) takes the ordinary way to the same endpoint.
+    The body limit applies on both ways: the fast path wraps the endpoint in it too.
     """
 
     def __init__(self, *args: Any, mcp_endpoint: ASGIApp, mcp_methods: tuple[str, ...], **kwargs: Any) -> None:
@@ -99,17 +101,24 @@ class IdpApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, core: IdentityCore | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, core: IdentityCore | None = None, *, announce_setup_code: bool = True
+) -> Starlette:
+    """The whole app. ``announce_setup_code``: while no administrator exists, log a fresh one-time setup code for
+    the first-administrator page (off in uvicorn's worker processes: their parent announced one already)."""
     settings = settings or Settings()
     core = core or IdentityCore.from_settings(settings)
     core.bootstrap()
+    if announce_setup_code:
+        _announce_setup_code(core, settings)
 
     registry = ToolRegistry(all_tools())
     guides = GuideLibrary.load(default_directory(), registry.names())
 
+    cimd = MetadataDocumentResolver(settings, core.clients)
     server = IdpAuthorizationServer(
         core=core,
-        cimd=MetadataDocumentResolver(settings, core.clients),
+        cimd=cimd,
         tenant_id=ADMIN_TENANT_ID,
         issuer=settings.issuer,
         resources=(settings.mcp_resource,),
@@ -119,7 +128,9 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     )
     flow = AuthorizationFlow(server, settings.url("/interaction"))
     pages = Pages(core, flow, CookieJar(settings), settings.mcp_resource)
-    endpoints = AuthorizationServerEndpoints(server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page)
+    endpoints = AuthorizationServerEndpoints(
+        server, flow, base_url=settings.url("/oauth"), error_page=pages.error_page, signed_in=pages.signed_in
+    )
 
     def load_mcp() -> McpApp:
         # In a worker thread once the server is up (McpFront.lifespan): the MCP SDK is ~0.5 s of imports that the
@@ -158,13 +169,15 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with mcp.lifespan():
             yield
+        cimd.close()
         core.close()
 
+    limits = BodyLimits(default=settings.max_body_bytes, mcp=settings.mcp_max_body_bytes)
     app = IdpApp(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
-        mcp_endpoint=mcp,
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits=limits)],
+        mcp_endpoint=BodyLimit(mcp, limits),
         mcp_methods=MCP_METHODS,
     )
     app.state.core = core
@@ -172,9 +185,22 @@ def create_app(settings: Settings | None = None, core: IdentityCore | None = Non
     return app
 
 
+def _announce_setup_code(core: IdentityCore, settings: Settings) -> None:
+    code = core.setup_codes.issue()
+    if code is None:
+        return
+    # Shown on purpose, once, like Jupyter's token: whoever reads this console may create the first administrator.
+    logger.warning(
+        "No administrator yet. Create the first one at %s/setup and give this one-time setup code on the page: %s "
+        "(not needed from this machine when the public URL is a loopback one; or run: idp-mcp admin create)",
+        settings.public_url,
+        code,
+    )
+
+
 def create_app_from_env() -> Starlette:
     """The app from the environment, for ``uvicorn --factory idp_mcp.app:create_app_from_env``: each of uvicorn's
     worker processes imports and calls it (workers need an import string, not an app object)."""
     settings = Settings()
     configure_logging(settings.log_level)  # workers are fresh processes: their logging is set up here
-    return create_app(settings)
+    return create_app(settings, announce_setup_code=False)

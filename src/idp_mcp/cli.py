@@ -1,4 +1,5 @@
-"""`idp-mcp serve`, `idp-mcp migrate`, `idp-mcp admin create`, `idp-mcp tenant create`, `idp-mcp keys ...`."""
+"""`idp-mcp serve`, `idp-mcp migrate`, `idp-mcp admin create`, `idp-mcp tenant create|add-member`,
+`idp-mcp keys ...`."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from idp_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from idp_mcp.core.identity import IdentityCore
-    from idp_mcp.domain import Actor
+    from idp_mcp.domain import Actor, Tenant
 
+
+ROLE_CHOICES = ("owner", "admin", "read-only")  # core.tenants.ROLES (the core is imported lazily: start-up time)
 
 WORKERS_NEED_STATELESS = (
     "error: --workers {workers} needs IDP_MCP_MCP_STATELESS=true. Worker processes share one port and each "
@@ -67,29 +70,30 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_create(args: argparse.Namespace) -> int:
-    from idp_mcp.core.identity import IdentityCore
+def _membership_text(memberships: list[tuple[Tenant, str]]) -> str:
+    if not memberships:
+        return "a member of no tenant yet"
+    return ", ".join(f"{role} of tenant {tenant.id}" for tenant, role in memberships)
 
-    core = IdentityCore.from_settings(Settings())
-    try:
-        core.bootstrap()
-        user = asyncio.run(core.users.create_administrator(args.email, args.password))
-    except IdpError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        core.close()
-    print(f"administrator {user.email} created")
-    return 0
+
+def _admin_create(args: argparse.Namespace) -> int:
+    def create(core: IdentityCore) -> int:
+        user = asyncio.run(
+            core.users.create_administrator(args.email, args.password, tenant_id=args.tenant, role=args.role)
+        )
+        memberships = core.tenants.memberships(user.id)
+        print(f"administrator {user.email} created: {_membership_text(memberships)}")
+        if not memberships:
+            print(f"add them to a tenant: idp-mcp tenant add-member --tenant <id> --admin {user.email} --role admin")
+        return 0
+
+    return _with_core(create)
 
 
 def _tenant_create(args: argparse.Namespace) -> int:
-    from idp_mcp.core.identity import IdentityCore
     from idp_mcp.domain import ADMIN_TENANT_ID, Actor
 
-    core = IdentityCore.from_settings(Settings())
-    try:
-        core.bootstrap()
+    def create(core: IdentityCore) -> int:
         owner = core.users.find_administrator(args.admin)
         if owner is None:
             print(f"error: no administrator with the email {args.admin}; create one first", file=sys.stderr)
@@ -97,13 +101,24 @@ def _tenant_create(args: argparse.Namespace) -> int:
         tenant = core.tenants.create(
             args.id, args.name, owner_user_id=owner.id, actor=Actor(tenant_id=ADMIN_TENANT_ID, sub=owner.id)
         )
-    except IdpError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        core.close()
-    print(f"tenant {tenant.id} ({tenant.name}) created, administered by {args.admin}")
-    return 0
+        print(f"tenant {tenant.id} ({tenant.name}) created, administered by {owner.email} (role owner)")
+        return 0
+
+    return _with_core(create)
+
+
+def _tenant_add_member(args: argparse.Namespace) -> int:
+    def add(core: IdentityCore) -> int:
+        admin = core.users.find_administrator(args.admin)
+        if admin is None:
+            print(f"error: no administrator with the email {args.admin}; create one first", file=sys.stderr)
+            return 1
+        before = core.tenants.set_member(args.tenant, admin.id, args.role, _cli_actor(args.tenant))
+        was = "" if before is None else f" (was {before})" if before != args.role else " (unchanged)"
+        print(f"{admin.email} is {args.role} of tenant {args.tenant}{was}")
+        return 0
+
+    return _with_core(add)
 
 
 def _with_core(action: Callable[[IdentityCore], int]) -> int:
@@ -192,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = admin_commands.add_parser("create", help="create an administrator without prompting")
     create.add_argument("--email", required=True)
     create.add_argument("--password", required=True)
+    create.add_argument(
+        "--tenant",
+        help="the tenant they become a member of (default: the first administrator owns 'default'; later ones "
+        "are members of nothing until added)",
+    )
+    create.add_argument("--role", choices=ROLE_CHOICES, help="their role in --tenant (default: admin)")
     create.set_defaults(func=_admin_create)
 
     tenant = commands.add_parser("tenant", help="manage tenants")
@@ -201,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     tenant_create.add_argument("--name", required=True)
     tenant_create.add_argument("--admin", required=True, help="email of the administrator who owns it")
     tenant_create.set_defaults(func=_tenant_create)
+    add_member = tenant_commands.add_parser(
+        "add-member", help="make an administrator a member of a tenant, or change their role there"
+    )
+    add_member.add_argument("--tenant", required=True, help="the tenant id")
+    add_member.add_argument("--admin", required=True, help="email of the administrator")
+    add_member.add_argument(
+        "--role", required=True, choices=ROLE_CHOICES, help="owner and admin may change the tenant; read-only may look"
+    )
+    add_member.set_defaults(func=_tenant_add_member)
 
     keys = commands.add_parser("keys", help="rotate, retire and list signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)

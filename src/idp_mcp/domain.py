@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +66,21 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+# Control (Cc), format (Cf: bidi overrides U+202A-U+202E and isolates U+2066-U+2069, zero-width characters, the BOM)
+# and line/paragraph separators: invisible or reordering text, so a name shown on the consent page could pass for
+# another ("Claude\u202e..."). Refused in names and other metadata people read.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def hidden_character(text: str, allowed: str = "") -> str | None:
+    """The first control, format or separator character of ``text`` (except those in ``allowed``) as ``U+XXXX``,
+    or None when every character is visible."""
+    for char in text:
+        if char not in allowed and unicodedata.category(char) in HIDDEN_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -81,6 +97,7 @@ class User:
     name: str | None
     suspended: bool
     created_at: datetime
+    email_verified: bool = False  # the address was proven by a code sent to it, or an administrator vouched for it
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,18 @@ class TooManyAttempts(IdpError):
         self.retry_after = retry_after
 
 
+class RegistrationThrottled(IdpError):
+    """Too many dynamic client registrations from one address; nothing was registered."""
+
+    code = "client.registration_throttled"
+    oauth_error = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UserSuspended(IdpError):
     code = "user.suspended"
     status = 403

@@ -38,6 +38,7 @@ PLACEHOLDERS: dict[str, str] = {
     "CLIENT_ID": "<your client id>",
     "REDIRECT_URI": "<your redirect URI>",
     "POST_LOGOUT_REDIRECT_URI": "<your post-logout redirect URI>",
+    "API_IDENTIFIER": "<your API identifier>",
 }
 #: Headings that start a section of their own for search; deeper ones stay inside their section.
 SECTION_LEVELS = (1, 2, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +21,26 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./.idp-mcp"), description="Signing keys fallback, SQLite file.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is a SQLite file in the data dir."
+    )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite only. full: every commit is synced to disk before it is answered, so a power loss or an "
+        "OS crash cannot roll back a token rotation, a revocation, a sign-out or a new secret; it costs one disk sync "
+        "per write transaction (bench/sqlite_sync.py). normal: no sync per commit; the commits since the last "
+        "checkpoint may roll back after such a crash (a crash of the process alone loses nothing either way).",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL only: connections each process keeps open."
+    )
+    db_max_overflow: int = Field(
+        default=20, ge=0, le=1000, description="PostgreSQL only: extra connections a process may open under load."
+    )
+    db_pool_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="PostgreSQL only: how long a request waits for a free connection (s)."
+    )
+    debug_loop_guard: bool = Field(
+        default=False,
+        description="DEBUGGING: database work on an event-loop thread raises (the test suite turns it on).",
     )
     access_token_ttl: int = Field(default=3600, ge=30, le=86400, description="Access token lifetime (s).")
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="Refresh token lifetime (s).")
@@ -39,6 +60,18 @@ class Settings(BaseSettings):
         description="How often each process reloads the signing keys, so a rotation done elsewhere signs everywhere.",
     )
     log_level: str = Field(default="INFO")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body accepted by pages, forms and OAuth endpoints (bytes); larger: 413.",
+    )
+    mcp_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body accepted at /mcp (bytes); larger: 413.",
+    )
 
     # Client ID metadata documents (CIMD).
     cimd_allow_private_addresses: bool = Field(
@@ -51,6 +84,15 @@ class Settings(BaseSettings):
     cimd_timeout: float = Field(default=5.0, gt=0, le=30)
     cimd_max_bytes: int = Field(default=5 * 1024, ge=512, le=64 * 1024)
     cimd_cache_ttl: int = Field(default=300, ge=0)
+    cimd_max_fetches: int = Field(
+        default=32, ge=1, le=1024, description="CIMD fetches in flight at once; past it a fetch fails at once."
+    )
+    cimd_max_fetches_per_host: int = Field(
+        default=4, ge=1, le=1024, description="CIMD fetches in flight to one host; past it a fetch fails at once."
+    )
+    cimd_failure_cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="How long a failed CIMD fetch is answered from memory (s)."
+    )
 
     # Connectors (upstream identity providers): every fetch of discovery, JWKS, token and userinfo.
     connector_timeout: float = Field(
@@ -70,6 +112,21 @@ class Settings(BaseSettings):
     )
     sign_in_failure_window: int = Field(
         default=900, ge=60, le=86400, description="Window in which sign-in failures are counted (s)."
+    )
+    known_device_ttl: int = Field(
+        default=90 * 86400,
+        ge=3600,
+        le=400 * 86400,
+        description="How long a browser stays a known device of an account after its last sign-in there (s).",
+    )
+    registration_max_per_address: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="Dynamic client registrations allowed per client address per window.",
+    )
+    registration_window: int = Field(
+        default=3600, ge=60, le=86400, description="Window in which client registrations are counted (s)."
     )
 
     # The SMTP connector that sends one-time email codes. Email codes are offered only when host and sender are set.

@@ -106,7 +106,11 @@ class Target:
         if self.name == "mcp":
             browser = world.client
             if new_user:
-                anyio.run(world.core.users.create_administrator, email, ADMIN_PASSWORD)
+                anyio.run(
+                    lambda: world.core.users.create_administrator(
+                        email, ADMIN_PASSWORD, tenant_id=DEFAULT_TENANT_ID, role="admin"
+                    )
+                )
                 browser = TestClient(world.app, base_url=PUBLIC_URL)
                 assert sign_in(browser, "/", email=email).status_code == 303
             issued = obtain_access_token(browser, client_name=f"Agent {new_id(3)}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 import pytest
 from starlette.testclient import TestClient
 
@@ -185,8 +186,13 @@ def test_the_connection_goes_to_the_address_that_was_checked(
         connected.append((address[0], address[1]))
         raise OSError("no network in this test")
 
+    async def no_async_network(remote_host: str, remote_port: int, **kwargs: Any) -> Any:
+        # The fetch is async (httpx.AsyncClient): its connections go through anyio.
+        return no_network((remote_host, remote_port))
+
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(anyio, "connect_tcp", no_async_network)
 
     message = fetch(resolver, "https://rebind.example/client.json")
 

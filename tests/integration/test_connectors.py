@@ -124,6 +124,7 @@ def test_first_sign_in_creates_the_user_and_the_next_finds_them(
 
     created = core.tenant_users.get(TENANT, first)
     assert created.email == "alice@example.com" and created.name == "Alice"
+    assert created.email_verified  # the provider proved the address
     sent = provider.requests[-1]
     assert (
         sent["code_challenge_method"] == "S256"
@@ -150,9 +151,12 @@ def test_a_verified_email_links_to_the_existing_user(
         lambda: core.tenant_users.create(TENANT, password=PASSWORD, actor=ACTOR, email="alice@example.com")
     )
 
+    assert not alice.email_verified
+
     request = hosted.start(client, app.id)
     assert subject_of(client, request, app, continue_with(request, connector, provider)) == alice.id
     assert len(users(core)) == 1
+    assert core.tenant_users.get(TENANT, alice.id).email_verified  # proven by the provider now
     assert any(entry.action == "user.identity.link" for entry in core.audit.recent(TENANT, limit=50))
 
 
@@ -169,7 +173,8 @@ def test_an_unverified_email_never_links(
 
     assert subject != alice.id
     newcomer = core.tenant_users.get(TENANT, subject)
-    assert newcomer.email is None  # an unverified address is not given to the account
+    assert newcomer.email is None and not newcomer.email_verified  # an unverified address is not given to the account
+    assert not core.tenant_users.get(TENANT, alice.id).email_verified
     assert [i.email_verified for i in core.connectors.identities(TENANT, subject)] == [False]
 
 

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from idp_mcp.core.applications import Application
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor
+from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL, csrf_from, sign_in
 from tests.support.live_server import ADMIN_EMAIL
 
@@ -34,7 +35,9 @@ class World:
 def world(core: IdentityCore) -> World:
     admin = core.users.find_administrator(ADMIN_EMAIL)
     assert admin is not None
-    other = anyio.run(core.users.create_administrator, OTHER_EMAIL, OTHER_PASSWORD)
+    other = anyio.run(
+        lambda: core.users.create_administrator(OTHER_EMAIL, OTHER_PASSWORD, tenant_id=DEFAULT_TENANT_ID, role="admin")
+    )
     core.tenants.create("acme", "Acme", owner_user_id=other.id, actor=Actor(tenant_id=ADMIN_TENANT_ID, sub=other.id))
     actor = Actor(tenant_id=DEFAULT_TENANT_ID, sub=admin.id)
     web = core.applications.create(
@@ -239,3 +242,160 @@ def test_signing_out_from_the_console_closes_it(client: TestClient, world: World
     response = client.post("/sign-out", data={"csrf_token": csrf_from(page.text), "next": "/"}, follow_redirects=False)
     assert response.status_code == 303
     assert client.get("/console", follow_redirects=False).headers["location"] == "/sign-in?next=/console"
+
+
+# --- production secrets: shown once (POST-redirect-GET), revoked and rotated by id ------------------------------
+
+
+def _create_secret_id(client: TestClient, tenant: str, application_id: str) -> tuple[str, str]:
+    """POST the create form without following the redirect: (the secret's id, the reveal page's path)."""
+    token = csrf_from(client.get(f"/console/t/{DEFAULT_TENANT_ID}/applications").text)
+    response = client.post(
+        f"{_app_url(tenant, application_id)}/secrets", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    match = re.fullmatch(rf"{_app_url(tenant, application_id)}/secrets/([0-9a-f]+)/reveal", location)
+    assert match, location
+    return match.group(1), location
+
+
+def _m2m(core: IdentityCore, world: World) -> Application:
+    return core.applications.create(
+        DEFAULT_TENANT_ID, name="Nightly job", app_type="m2m", actor=Actor(tenant_id=DEFAULT_TENANT_ID, sub="t")
+    )
+
+
+def _client_credentials(client: TestClient, client_id: str, secret: str) -> int:
+    response = client.post(
+        f"/t/{DEFAULT_TENANT_ID}/oidc/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+    return response.status_code
+
+
+def _revoke(client: TestClient, tenant: str, application_id: str, secret_id: str, **form: str) -> tuple[int, str]:
+    url = f"{_app_url(tenant, application_id)}/secrets/{secret_id}/revoke"
+    if "csrf_token" not in form:
+        form["csrf_token"] = csrf_from(client.get(f"/console/t/{DEFAULT_TENANT_ID}/applications").text)
+    response = client.post(url, data=form, follow_redirects=False)
+    return response.status_code, response.headers.get("location", response.text)
+
+
+def test_reloading_the_reveal_page_does_not_create_a_second_secret_nor_show_it_again(
+    client: TestClient, core: IdentityCore, world: World
+) -> None:
+    _signed_in(client)
+    secret_id, reveal = _create_secret_id(client, DEFAULT_TENANT_ID, world.web.id)
+    first = client.get(reveal)
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-store"
+    value = _shown_secret(first.text)
+    assert secret_id in first.text
+    assert core.secrets.verify(DEFAULT_TENANT_ID, world.web.id, value)
+
+    again = client.get(reveal)
+    assert again.status_code == 200 and again.headers["cache-control"] == "no-store"
+    assert 'id="secret-value"' not in again.text and value not in again.text
+    assert "not shown again" in again.text
+    assert [secret.id for secret in core.secrets.list(DEFAULT_TENANT_ID, world.web.id)] == [secret_id]
+
+
+def test_the_waiting_value_is_sealed_for_the_creating_session_only(
+    client: TestClient, core: IdentityCore, world: World
+) -> None:
+    from sqlalchemy import select
+
+    from idp_mcp.store.tables import secret_reveals
+
+    _signed_in(client)
+    secret_id, reveal = _create_secret_id(client, DEFAULT_TENANT_ID, world.web.id)
+    with core.db.read() as conn:
+        [row] = conn.execute(select(secret_reveals)).all()
+    # Another browser of the same administrator (another session) gets nothing, and does not use it up.
+    with TestClient(client.app, base_url=PUBLIC_URL) as other:
+        _signed_in(other)
+        assert 'id="secret-value"' not in other.get(reveal).text
+    value = _shown_secret(client.get(reveal).text)
+    assert all(value not in str(column) for column in row)
+    assert row.secret_id == secret_id
+    with core.db.read() as conn:
+        assert conn.execute(select(secret_reveals)).all() == []  # shown, so gone
+
+
+def test_a_secret_not_revealed_within_ten_minutes_is_not_shown(
+    client: TestClient, core: IdentityCore, world: World, clock: Clock
+) -> None:
+    _signed_in(client)
+    _secret_id, reveal = _create_secret_id(client, DEFAULT_TENANT_ID, world.web.id)
+    clock.advance(601)
+    assert 'id="secret-value"' not in client.get(reveal).text
+
+
+def test_rotation_a_second_production_secret_works_alongside_the_first_until_it_is_revoked(
+    client: TestClient, core: IdentityCore, world: World
+) -> None:
+    app = _m2m(core, world)
+    _signed_in(client)
+    old_id, reveal = _create_secret_id(client, DEFAULT_TENANT_ID, app.id)
+    old = _shown_secret(client.get(reveal).text)
+    new_id, reveal = _create_secret_id(client, DEFAULT_TENANT_ID, app.id)
+    new = _shown_secret(client.get(reveal).text)
+    assert _client_credentials(client, app.id, old) == 200
+    assert _client_credentials(client, app.id, new) == 200
+
+    page = client.get(_app_url(DEFAULT_TENANT_ID, app.id)).text
+    for expected in (old_id, new_id, f"••••{old[-4:]}", f"••••{new[-4:]}", f"/secrets/{old_id}/revoke"):
+        assert expected in page, expected
+    confirm = client.get(f"{_app_url(DEFAULT_TENANT_ID, app.id)}/secrets/{old_id}/revoke")
+    assert (
+        confirm.status_code == 200 and f"Revoke secret {old_id}" in confirm.text and f"••••{old[-4:]}" in confirm.text
+    )
+
+    status, location = _revoke(client, DEFAULT_TENANT_ID, app.id, old_id)
+    assert (status, location) == (303, _app_url(DEFAULT_TENANT_ID, app.id))
+    assert _client_credentials(client, app.id, old) == 401  # at once: secrets are read on every request
+    assert _client_credentials(client, app.id, new) == 200
+    states = {secret.id: secret.active for secret in core.secrets.list(DEFAULT_TENANT_ID, app.id)}
+    assert states == {old_id: False, new_id: True}
+    page = client.get(_app_url(DEFAULT_TENANT_ID, app.id)).text
+    assert "Revoked" in page and f"/secrets/{old_id}/revoke" not in page and f"/secrets/{new_id}/revoke" in page
+
+    [row] = [e for e in core.audit.recent(DEFAULT_TENANT_ID) if e.action == "application.secret.revoke"]
+    assert row.details == {"secret_id": old_id, "kind": "production"}
+    assert (row.actor_sub, row.actor_client_id, row.target_id) == (world.admin_id, None, app.id)
+    created = [e for e in core.audit.recent(DEFAULT_TENANT_ID) if e.action == "application.secret.create_production"]
+    assert {e.details["secret_id"] for e in created} == {old_id, new_id}
+    assert old not in json.dumps([e.details for e in core.audit.recent(DEFAULT_TENANT_ID, limit=500)])
+
+
+def test_the_console_revokes_temporary_secrets_too(client: TestClient, core: IdentityCore, world: World) -> None:
+    actor = Actor(tenant_id=DEFAULT_TENANT_ID, sub=world.admin_id)
+    temporary = core.secrets.create(DEFAULT_TENANT_ID, world.web.id, "temporary", actor)
+    _signed_in(client)
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, temporary.id)[0] == 303
+    assert not core.secrets.verify(DEFAULT_TENANT_ID, world.web.id, temporary.value)
+
+
+def test_revoking_needs_the_csrf_token_and_the_right_application_and_tenant(
+    client: TestClient, core: IdentityCore, world: World
+) -> None:
+    actor = Actor(tenant_id=DEFAULT_TENANT_ID, sub=world.admin_id)
+    mine = core.secrets.create(DEFAULT_TENANT_ID, world.web.id, "production", actor)
+    theirs = core.secrets.create("acme", world.acme_app.id, "production", Actor(tenant_id="acme", sub=world.other_id))
+    _signed_in(client)
+    before = [e.id for e in core.audit.recent(DEFAULT_TENANT_ID, limit=500)]
+
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, mine.id, csrf_token="forged-value-0000000000000")[0] == 403
+    # Another application of the same tenant, by its id: no such secret there.
+    assert _revoke(client, DEFAULT_TENANT_ID, world.spa.id, mine.id)[0] == 404
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, "0123456789abcdef")[0] == 404
+    assert client.get(f"{_app_url(DEFAULT_TENANT_ID, world.web.id)}/secrets/nope/revoke").status_code == 404
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, "%00")[0] == 404  # NUL: PostgreSQL would refuse it
+    assert 'id="secret-value"' not in client.get(f"{_app_url(DEFAULT_TENANT_ID, world.web.id)}/secrets/%00/reveal").text
+    # Another tenant's secret, through its own tenant (not administered) or through one's own application.
+    assert _revoke(client, "acme", world.acme_app.id, theirs.id)[0] == 403
+    assert _revoke(client, DEFAULT_TENANT_ID, world.web.id, theirs.id)[0] == 404
+
+    assert core.secrets.verify(DEFAULT_TENANT_ID, world.web.id, mine.value)
+    assert core.secrets.verify("acme", world.acme_app.id, theirs.value)
+    assert [e.id for e in core.audit.recent(DEFAULT_TENANT_ID, limit=500)] == before
+    assert not [e for e in core.audit.recent("acme", limit=500) if e.action == "application.secret.revoke"]

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import anyio
+import jwt
 import pytest
 from starlette.testclient import TestClient
 
@@ -19,6 +20,7 @@ from idp_mcp.store.tables import verification_codes
 from tests.support import hosted
 from tests.support.clock import Clock
 from tests.support.hosted import HostedRequest
+from tests.support.inprocess import PUBLIC_URL
 from tests.support.smtp import SmtpSink, body_of, code_in, smtp_fixtures
 
 TENANT = "default"
@@ -201,3 +203,57 @@ def test_the_code_never_reaches_the_log(
     logged = "\n".join(record.getMessage() for record in caplog.records if not record.name.startswith("mail.log"))
     assert "email delivered" in logged
     assert code not in logged and body_of(smtp.wait_for(BOB)).strip() not in logged
+
+
+def id_token_claims(client: TestClient, core: IdentityCore, app: Application, request: HostedRequest, done: Any) -> Any:
+    """The verified claims of the ID token the code in ``done``'s redirect is exchanged for, and the userinfo."""
+    query = hosted.redirected_with_code(done)
+    tokens = client.post(
+        "/t/default/oidc/token",
+        data={"grant_type": "authorization_code", "code": query["code"], "redirect_uri": hosted.CALLBACK,
+              "code_verifier": request.verifier},
+        auth=(app.id, core.secrets.create(TENANT, app.id, "temporary", ACTOR).value),
+    ).json()  # fmt: skip
+    jwks = client.get("/t/default/oidc/jwks").json()
+    kid = jwt.get_unverified_header(tokens["id_token"])["kid"]
+    key = jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == kid)).key
+    claims = jwt.decode(
+        tokens["id_token"], key, algorithms=["ES256"], audience=app.id, issuer=f"{PUBLIC_URL}/t/default/oidc"
+    )
+    userinfo = client.get("/t/default/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    return claims, userinfo.json()
+
+
+def test_email_verified_is_false_until_a_code_proves_the_address_then_true(
+    client: TestClient, core: IdentityCore, app: Application, bob: User, smtp: SmtpSink
+) -> None:
+    assert bob.email_verified is False
+    by_password = hosted.start(client, app.id)
+    page = by_password.page().text
+    done = by_password.post("sign-in", {"identifier": "bob", "password": PASSWORD}, page)
+    claims, userinfo = id_token_claims(client, core, app, by_password, done)
+    assert (claims["email"], claims["email_verified"]) == (BOB, False)
+    assert userinfo["email_verified"] is False
+
+    client.cookies.clear()  # signed out: the next request asks again
+    by_code = hosted.start(client, app.id)
+    sent = ask_for_code(by_code, BOB)
+    done = enter_code(by_code, BOB, code_in(smtp.wait_for(BOB)), sent.text)
+
+    claims, userinfo = id_token_claims(client, core, app, by_code, done)
+    assert (claims["email"], claims["email_verified"]) == (BOB, True)
+    assert (userinfo["email"], userinfo["email_verified"]) == (BOB, True)
+    assert core.tenant_users.get(TENANT, bob.id).email_verified is True
+
+
+def test_email_verified_is_left_out_without_the_email_scope(
+    client: TestClient, core: IdentityCore, app: Application, bob: User, smtp: SmtpSink
+) -> None:
+    request = hosted.start(client, app.id, scope="openid")
+    sent = ask_for_code(request, BOB)
+    done = enter_code(request, BOB, code_in(smtp.wait_for(BOB)), sent.text)
+
+    claims, userinfo = id_token_claims(client, core, app, request, done)
+
+    assert "email" not in claims and "email_verified" not in claims
+    assert "email_verified" not in userinfo

@@ -48,6 +48,12 @@ WATCHED_TABLES = [
     "connectors",
     "connector_secrets",
     "user_identities",
+    "api_resources",
+    "api_permissions",
+    "roles",
+    "role_permissions",
+    "user_roles",
+    "application_roles",
 ]
 
 
@@ -88,6 +94,10 @@ def seed(session: McpSession) -> list[str]:
         hints.append(created["structuredContent"]["applicationId"])
     m2m = session.call_tool("createApplication", {"name": "Seed m2m", "type": "m2m"})
     hints.append(m2m["structuredContent"]["applicationId"])
+    # The secrets' ids (each confidential application got a temporary secret), for revokeSecret.
+    for application_id in (hints[0], hints[-1]):
+        got = session.call_tool("getApplication", {"applicationId": application_id})
+        hints += [secret["secretId"] for secret in got["structuredContent"]["secrets"]]
     user = session.call_tool("createUser", {"email": "seed@example.com", "password": "a long passphrase 42"})
     hints.append(user["structuredContent"]["userId"])
     # An issuer on a non-public address: without the tests-only setting, testConnector is refused before any fetch.
@@ -95,6 +105,19 @@ def seed(session: McpSession) -> list[str]:
         "createConnector", {"kind": "oidc", "name": "Seed", "clientId": "seed", "issuer": "https://127.0.0.1:9"}
     )
     hints.append(connector["structuredContent"]["connectorId"])
+    api = session.call_tool(
+        "createApiResource",
+        {"name": "Seed API", "identifier": "https://api.example.com",
+         "permissions": [{"name": "read:seed"}, {"name": "write:seed"}]},
+    )["structuredContent"]  # fmt: skip
+    hints += [api["apiResourceId"], api["identifier"], "read:seed", "write:seed", "user", "m2m"]
+    for role_type in ("user", "m2m"):
+        role = session.call_tool(
+            "createRole",
+            {"name": f"Seed {role_type}", "type": role_type,
+             "permissions": [{"resource": "https://api.example.com", "permission": "read:seed"}]},
+        )["structuredContent"]  # fmt: skip
+        hints.append(role["roleId"])
     guides = session.call_tool("listInstructions", {})
     hints += [guide["id"] for guide in guides["structuredContent"]["guides"]]
     return hints

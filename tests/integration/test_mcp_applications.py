@@ -205,7 +205,8 @@ def test_get_application_describes_secrets_without_their_values(
     assert got["redirectUris"] == [CALLBACK]
     assert got["consoleUrl"] == console_url(web_app.id)
     [secret] = got["secrets"]
-    assert set(secret) == {"kind", "lastFour", "expiresAt", "active"}
+    assert set(secret) == {"secretId", "kind", "lastFour", "createdAt", "expiresAt", "revokedAt", "active"}
+    assert secret["secretId"] == issued.id and secret["revokedAt"] is None
     assert secret["kind"] == "temporary" and secret["active"] is True
     assert secret["lastFour"] == issued.value[-4:]
     assert issued.expires_at is not None and parse_time(secret["expiresAt"]) == issued.expires_at
@@ -326,7 +327,7 @@ async def test_delete_application_asks_the_user_through_elicitation(
     assert isinstance(question, types.ElicitRequestFormParams)
     assert "Web shop" in question.message and web_app.id in question.message
     assert question.requested_schema["properties"]["confirm"]["type"] == "boolean"
-    remaining = {app.id for app in core.applications.list(TENANT)}
+    remaining = {app.id for app in await anyio.to_thread.run_sync(core.applications.list, TENANT)}
     if refusal is None:
         assert result.is_error is False, result.content
         assert result.structured_content == {"applicationId": web_app.id, "name": "Web shop", "deleted": True}
@@ -336,7 +337,7 @@ async def test_delete_application_asks_the_user_through_elicitation(
         text = " ".join(item.text for item in result.content if isinstance(item, types.TextContent))
         assert refusal in text and "nothing was changed" in text
         assert web_app.id in remaining
-        assert "application.delete" not in state(core)[2]
+        assert "application.delete" not in (await anyio.to_thread.run_sync(state, core))[2]
 
 
 # --- temporary secrets ----------------------------------------------------------------------------------
@@ -371,6 +372,80 @@ def test_revoke_temporary_secrets_stops_every_one_now(
     assert core.secrets.verify(TENANT, web_app.id, production.value)
     active = {(secret.kind, secret.active) for secret in core.secrets.list(TENANT, web_app.id)}
     assert active == {("temporary", False), ("production", True)}
+
+
+def test_revoke_secret_stops_that_one_temporary_secret_now_and_names_it_in_the_audit(
+    client: TestClient, session: McpSession, core: IdentityCore
+) -> None:
+    job = core.applications.create(TENANT, name="Job", app_type="m2m", actor=ACTOR)
+    gone, kept = (core.secrets.create(TENANT, job.id, "temporary", ACTOR) for _ in range(2))
+    listed = ok(session.call_tool("getApplication", {"applicationId": job.id}))["secrets"]
+    assert {secret["secretId"] for secret in listed} == {gone.id, kept.id}
+
+    def token(secret: str) -> int:
+        response = client.post(
+            f"/t/{TENANT}/oidc/token", data={"grant_type": "client_credentials"}, auth=(job.id, secret)
+        )
+        return response.status_code
+
+    assert token(gone.value) == 200
+    revoked = ok(session.call_tool("revokeSecret", {"applicationId": job.id, "secretId": gone.id}))
+
+    assert revoked["secretId"] == gone.id and revoked["applicationId"] == job.id
+    assert revoked["active"] is False and revoked["revokedAt"] and revoked["alreadyRevoked"] is False
+    assert token(gone.value) == 401  # at once: secrets are read on every token request
+    assert token(kept.value) == 200
+    [entry] = [e for e in core.audit.recent(TENANT, limit=500) if e.action == "application.secret.revoke"]
+    assert entry.details == {"secret_id": gone.id, "kind": "temporary"} and entry.target_id == job.id
+    assert gone.value not in json.dumps([e.details for e in core.audit.recent(TENANT, limit=500)])
+
+    again = ok(session.call_tool("revokeSecret", {"applicationId": job.id, "secretId": gone.id}))
+    assert again["alreadyRevoked"] is True
+    assert len([e for e in core.audit.recent(TENANT, limit=500) if e.action == "application.secret.revoke"]) == 1
+
+
+def test_revoke_secret_refuses_a_production_secret_with_the_console_link(
+    session: McpSession, core: IdentityCore, web_app: Application
+) -> None:
+    production = core.secrets.create(TENANT, web_app.id, "production", ACTOR)
+    before = state(core)
+
+    result = session.call_tool("revokeSecret", {"applicationId": web_app.id, "secretId": production.id})
+
+    assert result["isError"] is True
+    text = text_of(result)
+    assert "production secret" in text and console_url(web_app.id) in text
+    assert state(core) == before
+    assert core.secrets.verify(TENANT, web_app.id, production.value)
+
+
+@pytest.mark.parametrize("whose", ["unknown", "another_application", "another_tenant"])
+def test_revoke_secret_refuses_a_secret_that_is_not_this_applications(
+    session: McpSession, core: IdentityCore, web_app: Application, whose: str
+) -> None:
+    if whose == "unknown":
+        secret_id, check = "0123456789abcdef", None
+    elif whose == "another_application":
+        other = core.applications.create(TENANT, name="Other", app_type="m2m", actor=ACTOR)
+        issued = core.secrets.create(TENANT, other.id, "temporary", ACTOR)
+        secret_id, check = issued.id, (TENANT, other.id, issued.value)
+    else:
+        admin = core.users.find_administrator("ada@example.com")
+        assert admin is not None
+        core.tenants.create("acme", "Acme", owner_user_id=admin.id, actor=Actor(tenant_id="admin", sub=admin.id))
+        acme = core.applications.create("acme", name="Acme", app_type="m2m", actor=ACTOR)
+        issued = core.secrets.create("acme", acme.id, "temporary", ACTOR)
+        secret_id, check = issued.id, ("acme", acme.id, issued.value)
+    before = state(core), state(core, "acme")
+
+    result = session.call_tool("revokeSecret", {"applicationId": web_app.id, "secretId": secret_id})
+
+    assert result["isError"] is True
+    assert f"no secret '{secret_id}' for this application" in text_of(result).lower()
+    assert "getapplication" in text_of(result).lower()
+    assert (state(core), state(core, "acme")) == before
+    if check is not None:
+        assert core.secrets.verify(*check)
 
 
 # --- bad input: an actionable error, nothing written -----------------------------------------------------
@@ -466,6 +541,13 @@ BAD_CALLS: dict[str, tuple[str, dict[str, Any], str]] = {
     "secret_for_an_spa": ("createTemporarySecret", {"applicationId": "{spa}"}, "only confidential applications"),
     "secret_for_an_unknown_application": ("createTemporarySecret", {"applicationId": "nope"}, "no application"),
     "revoke_for_an_unknown_application": ("revokeTemporarySecrets", {"applicationId": "nope"}, "no application"),
+    "revoke_one_for_an_unknown_application": (
+        "revokeSecret",
+        {"applicationId": "nope", "secretId": "0123456789abcdef"},
+        "no application",
+    ),
+    "revoke_one_without_its_id": ("revokeSecret", {"applicationId": "{web}"}, "'secretid'"),
+    "revoke_one_by_a_too_long_id": ("revokeSecret", {"applicationId": "{web}", "secretId": "x" * 33}, "'secretid'"),
 }
 
 
@@ -516,6 +598,7 @@ ISOLATION_CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "delete": ("deleteApplication", {"confirm": True}),
     "create_secret": ("createTemporarySecret", {}),
     "revoke_secrets": ("revokeTemporarySecrets", {}),
+    "revoke_one_secret": ("revokeSecret", {"secretId": "0123456789abcdef"}),
 }
 
 
@@ -545,6 +628,7 @@ def test_list_applications_shows_only_the_tenant_of_the_token(
 
 WRITE_TOOLS = {
     "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret", "revokeTemporarySecrets",
+    "revokeSecret",
 }  # fmt: skip
 
 

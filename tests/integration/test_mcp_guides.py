@@ -207,3 +207,33 @@ def test_fts5_syntax_in_a_query_never_becomes_a_protocol_error(session: McpSessi
     # call_tool itself fails the test on a JSON-RPC error; a result (hits or none) is the expected outcome.
     result = session.call_tool("searchDocs", {"query": query})
     assert result.get("isError") is not True, text_of(result)
+
+
+# --- the API identifier -----------------------------------------------------------------------------------------
+
+
+def test_the_api_identifier_is_filled_in_where_it_is_clear(session: McpSession, core: IdentityCore) -> None:
+    def guide(**arguments: str) -> dict[str, Any]:
+        return ok(session.call_tool("getInstructions", {"topic": "sample-api", **arguments}))
+
+    first = guide()
+    assert 'API_IDENTIFIER = "<your API identifier>"' in first["markdown"] and first["unfilled"] == ["API_IDENTIFIER"]
+
+    # The tenant's only API resource.
+    core.api_resources.create(
+        TENANT, name="A", identifier="https://a.example.com", actor=ACTOR, permissions=[("x", "")]
+    )
+    assert 'API_IDENTIFIER = "https://a.example.com"' in guide()["markdown"]
+
+    # Two: not clear without an application; with an m2m application, the API its roles grant permissions on.
+    core.api_resources.create(
+        TENANT, name="B", identifier="https://b.example.com", actor=ACTOR, permissions=[("y", "")]
+    )
+    assert guide()["unfilled"] == ["API_IDENTIFIER"]
+    job = core.applications.create(TENANT, name="Job", app_type="m2m", actor=ACTOR)
+    role = core.roles.create(
+        TENANT, name="Job", description="", role_type="m2m", actor=ACTOR, permissions=[("https://b.example.com", "y")]
+    )
+    core.roles.assign(TENANT, [role.id], actor=ACTOR, application_id=job.id)
+    filled = guide(applicationId=job.id)
+    assert 'API_IDENTIFIER = "https://b.example.com"' in filled["markdown"] and filled["unfilled"] == []

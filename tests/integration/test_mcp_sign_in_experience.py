@@ -152,10 +152,17 @@ INVALID: list[Any] = [
     pytest.param([], "updateBranding", {"customCss": "</style><script>"}, "</style", id="css-close-style"),
     pytest.param([], "updateBranding", {"customCss": ".a { behavior: x }"}, "behavior", id="css-behavior"),
     pytest.param([], "updateBranding", {"customCss": ".a { b: javascript:x }"}, "javascript:", id="css-js"),
-    pytest.param([], "updateBranding", {"customCss": ".a { color: red; " * 400 + "}"}, "4096 bytes", id="css-long"),
+    pytest.param([], "updateBranding", {"customCss": ".a { color: red; " * 400 + "}"}, "4096", id="css-long"),
+    pytest.param([], "updateBranding", {"customCss": ".é { color: red }" * 230}, "4096 bytes", id="css-long-bytes"),
     pytest.param([], "updateBranding", {"customCss": ".a { .b { color: red } }"}, "plain rules", id="css-nested"),
     pytest.param([], "updateSignInMethod", {"methods": []}, "at least one sign-in method", id="no-method-left"),
-    pytest.param([], "updateSignInMethod", {"methods": [{"identifier": "phone", "password": True}]}, "SMS", id="phone"),
+    pytest.param(
+        [],
+        "updateSignInMethod",
+        {"methods": [{"identifier": "phone", "password": True}]},
+        "'email' or 'username'",
+        id="phone",
+    ),
     pytest.param([], "updateSignInMethod", {"methods": [{"identifier": "email"}]}, "no way to prove", id="no-proof"),
     pytest.param(
         [],
@@ -204,7 +211,7 @@ INVALID: list[Any] = [
         id="verify-without-email",
     ),
     pytest.param([], "updateSignUpMethod", {"enabled": True, "identifiers": []}, "at least one identifier", id="no-id"),
-    pytest.param([], "updateSignUpMethod", {"identifiers": ["phone"]}, "SMS", id="sign-up-phone"),
+    pytest.param([], "updateSignUpMethod", {"identifiers": ["phone"]}, "'email' or 'username'", id="sign-up-phone"),
     pytest.param([], "updateSignUpMethod", {}, "at least one field", id="sign-up-nothing"),
     pytest.param([], "updateBranding", {}, "at least one field", id="branding-nothing"),
 ]

@@ -23,12 +23,15 @@ from tests.support.tokens import IssuedToken, obtain_access_token
 
 READ_TOOLS = {
     "getTenantInfo", "listInstructions", "getInstructions", "searchDocs", "listApplications", "getApplication",
-    "listUsers", "getUser", "getSignInExperience", "listConnectors", "getConnector", "testConnector",
+    "listUsers", "getUser", "getSignInExperience", "listAuditEvents", "listApiResources", "getApiResource",
+    "listRoles", "getRole", "listConnectors", "getConnector", "testConnector",
 }  # fmt: skip
 WRITE_TOOLS = {
     "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
-    "revokeTemporarySecrets", "createUser", "updateUser", "deleteUser", "updateBranding", "updateSignInMethod",
-    "updateSignUpMethod", "createConnector", "updateConnector", "deleteConnector", "unlinkIdentity",
+    "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
+    "updateSignInMethod", "updateSignUpMethod", "createApiResource", "updateApiResource", "deleteApiResource",
+    "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles", "createConnector", "updateConnector",
+    "deleteConnector", "unlinkIdentity",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
@@ -117,7 +120,7 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
     assert all(tools[name]["annotations"]["readOnlyHint"] is False for name in WRITE_TOOLS)
     assert all(tools[name]["annotations"]["readOnlyHint"] for name in READ_TOOLS)
     destructive = {name for name, tool in tools.items() if tool["annotations"]["destructiveHint"]}
-    assert destructive == {"deleteApplication", "deleteUser", "deleteConnector"}
+    assert destructive == {"deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector"}
 
 
 def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:
@@ -164,6 +167,7 @@ def test_get_tenant_info_describes_the_tenant_the_human_and_the_agent(session: M
     assert info["readOnly"] is False
     assert info["authorizationServer"] == PUBLIC_URL
     assert info["mcpServerUrl"] == f"{PUBLIC_URL}/mcp"
+    assert info["consoleUrl"] == f"{PUBLIC_URL}/console/t/default/applications"
     assert set(info["availableTools"]) == ALL_TOOLS
     # The text content carries the same result for clients that ignore structuredContent.
     assert json.loads(text_of(result)) == info

@@ -69,7 +69,7 @@ def state(core: IdentityCore, tenant: str = TENANT) -> tuple[Any, ...]:
     return users, changes
 
 
-USER_FIELDS = {"userId", "email", "username", "name", "suspended", "createdAt"}
+USER_FIELDS = {"userId", "email", "username", "name", "emailVerified", "suspended", "createdAt"}
 
 
 # --- createUser -----------------------------------------------------------------------------------------
@@ -92,10 +92,29 @@ def test_create_user_with_email_username_and_name(session: McpSession, core: Ide
     )
     assert created["email"] == "alice@example.com" and created["name"] == "Alice Liddell"
     assert created["suspended"] is False and created["createdAt"].endswith("Z")
+    assert created["emailVerified"] is False and user.email_verified is False  # unproven unless said otherwise
     serialised = json.dumps(result)
     assert PASSWORD not in serialised and "argon2" not in serialised and "password" not in serialised.lower()
     # The password works: the user can sign in with it.
     assert anyio.run(core.users.authenticate, TENANT, "alice", PASSWORD).id == user.id
+
+
+def test_create_user_with_an_email_the_administrator_vouches_for(session: McpSession, core: IdentityCore) -> None:
+    created = ok(
+        session.call_tool("createUser", {"email": "vera@example.com", "password": PASSWORD, "emailVerified": True})
+    )
+
+    assert created["emailVerified"] is True
+    assert core.tenant_users.get(TENANT, created["userId"]).email_verified is True
+
+
+def test_create_user_marked_verified_without_an_email_is_refused(session: McpSession, core: IdentityCore) -> None:
+    before = state(core)
+
+    result = session.call_tool("createUser", {"username": "nomail", "password": PASSWORD, "emailVerified": True})
+
+    assert result["isError"] is True and "emailVerified needs an email address" in text_of(result)
+    assert state(core) == before
 
 
 def test_create_user_with_a_username_only(session: McpSession, core: IdentityCore) -> None:
@@ -131,6 +150,22 @@ def test_get_user(session: McpSession, bob: User) -> None:
 
     assert got["userId"] == bob.id
     assert (got["email"], got["username"], got["name"], got["suspended"]) == ("bob@example.com", "bob", "Bob", False)
+    assert got["emailVerified"] is False
+
+
+def test_update_user_marks_the_email_verified_and_unverified(
+    session: McpSession, core: IdentityCore, bob: User
+) -> None:
+    verified = ok(session.call_tool("updateUser", {"userId": bob.id, "emailVerified": True}))
+
+    assert verified["changed"] == ["emailVerified"] and verified["emailVerified"] is True
+    assert core.tenant_users.get(TENANT, bob.id).email_verified is True
+    assert ok(session.call_tool("getUser", {"userId": bob.id}))["emailVerified"] is True
+
+    unverified = ok(session.call_tool("updateUser", {"userId": bob.id, "emailVerified": False}))
+
+    assert unverified["changed"] == ["emailVerified"]
+    assert core.tenant_users.get(TENANT, bob.id).email_verified is False
 
 
 # --- updateUser -----------------------------------------------------------------------------------------
@@ -211,7 +246,10 @@ async def test_delete_user_asks_the_user_through_elicitation(
             result = await mcp.call_tool("deleteUser", {"userId": bob.id, "confirm": True})
 
     assert len(questions) == 1 and "bob@example.com" in questions[0]
-    remaining = {user.id for user in core.tenant_users.list(TENANT, query=None, page=1, page_size=100)[0]}
+    listed, _total = await anyio.to_thread.run_sync(
+        lambda: core.tenant_users.list(TENANT, query=None, page=1, page_size=100)
+    )
+    remaining = {user.id for user in listed}
     assert result.is_error is not confirmed
     assert (bob.id in remaining) is not confirmed
 

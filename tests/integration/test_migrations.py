@@ -26,6 +26,13 @@ def test_the_head_read_from_the_scripts_is_alembics_head() -> None:
     assert head_revisions() == frozenset(script.get_heads())
 
 
+def test_the_migrations_form_one_line() -> None:
+    # Two revisions on one parent (work merged from two branches) would leave two heads and an order no one chose.
+    script = ScriptDirectory.from_config(alembic_config(create_db_engine("sqlite://")))
+
+    assert len(script.get_heads()) == 1, script.get_heads()
+
+
 def test_a_fresh_database_is_migrated_to_the_head(database_url: str) -> None:
     db = _database(database_url)
     try:

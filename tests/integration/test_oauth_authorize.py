@@ -14,7 +14,6 @@ from tests.support.inprocess import (
     authorization_params,
     authorize,
     exchange_code,
-    query_of,
     register_client,
     start_authorization,
 )
@@ -34,19 +33,6 @@ def assert_error_page(response: httpx.Response, error: str | None = None) -> Non
     assert response.headers["content-type"].startswith("text/html")
     if error:
         assert error in response.text
-
-
-def assert_error_redirect(response: httpx.Response, error: str, redirect_uri: str = REDIRECT_URI) -> dict[str, str]:
-    """A 302 back to the client's redirect URI with the error, the original state and iss (RFC 9207)."""
-    assert response.status_code == 302, response.text
-    location = response.headers["location"]
-    assert location.startswith(f"{redirect_uri}?")
-    params = query_of(location)
-    assert params["error"] == error
-    assert params["state"] == "state-123"
-    assert params["iss"] == PUBLIC_URL
-    assert "code" not in params
-    return params
 
 
 def is_interaction_redirect(response: httpx.Response) -> bool:
@@ -137,14 +123,15 @@ def test_unknown_client_id_shows_an_error_page(client: TestClient) -> None:
     ],
     ids=["no-challenge", "plain", "no-method"],
 )
-def test_pkce_without_s256_is_refused_with_invalid_request_at_the_redirect_uri(
+def test_pkce_without_s256_is_refused_with_invalid_request_on_a_page(
     client: TestClient, overrides: dict[str, str | None]
 ) -> None:
     client_id = register_client(client)["client_id"]
 
     response = start_authorization(client, authorization_params(client_id, **overrides))
 
-    assert_error_redirect(response, "invalid_request")
+    # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error is shown here.
+    assert_error_page(response, "invalid_request")
 
 
 def test_repeated_code_challenge_is_refused_with_invalid_request(client: TestClient) -> None:
@@ -153,7 +140,8 @@ def test_repeated_code_challenge_is_refused_with_invalid_request(client: TestCli
 
     response = client.get(f"/oauth/authorize?{urlencode(pairs)}", follow_redirects=False)
 
-    assert_error_redirect(response, "invalid_request")
+    # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error is shown here.
+    assert_error_page(response, "invalid_request")
 
 
 def test_unknown_resource_is_refused_with_invalid_target(client: TestClient) -> None:
@@ -161,7 +149,8 @@ def test_unknown_resource_is_refused_with_invalid_target(client: TestClient) -> 
 
     response = start_authorization(client, authorization_params(client_id, resource="https://other.example/mcp"))
 
-    assert_error_redirect(response, "invalid_target")
+    # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error is shown here.
+    assert_error_page(response, "invalid_target")
 
 
 def test_the_mcp_resource_named_explicitly_is_accepted(client: TestClient) -> None:
@@ -177,15 +166,17 @@ def test_unknown_scope_is_refused_with_invalid_scope(client: TestClient) -> None
 
     response = start_authorization(client, authorization_params(client_id, scope="idp:read idp:superuser"))
 
-    assert_error_redirect(response, "invalid_scope")
+    # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error is shown here.
+    assert_error_page(response, "invalid_scope")
 
 
-def test_unsupported_response_type_is_refused_at_the_redirect_uri(client: TestClient) -> None:
+def test_unsupported_response_type_is_refused_on_a_page(client: TestClient) -> None:
     client_id = register_client(client)["client_id"]
 
     response = start_authorization(client, authorization_params(client_id, response_type="token"))
 
-    assert_error_redirect(response, "unsupported_response_type")
+    # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error is shown here.
+    assert_error_page(response, "unsupported_response_type")
 
 
 def test_denying_consent_redirects_with_access_denied_state_and_iss(client: TestClient) -> None:

@@ -339,6 +339,11 @@ def test_every_error_response_names_its_issuer(
 ) -> None:
     response = issuer.start(client, **overrides)
 
+    if issuer.name == "admin":
+        # A self-registered client's redirect URI is not proven (RFC 9700 §4.11.2): the error stays on our page.
+        # (The admin issuer's redirected errors, prompt=none to an approved client, carry iss too: test_open_redirect.)
+        assert_error_page(response)
+        return
     assert response.status_code == 302, response.text
     params = query_of(response.headers["location"])
     assert response.headers["location"].startswith(f"{APP_CALLBACK}?")
@@ -408,11 +413,12 @@ def test_the_issuers_are_distinct(client: TestClient) -> None:
 
 @pytest.fixture
 def unset_up_client(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, IdentityCore]]:
-    """A server without any administrator yet: the setup page is open."""
+    """A server without any administrator yet: the setup page is open (to this machine without the setup code:
+    see test_setup_code.py)."""
     settings = Settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url)
     core = IdentityCore.from_settings(settings)
     core.bootstrap()
-    with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as client:
+    with TestClient(create_app(settings, core), base_url=PUBLIC_URL, client=("127.0.0.1", 50000)) as client:
         yield client, core
     core.close()
 

@@ -103,3 +103,37 @@ def test_malformed_document_is_an_invalid_client_never_a_server_error(
     assert "invalid_client" in page.text
     assert token.status_code in (400, 401), token.text
     assert token.json()["error"] == "invalid_client"
+
+
+def test_document_with_a_hidden_character_in_its_name_is_refused(
+    cimd_client: TestClient, documents: DocumentServer
+) -> None:
+    client_id = documents.url("/client.json")
+    documents.serve_json("/client.json", {**document_for(client_id), "client_name": "CIMD\u202e tnega"})
+
+    response = start_authorization(cimd_client, authorization_params(client_id))
+
+    assert response.status_code == 400 and "location" not in response.headers
+    assert "invalid_client" in response.text and "U+202E" in response.text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"response_type": "token"},
+        {"scope": "idp:read nonsense"},
+        {"code_challenge_method": "plain"},
+        {"prompt": "none"},
+    ],
+    ids=["implicit", "unknown scope", "plain PKCE", "prompt none, never approved"],
+)
+def test_errors_of_a_metadata_document_client_are_shown_not_redirected(
+    cimd_client: TestClient, documents: DocumentServer, overrides: dict[str, str]
+) -> None:
+    """Anyone can publish a document naming any redirect URI: its errors stay on our page (RFC 9700 §4.11.2)."""
+    client_id = documents.serve_json("/client.json", document_for(documents.url("/client.json")))
+
+    response = start_authorization(cimd_client, authorization_params(client_id, **overrides))
+
+    assert response.status_code == 400 and "location" not in response.headers, response.headers.get("location")
+    assert response.headers["content-type"].startswith("text/html")

@@ -1,6 +1,8 @@
 """Brute-force protection of password sign-in, on the admin sign-in page and on a tenant's hosted sign-in page:
 failures counted per identifier (known or not) and per client address, in the database; past a limit the password
-is not even checked, the answer is 429 with how long to wait, and the refusal is audited."""
+is not even checked, the answer is 429 with how long to wait, and the refusal is audited. A browser the account
+signed in from before (a known device) counts against an allowance of its own instead of the identifier's, so an
+attacker who uses up the identifier's allowance does not lock the owner out of their own browser."""
 
 from __future__ import annotations
 
@@ -247,6 +249,115 @@ def test_the_limit_ends_with_its_window(
     clock.advance(62)
 
     assert page.submit(client, page.email, page.password).status_code == 303
+
+
+# --- known devices -----------------------------------------------------------------------------------------
+
+
+def known_device(page: SignInPage, from_address: Callable[[str], TestClient], address: str) -> TestClient:
+    """A browser the account signed in from (it holds the device cookie that sign-in set)."""
+    browser = from_address(address)
+    assert page.submit(browser, page.email, page.password).status_code == 303
+    assert browser.cookies.get("idp_device")
+    return browser
+
+
+def test_the_owner_signs_in_from_a_known_device_while_the_identifier_is_throttled_for_everyone_else(
+    page: SignInPage, from_address: Callable[[str], TestClient], core: IdentityCore
+) -> None:
+    owner = known_device(page, from_address, "192.0.2.10")  # B: used before
+    attacker = from_address("198.51.100.66")  # A
+    fail(page, attacker, PER_IDENTIFIER)
+    assert_throttled(page.submit(attacker, page.email, WRONG))
+
+    # C: the right password from a browser the account never used is still refused for the window.
+    assert_throttled(page.submit(from_address("203.0.113.9"), page.email, page.password))
+    # B: the owner's browser passes, with the right password.
+    assert page.submit(owner, page.email, page.password).status_code == 303
+    # The owner's success did not wipe the attacker's failures: A and C stay throttled.
+    assert_throttled(page.submit(attacker, page.email, page.password))
+    assert_throttled(page.submit(from_address("203.0.113.10"), page.email, page.password))
+    [*_, last] = throttle_audits(core, page.tenant_id)
+    assert last.details["limit"] == "identifier" and last.details["known_device"] is False
+
+
+def test_a_known_device_has_an_allowance_of_its_own(
+    page: SignInPage, from_address: Callable[[str], TestClient], password_checks: list[str], core: IdentityCore
+) -> None:
+    """A stolen device cookie buys no more than the identifier's allowance, and spends nobody else's."""
+    owner = known_device(page, from_address, "192.0.2.10")
+    fail(page, owner, PER_IDENTIFIER)
+    checked = len(password_checks)
+
+    assert_throttled(page.submit(owner, page.email, page.password))
+    assert len(password_checks) == checked
+    [entry] = throttle_audits(core, page.tenant_id)
+    assert entry.details["limit"] == "device" and entry.details["known_device"] is True
+    # Failures on the known device are not the identifier's: another browser signs in as usual.
+    assert page.submit(from_address("203.0.113.9"), page.email, page.password).status_code == 303
+
+
+def test_a_device_cookie_of_another_account_does_not_count_as_known(
+    page: SignInPage, from_address: Callable[[str], TestClient], core: IdentityCore
+) -> None:
+    """An attacker who signs in to an account of their own gets a device cookie that names that account only."""
+    mallory = "mallory@example.com"
+    if page.tenant_id == ADMIN_TENANT_ID:
+        anyio.run(core.users.create_administrator, mallory, USER_PASSWORD)
+    else:
+        anyio.run(
+            lambda: core.tenant_users.create(
+                DEFAULT_TENANT_ID, email=mallory, password=USER_PASSWORD, actor=Actor(DEFAULT_TENANT_ID, "test")
+            )
+        )
+    attacker = from_address("198.51.100.66")
+    assert page.submit(attacker, mallory, USER_PASSWORD).status_code == 303
+    assert attacker.cookies.get("idp_device")
+
+    fail(page, attacker, PER_IDENTIFIER)
+
+    assert_throttled(page.submit(attacker, page.email, page.password))
+
+
+def test_the_address_limit_holds_for_known_devices_too(
+    page: SignInPage, from_address: Callable[[str], TestClient]
+) -> None:
+    owner = known_device(page, from_address, "198.51.100.80")
+    for index in range(PER_ADDRESS):
+        fail(page, owner, 1, identifier=f"victim{index}@example.com")
+
+    assert_throttled(page.submit(owner, page.email, page.password))
+
+
+def test_a_device_unused_for_its_lifetime_is_known_no_more(
+    page: SignInPage, from_address: Callable[[str], TestClient], clock: Clock, settings: Settings
+) -> None:
+    owner = known_device(page, from_address, "192.0.2.10")
+    clock.advance(settings.known_device_ttl + 1)
+    fail(page, from_address("198.51.100.66"), PER_IDENTIFIER)
+
+    assert_throttled(page.submit(owner, page.email, page.password))
+
+
+def test_the_device_cookie_is_http_only_long_lived_and_stored_only_as_a_digest(
+    page: SignInPage, from_address: Callable[[str], TestClient], core: IdentityCore, settings: Settings
+) -> None:
+    browser = from_address("192.0.2.10")
+    response = page.submit(browser, page.email, page.password)
+    [cookie] = [
+        value for name, value in response.headers.multi_items() if name == "set-cookie" and "idp_device=" in value
+    ]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and f"Max-Age={settings.known_device_ttl}" in cookie
+    value = browser.cookies["idp_device"]
+    with core.db.transaction() as conn:
+        rows = [tuple(str(column) for column in row) for row in conn.exec_driver_sql("SELECT * FROM known_devices")]
+    assert len(rows) == 1 and not any(value in column for column in rows[0])
+
+    # Signing in again from the same browser keeps its one device.
+    assert page.submit(browser, page.email, page.password).status_code == 303
+    assert browser.cookies["idp_device"] == value
+    with core.db.transaction() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM known_devices").scalar_one() == 1
 
 
 # --- per address -------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from starlette.testclient import TestClient
 
 from idp_mcp.core.applications import Application
 from idp_mcp.core.identity import IdentityCore
+from idp_mcp.core.sign_in import SignUpForm
 from idp_mcp.domain import Actor, User
+from idp_mcp.errors import InvalidCredentials
 from idp_mcp.store.tables import users
 from tests.support import hosted
 from tests.support.hosted import HostedRequest
@@ -139,6 +141,7 @@ def test_email_sign_up_without_password_is_confirmed_by_a_code(
 
     [erin] = tenant_users(core)
     assert (erin.email, erin.username) == ("erin@example.com", None)
+    assert erin.email_verified is True  # the code proved the address
     assert password_hash_of(core, erin.id) is None
     reused = request.post("sign-up/verify", {"email": "erin@example.com", "code": code}, sent.text)
     assert reused.status_code == 410 or "expired or was already used" in reused.text
@@ -158,6 +161,7 @@ def test_a_pending_sign_up_keeps_its_password_through_a_new_code(
     code = code_in(smtp.wait_for("fay@example.com", count=2))
     hosted.redirected_with_code(request.post("sign-up/verify", {"email": "fay@example.com", "code": code}, sent.text))
     [fay] = tenant_users(core)
+    assert fay.email_verified is True
     assert anyio.run(core.users.authenticate, TENANT, "fay@example.com", PASSWORD).id == fay.id
 
 
@@ -178,3 +182,58 @@ def test_signing_up_with_an_address_that_has_an_account_sends_a_notice_and_looks
     assert "already have an account" in notice["Subject"] and not any(ch.isdigit() for ch in body_of(notice))
     smtp.wait_for("hal@example.com")
     assert [user.email for user in tenant_users(core)] == ["gus@example.com"]
+
+
+def test_unverified_sign_up_answers_alike_for_new_and_taken_addresses_and_never_takes_one_over(
+    client: TestClient, core: IdentityCore, app: Application, smtp: SmtpSink
+) -> None:
+    """Without email verification, a sign-up with an address that has an account (here a proven one) creates
+    nothing, does not sign in, and answers exactly like a sign-up with a new address; the owner gets a notice."""
+    owner = anyio.run(
+        lambda: core.tenant_users.create(
+            TENANT, email="ivy@example.com", password=PASSWORD, actor=ACTOR, email_verified=True
+        )
+    )
+    configure(core, enabled=True, identifiers=["email"], password=True, verifyEmail=False)
+    request = hosted.start(client, app.id)
+    form = sign_up_page(request)
+    other_password = "a different passphrase 9"
+
+    taken = request.post("sign-up", {"email": "Ivy@Example.com", "password": other_password}, form.text)
+    fresh = request.post("sign-up", {"email": "jon@example.com", "password": PASSWORD}, form.text)
+
+    assert taken.status_code == fresh.status_code == 200
+    assert "location" not in taken.headers and "location" not in fresh.headers  # nobody is signed in by it
+    assert taken.text.replace("ivy@", "X@") == fresh.text.replace("jon@", "X@")
+    assert "Sign in with your email address to continue" in fresh.text
+    assert not [c for c in client.cookies.jar if c.name.startswith("idp_session")]
+    ivy, jon = sorted(tenant_users(core), key=lambda user: user.email or "")
+    assert ivy == owner and ivy.email_verified is True
+    assert (jon.email, jon.email_verified) == ("jon@example.com", False)  # stored, unproven
+    assert password_hash_of(core, ivy.id) == password_hash_of(core, owner.id)
+    with pytest.raises(InvalidCredentials):
+        anyio.run(core.users.authenticate, TENANT, "ivy@example.com", other_password)
+    notice = smtp.wait_for("ivy@example.com")
+    assert "already have an account" in notice["Subject"]
+    assert smtp.to("jon@example.com") == []
+
+    # The new account signs in with its password; its address stays unproven until a code proves it.
+    page = request.page()
+    hosted.redirected_with_code(
+        request.post("sign-in", {"identifier": "jon@example.com", "password": PASSWORD}, page.text)
+    )
+
+
+def test_unverified_sign_up_over_a_taken_address_sends_nothing_without_an_email_connector(
+    core: IdentityCore, app: Application
+) -> None:
+    """Without SMTP there is nobody to tell, and the answer is still the one a new address gets."""
+    anyio.run(lambda: core.tenant_users.create(TENANT, email="kim@example.com", password=PASSWORD, actor=ACTOR))
+    configure(core, enabled=True, identifiers=["email"], password=True, verifyEmail=False)
+    core.sign_in_experiences.email_connector = False
+
+    started = anyio.run(core.hosted_sign_in.start_sign_up, TENANT, SignUpForm("kim@example.com", None, PASSWORD))
+
+    assert (started.user, started.pending_email, started.email) == (None, None, None)
+    assert started.sign_in_email == "kim@example.com"
+    assert [user.email for user in tenant_users(core)] == ["kim@example.com"]

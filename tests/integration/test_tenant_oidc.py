@@ -124,9 +124,12 @@ def test_traditional_app_signs_a_user_in_and_gets_verified_tokens(
     id_claims = jwt.decode(tokens["id_token"], key, algorithms=["ES256"], audience=app.id, issuer=ISSUER)
     assert id_claims["sub"] == user_id and id_claims["nonce"] == "no-nce" and id_claims["at_hash"]
     assert id_claims["email"] == "bob@example.com"
+    assert id_claims["email_verified"] is False  # created by an administrator who did not vouch for the address
 
     userinfo = client.get("/t/default/oidc/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
-    assert userinfo.json() == {"sub": user_id, "email": "bob@example.com", "name": "Bob", "preferred_username": "bob"}
+    assert userinfo.json() == {
+        "sub": user_id, "email": "bob@example.com", "email_verified": False, "name": "Bob", "preferred_username": "bob"
+    }  # fmt: skip
 
     rotated = client.post(
         "/t/default/oidc/token",
@@ -239,9 +242,12 @@ def test_end_session_signs_out_and_returns_only_to_a_registered_uri(
     )
     assert refused.status_code == 400
 
-    done = client.get(
+    params = {"client_id": app.id, "post_logout_redirect_uri": "http://127.0.0.1:7777/bye", "state": "x"}
+    # Without an id_token_hint the user confirms first (no logout CSRF): see test_logout_csrf.py.
+    page = client.get("/t/default/oidc/end-session", params=params)
+    done = client.post(
         "/t/default/oidc/end-session",
-        params={"client_id": app.id, "post_logout_redirect_uri": "http://127.0.0.1:7777/bye", "state": "x"},
+        data={**params, "confirm": "yes", "csrf_token": csrf_from(page.text)},
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"] == "http://127.0.0.1:7777/bye?state=x"

@@ -124,9 +124,11 @@ def test_concurrent_rotations_of_one_refresh_token_let_exactly_one_win(
     assert core.grants.is_family_revoked(record.family_id)
 
 
-def test_refresh_of_a_suspended_user_is_refused_and_does_not_spend_the_token(
+def test_refresh_of_a_suspended_user_is_refused_and_reactivation_does_not_revive_it(
     client: TestClient, core: IdentityCore, client_id: str, tokens: dict[str, Any]
 ) -> None:
+    # Suspension revokes the user's grants in its own transaction: the old refresh token stays refused after the
+    # user is reactivated (they sign in again for new tokens).
     found = found_refresh_token(core, client_id, tokens["refresh_token"])
     assert found.user is not None
     core.tenant_users.update(ADMIN_TENANT_ID, found.user.id, UserChanges(suspended=True), ACTOR)
@@ -134,7 +136,7 @@ def test_refresh_of_a_suspended_user_is_refused_and_does_not_spend_the_token(
     assert refresh(client, client_id, tokens["refresh_token"]).status_code == 400
 
     core.tenant_users.update(ADMIN_TENANT_ID, found.user.id, UserChanges(suspended=False), ACTOR)
-    assert refresh(client, client_id, tokens["refresh_token"]).status_code == 200
+    assert refresh(client, client_id, tokens["refresh_token"]).status_code == 400
 
 
 # --- code ---------------------------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ def run_live_server(
         "IDP_MCP_DATA_DIR": str(data_dir),
         "IDP_MCP_DATABASE_URL": database_url,
         "IDP_MCP_LOG_LEVEL": "DEBUG",
+        # Database work on the event loop raises and is logged: assert_no_loop_blocking() finds it in the log.
+        "IDP_MCP_DEBUG_LOOP_GUARD": "1",
         **(extra_env or {}),
     }
     log_path = data_dir / f"server-{port}.log"
@@ -96,3 +98,14 @@ def run_live_server(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+    assert_no_loop_blocking(log_path)
+
+
+#: What the loop guard (idp_mcp.store.loop_guard) logs when it refuses database work on the event loop.
+LOOP_GUARD_MESSAGE = "blocking database work on the event loop"
+
+
+def assert_no_loop_blocking(log_path: Path) -> None:
+    """The server never started database work on its event loop (the guard raised and logged it)."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if LOOP_GUARD_MESSAGE in line]
+    assert not lines, "the server ran database work on its event loop:\n" + "\n".join(lines[:5])

@@ -109,3 +109,68 @@ def https_document_server(directory: Path) -> Iterator[DocumentServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class HangingServer:
+    """An HTTPS server that completes the TLS handshake and then never answers."""
+
+    base_url: str
+    ca_bundle: Path
+    port: int
+    accepted: list[float] = field(default_factory=list)  # when each connection was accepted
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"https://{host}:{self.port}{path}"
+
+
+@contextmanager
+def hanging_https_server(directory: Path) -> Iterator[HangingServer]:
+    """A slow remote host as an attacker would run it: it takes connections and holds them, silent, until closed."""
+    import asyncio
+
+    cert, key = self_signed_certificate(directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server_state.accepted.append(time.monotonic())
+        try:
+            while await reader.read(4096):
+                pass  # read the request, answer nothing
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def start() -> None:
+        server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=context)
+        holder["server"] = server
+        started.set()
+
+    def run() -> None:
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    server_state = HangingServer(base_url="", ca_bundle=cert, port=0)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    server_state.port = holder["server"].sockets[0].getsockname()[1]
+    server_state.base_url = f"https://127.0.0.1:{server_state.port}"
+    try:
+        yield server_state
+    finally:
+
+        async def stop() -> None:
+            holder["server"].close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

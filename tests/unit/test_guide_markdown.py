@@ -44,6 +44,7 @@ def test_render_shows_a_readable_placeholder_for_each_missing_value() -> None:
 def test_every_placeholder_has_a_readable_stand_in_and_none_is_for_a_secret() -> None:
     assert set(PLACEHOLDERS) == {
         "PUBLIC_URL", "TENANT_ID", "ISSUER", "DISCOVERY_URL", "CLIENT_ID", "REDIRECT_URI", "POST_LOGOUT_REDIRECT_URI",
+        "API_IDENTIFIER",
     }  # fmt: skip
     assert all(stand_in.startswith("<") and stand_in.endswith(">") for stand_in in PLACEHOLDERS.values())
     assert render("{{CLIENT_SECRET}}", {"CLIENT_SECRET": "s3cret"}) == "{{CLIENT_SECRET}}"

@@ -171,3 +171,44 @@ def test_the_email_connector_is_configured_by_host_and_sender(monkeypatch: pytes
     assert settings.email_connector_configured is True
     assert (settings.smtp_port, settings.smtp_starttls) == (587, False)
     assert "s3cret" not in repr(settings)  # a SecretStr
+
+
+# --- the database engine -----------------------------------------------------------------------------------------
+
+
+def test_database_engine_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.sqlite_synchronous == "full"
+    assert (settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout) == (10, 20, 30.0)
+    assert settings.debug_loop_guard is False
+
+
+def test_database_engine_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDP_MCP_SQLITE_SYNCHRONOUS", "normal")
+    monkeypatch.setenv("IDP_MCP_DB_POOL_SIZE", "5")
+    monkeypatch.setenv("IDP_MCP_DB_MAX_OVERFLOW", "0")
+    monkeypatch.setenv("IDP_MCP_DB_POOL_TIMEOUT", "2.5")
+    monkeypatch.setenv("IDP_MCP_DEBUG_LOOP_GUARD", "1")
+    settings = Settings()
+    assert settings.sqlite_synchronous == "normal"
+    assert (settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout) == (5, 0, 2.5)
+    assert settings.debug_loop_guard is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        pytest.param("IDP_MCP_SQLITE_SYNCHRONOUS", "off", "'full' or 'normal'", id="synchronous-off"),
+        pytest.param("IDP_MCP_DB_POOL_SIZE", "0", "greater than or equal to 1", id="pool-size-zero"),
+        pytest.param("IDP_MCP_DB_MAX_OVERFLOW", "-1", "greater than or equal to 0", id="negative-overflow"),
+        pytest.param("IDP_MCP_DB_POOL_TIMEOUT", "0", "greater than 0", id="pool-timeout-zero"),
+    ],
+)
+def test_bad_database_engine_settings_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as excinfo:
+        Settings()
+    message = str(excinfo.value)
+    assert name.removeprefix("IDP_MCP_").lower() in message and says in message

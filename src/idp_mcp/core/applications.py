@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.redirect_uris import is_loopback_http, validate_redirect_uri
-from idp_mcp.domain import Actor, Client, Clock
+from idp_mcp.domain import Actor, Client, Clock, hidden_character
 from idp_mcp.errors import IdpError, NotFound, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
@@ -20,6 +20,7 @@ ApplicationType = Literal["traditional", "spa", "native", "m2m"]
 IdTokenAlg = Literal["ES256", "RS256"]
 APPLICATION_TYPES: tuple[str, ...] = get_args(ApplicationType)
 MAX_NAME, MAX_DESCRIPTION, MAX_URIS = 128, 1000, 20
+LINE_BREAKS = "\n\r\t"  # a description may span lines; a name may not
 
 
 class ApplicationNotFound(NotFound):
@@ -75,12 +76,18 @@ def _from_client(client: Client) -> Application:
     )
 
 
-def _check_text(value: str, what: str, maximum: int, *, required: bool) -> str:
+def _check_text(value: str, what: str, maximum: int, *, required: bool, allowed: str = "") -> str:
     clean = value.strip()
     if required and not clean:
         raise ValidationFailed(f"The {what} must not be empty.")
     if len(clean) > maximum:
         raise ValidationFailed(f"The {what} is too long: at most {maximum} characters.")
+    hidden = hidden_character(clean, allowed)
+    if hidden:
+        # The name is shown on consent and sign-in pages: no bidi overrides, zero-width or control characters.
+        raise ValidationFailed(
+            f"The {what} contains a control or invisible formatting character ({hidden}); remove it."
+        )
     return clean
 
 
@@ -126,6 +133,63 @@ def _check_origins(app_type: str, origins: list[str]) -> list[str]:
     return list(dict.fromkeys(checked))
 
 
+def _application_or_not_found(client: Client | None, application_id: str) -> Application:
+    if client is None or client.origin != "application":
+        raise ApplicationNotFound(
+            f"No application '{application_id[:64]}' in this tenant. Call listApplications to see the ids."
+        )
+    return _from_client(client)
+
+
+def _apply(current: Application, changes: ApplicationChanges) -> tuple[set[str], dict[str, Any]]:
+    """The fields ``changes`` really changes, and the column values after it (checked; raises on a bad value)."""
+    name = _check_text(changes.name, "name", MAX_NAME, required=True) if changes.name is not None else current.name
+    description = (
+        _check_text(changes.description, "description", MAX_DESCRIPTION, required=False, allowed=LINE_BREAKS)
+        if changes.description is not None
+        else current.description
+    )
+    redirects = (
+        _check_redirects(current.type, changes.redirect_uris, "redirect URIs")
+        if changes.redirect_uris is not None
+        else list(current.redirect_uris)
+    )
+    if current.type != "m2m" and not redirects:
+        raise ValidationFailed("An application that signs users in needs at least one redirect URI.")
+    post_logout = (
+        _check_redirects(current.type, changes.post_logout_redirect_uris, "post-logout redirect URIs")
+        if changes.post_logout_redirect_uris is not None
+        else list(current.post_logout_redirect_uris)
+    )
+    origins = (
+        _check_origins(current.type, changes.cors_origins)
+        if changes.cors_origins is not None
+        else list(current.cors_origins)
+    )
+    alg = changes.id_token_alg or current.id_token_alg
+    if alg not in ("ES256", "RS256"):
+        raise ValidationFailed("The ID token algorithm must be ES256 or RS256.")
+    changed = {
+        key
+        for key, value, before in (
+            ("name", name, current.name),
+            ("description", description, current.description),
+            ("redirect_uris", redirects, list(current.redirect_uris)),
+            ("post_logout_redirect_uris", post_logout, list(current.post_logout_redirect_uris)),
+            ("cors_origins", origins, list(current.cors_origins)),
+            ("id_token_alg", alg, current.id_token_alg),
+        )
+        if value != before
+    }
+    metadata = {
+        "description": description,
+        "post_logout_redirect_uris": post_logout,
+        "cors_origins": origins,
+        "id_token_signed_response_alg": alg,
+    }
+    return changed, {"name": name, "redirect_uris": redirects, "metadata": metadata}
+
+
 class Applications:
     def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
         self._db = db
@@ -154,7 +218,7 @@ class Applications:
         if id_token_alg not in ("ES256", "RS256"):
             raise ValidationFailed("The ID token algorithm must be ES256 or RS256.")
         name = _check_text(name, "name", MAX_NAME, required=True)
-        description = _check_text(description, "description", MAX_DESCRIPTION, required=False)
+        description = _check_text(description, "description", MAX_DESCRIPTION, required=False, allowed=LINE_BREAKS)
         redirects = _check_redirects(app_type, redirect_uris or [], "redirect URIs")
         if app_type != "m2m" and not redirects:
             raise ValidationFailed("Give at least one redirect URI (where users return after signing in).")
@@ -205,81 +269,43 @@ class Applications:
     def get(self, tenant_id: str, application_id: str) -> Application:
         with self._db.read() as conn:
             client = repo.get(conn, tenant_id, application_id)
-        if client is None or client.origin != "application":
-            raise ApplicationNotFound(
-                f"No application '{application_id[:64]}' in this tenant. Call listApplications to see the ids."
-            )
-        return _from_client(client)
+        return _application_or_not_found(client, application_id)
 
     def update(self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor) -> Application:
-        """Apply a partial update; invalid values change nothing."""
-        current = self.get(tenant_id, application_id)
-        name = _check_text(changes.name, "name", MAX_NAME, required=True) if changes.name is not None else current.name
-        description = (
-            _check_text(changes.description, "description", MAX_DESCRIPTION, required=False)
-            if changes.description is not None
-            else current.description
-        )
-        redirects = (
-            _check_redirects(current.type, changes.redirect_uris, "redirect URIs")
-            if changes.redirect_uris is not None
-            else list(current.redirect_uris)
-        )
-        if current.type != "m2m" and not redirects:
-            raise ValidationFailed("An application that signs users in needs at least one redirect URI.")
-        post_logout = (
-            _check_redirects(current.type, changes.post_logout_redirect_uris, "post-logout redirect URIs")
-            if changes.post_logout_redirect_uris is not None
-            else list(current.post_logout_redirect_uris)
-        )
-        origins = (
-            _check_origins(current.type, changes.cors_origins)
-            if changes.cors_origins is not None
-            else list(current.cors_origins)
-        )
-        alg = changes.id_token_alg or current.id_token_alg
-        if alg not in ("ES256", "RS256"):
-            raise ValidationFailed("The ID token algorithm must be ES256 or RS256.")
-        changed = {
-            key: value
-            for key, value, before in (
-                ("name", name, current.name),
-                ("description", description, current.description),
-                ("redirect_uris", redirects, list(current.redirect_uris)),
-                ("post_logout_redirect_uris", post_logout, list(current.post_logout_redirect_uris)),
-                ("cors_origins", origins, list(current.cors_origins)),
-                ("id_token_alg", alg, current.id_token_alg),
-            )
-            if value != before
-        }
-        if not changed:
-            return current
+        """Apply a partial update; invalid values change nothing. See :meth:`change`."""
+        return self.change(tenant_id, application_id, changes, actor)[1]
+
+    def change(
+        self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor
+    ) -> tuple[Application, Application]:
+        """Apply a partial update and return the application (before, after) as this update saw and left it.
+
+        The application is read, checked and written in one transaction holding its row (``FOR UPDATE`` on
+        PostgreSQL; SQLite's write transactions are serial), so concurrent updates of different fields all land and
+        each audit row names what its update really changed.
+        """
         with self._db.transaction() as conn:
-            client = repo.get(conn, tenant_id, application_id)
+            client = repo.get(conn, tenant_id, application_id, for_update=True)
+            current = _application_or_not_found(client, application_id)
+            changed, values = _apply(current, changes)
+            if not changed:
+                return current, current
             assert client is not None
-            metadata = {
-                **client.metadata,
-                "description": description,
-                "post_logout_redirect_uris": post_logout,
-                "cors_origins": origins,
-                "id_token_signed_response_alg": alg,
-            }
-            repo.update_client(
-                conn,
-                tenant_id,
-                application_id,
-                {"name": name, "redirect_uris": redirects, "metadata": metadata, "updated_at": self._clock()},
-            )
+            values["metadata"] = {**client.metadata, **values["metadata"]}
+            repo.update_client(conn, tenant_id, application_id, {**values, "updated_at": self._clock()})
             self._audit.write(
                 conn, actor, "application.update", target_type="application", target_id=application_id,
                 tenant_id=tenant_id, details={"changed": sorted(changed)},
             )  # fmt: skip
-        return self.get(tenant_id, application_id)
+            updated = repo.get(conn, tenant_id, application_id)
+        return current, _application_or_not_found(updated, application_id)
 
     def delete(self, tenant_id: str, application_id: str, actor: Actor) -> Application:
         """Delete an application, its secrets, and end every grant it holds."""
-        current = self.get(tenant_id, application_id)
         with self._db.transaction() as conn:
+            current = _application_or_not_found(
+                repo.get(conn, tenant_id, application_id, for_update=True), application_id
+            )
             grants_repo.revoke_client_families(conn, tenant_id, application_id, self._clock())
             repo.delete_client(conn, tenant_id, application_id)
             self._audit.write(

@@ -7,6 +7,8 @@ import logging
 import threading
 import weakref
 from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,6 +19,8 @@ from idp_mcp.store.repos import audit as repo
 
 # Keys whose values are never written, whatever a caller passes in ``details``.
 _SECRET_WORDS = ("secret", "token", "password", "code_verifier", "credential", "authorization", "cookie")
+# Keys that contain such a word but name no secret: a secret's id says which one was created or revoked.
+_NOT_SECRET = ("token_endpoint_auth_method", "secret_id", "secretid")
 _REDACTED = "[redacted]"
 _MAX_DETAIL_CHARS = 500
 
@@ -33,7 +37,7 @@ def scrub(details: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in details.items():
         lowered = key.lower()
-        if any(word in lowered for word in _SECRET_WORDS) and lowered not in ("token_endpoint_auth_method",):
+        if any(word in lowered for word in _SECRET_WORDS) and lowered not in _NOT_SECRET:
             clean[key] = _REDACTED
         else:
             clean[key] = _scrub_value(value)
@@ -49,6 +53,18 @@ def _scrub_value(value: Any) -> Any:
     if isinstance(value, str) and len(value) > _MAX_DETAIL_CHARS:
         return value[:_MAX_DETAIL_CHARS] + "…"
     return value
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters for :meth:`AuditLog.search`; each one given narrows the rows."""
+
+    limit: int = 50
+    since: datetime | None = None
+    actor: str | None = None  # the human: a user id, or an email address
+    agent: str | None = None  # the OAuth client: its id or its name
+    action: str | None = None  # e.g. "application.update" or "tool.createApplication"
+    target_id: str | None = None
 
 
 class AuditLog:
@@ -196,9 +212,24 @@ class AuditLog:
 
     def recent(self, tenant_id: str, limit: int = 50) -> list[AuditEntry]:
         """The newest rows of a tenant, queued rows of this process included."""
+        return self.search(tenant_id, AuditQuery(limit=limit))
+
+    def search(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
+        """A tenant's rows that match ``query``, newest first, queued rows of this process included."""
         self.flush()
+        email = query.actor.strip().lower() if query.actor and "@" in query.actor else None
         with self._db.read() as conn:
-            return repo.recent(conn, tenant_id, limit)
+            return repo.search(
+                conn,
+                tenant_id,
+                limit=query.limit,
+                since=query.since,
+                actor_sub=query.actor if query.actor and email is None else None,
+                actor_email=email,
+                agent=query.agent,
+                action=query.action,
+                target_id=query.target_id,
+            )
 
 
 def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:

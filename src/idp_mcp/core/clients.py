@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id, new_secret
+from idp_mcp.core.rate_limits import CLIENT_REGISTRATION, Limit, RateLimits, address_key
 from idp_mcp.core.redirect_uris import is_loopback_http, validate_redirect_uri
-from idp_mcp.domain import SUPPORTED_SCOPES, Actor, Client, Clock, split_scope
-from idp_mcp.errors import InvalidClientMetadata, InvalidRedirectUri
+from idp_mcp.domain import SUPPORTED_SCOPES, Actor, Client, Clock, hidden_character, split_scope
+from idp_mcp.errors import InvalidClientMetadata, InvalidRedirectUri, RegistrationThrottled
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
 
@@ -55,6 +56,16 @@ class ClientMetadata(BaseModel):
     software_id: str | None = Field(default=None, max_length=200)
     software_version: str | None = Field(default=None, max_length=100)
 
+    @field_validator("*")
+    @classmethod
+    def _visible(cls, value: Any) -> Any:
+        # Shown to people (the consent page, the console, the audit log): nothing invisible or reordering.
+        for text in value if isinstance(value, list) else [value]:
+            hidden = hidden_character(text) if isinstance(text, str) else None
+            if hidden:
+                raise ValueError(f"must not contain control or invisible formatting characters ({hidden})")
+        return value
+
     @field_validator("client_uri", "logo_uri", "tos_uri", "policy_uri")
     @classmethod
     def _https(cls, value: str | None, info: Any) -> str | None:
@@ -94,21 +105,49 @@ class Registration:
     client_secret: str | None
 
 
+@dataclass(frozen=True)
+class RegistrationLimits:
+    """How many clients one address may register in a window (open registration must not fill the database)."""
+
+    per_address: int = 20
+    window_seconds: int = 3600
+
+
 class Clients:
-    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        audit: AuditLog,
+        rate_limits: RateLimits | None = None,
+        registration_limits: RegistrationLimits | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        self._rate_limits = rate_limits
+        self._registration_limits = registration_limits or RegistrationLimits()
 
     def get(self, tenant_id: str, client_id: str) -> Client | None:
         with self._db.read() as conn:
             return repo.get(conn, tenant_id, client_id)
 
-    def register(self, tenant_id: str, metadata: ClientMetadata, *, actor: Actor | None = None) -> Registration:
+    def register(
+        self,
+        tenant_id: str,
+        metadata: ClientMetadata,
+        *,
+        actor: Actor | None = None,
+        client_address: str | None = None,
+    ) -> Registration:
         """Store a dynamically registered client. Confidential clients get a secret, kept only as a digest.
 
-        Without ``actor`` the registration is recorded as done by the new client itself (open DCR).
+        Without ``actor`` the registration is recorded as done by the new client itself (open DCR). With
+        ``client_address`` (open registration over HTTP) it counts against that address's limit first:
+        :class:`RegistrationThrottled` past it.
         """
+        if client_address is not None:
+            self._count_registration(tenant_id, client_address)
         now = self._clock()
         client_id = new_id(16)
         actor = actor or Actor(tenant_id=tenant_id, sub=None, client_id=client_id, client_name=metadata.client_name)
@@ -132,6 +171,24 @@ class Clients:
             client = repo.get(conn, tenant_id, client_id)
         assert client is not None
         return Registration(client=client, client_secret=secret)
+
+    def _count_registration(self, tenant_id: str, client_address: str) -> None:
+        if self._rate_limits is None:
+            return
+        policy = self._registration_limits
+        limit = Limit("address", address_key(client_address), policy.per_address)
+        exceeded = self._rate_limits.hit(CLIENT_REGISTRATION, tenant_id, [limit], policy.window_seconds)
+        if exceeded is None:
+            return
+        self._audit.write_failure(
+            Actor(tenant_id=tenant_id, sub=None),
+            "client.registration_throttled",
+            details={"client_address": client_address, "retry_after": exceeded.retry_after},
+        )
+        raise RegistrationThrottled(
+            f"Too many client registrations from this address; try again in {exceeded.retry_after} seconds.",
+            exceeded.retry_after,
+        )
 
     def store_metadata_document(self, tenant_id: str, client_id: str, metadata: ClientMetadata) -> Client:
         """Store (or refresh) a client known by its metadata document URL."""

@@ -722,6 +722,8 @@ class Connectors:
             existing = _user_by_email(conn, tenant_id, verified_email) if verified_email else None
             if existing is not None and connector.link_by_email:
                 user = _require_active(existing)
+                if not user.email_verified:  # the provider proved the address the account is linked by
+                    users_repo.update_user(conn, tenant_id, user.id, {"email_verified": True, "updated_at": now})
                 repo.insert_identity(
                     conn, {**self._identity(tenant_id, connector_id, profile, user.id, now), **identity_values}
                 )
@@ -745,9 +747,9 @@ class Connectors:
             users_repo.insert_user(
                 conn,
                 {
-                    "tenant_id": tenant_id, "id": user_id, "email": verified_email, "username": None,
-                    "name": profile.name, "password_hash": None, "suspended": False, "created_at": now,
-                    "updated_at": now,
+                    "tenant_id": tenant_id, "id": user_id, "email": verified_email,
+                    "email_verified": verified_email is not None, "username": None, "name": profile.name,
+                    "password_hash": None, "suspended": False, "created_at": now, "updated_at": now,
                 },
             )  # fmt: skip
             repo.insert_identity(

@@ -13,6 +13,7 @@ from idp_mcp.core.crypto import digest, new_id
 from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import grants as repo
+from idp_mcp.store.repos import users as users_repo
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,12 @@ class Grants:
             row = repo.latest_grant(conn, tenant_id, user_id, client_id)
         return row is not None and set(scopes) <= set(row.scope.split())
 
+    def client_approved(self, tenant_id: str, client_id: str) -> bool:
+        """Whether any user of the tenant gave this client a consent that still stands (its redirect URIs are then
+        trusted for answers sent without the user, such as ``prompt=none`` errors)."""
+        with self._db.read() as conn:
+            return repo.any_grant(conn, tenant_id, client_id)
+
     def save_code(self, code: str, record: CodeRecord) -> None:
         with self._db.transaction() as conn:
             repo.insert_code(
@@ -183,7 +190,7 @@ class Grants:
         if found is None or found[0].client_id != client_id:
             return None
         row, user = found
-        if row.revoked_at is not None or as_utc(row.expires_at) <= now:
+        if row.revoked_at is not None or row.family_revoked is not None or as_utc(row.expires_at) <= now:
             return None
         if row.rotated_at is not None:
             self.revoke_family(tenant_id, row.family_id, reason="refresh_token_reuse", client_id=client_id)
@@ -217,14 +224,31 @@ class Grants:
         )
 
     def peek_refresh_token(self, tenant_id: str, token: str) -> RefreshRecord | None:
-        """An active refresh token's record, with no side effect (for introspection)."""
+        """An active refresh token's record, with no side effect (for introspection): not rotated, revoked or
+        expired, its family not revoked, and its user still there and not suspended. One statement."""
         if not token or len(token) > 256:
             return None
         with self._db.read() as conn:
-            row = repo.get_refresh_token(conn, tenant_id, digest(token))
-        if row is None or row.rotated_at is not None or row.revoked_at is not None:
+            found = repo.get_refresh_token_with_user(conn, tenant_id, digest(token))
+        if found is None:
+            return None
+        row, user = found
+        if row.rotated_at is not None or row.revoked_at is not None or row.family_revoked is not None:
+            return None
+        if user is None or user.suspended:
             return None
         return _refresh_record(row) if as_utc(row.expires_at) > self._clock() else None
+
+    def access_token_active(self, tenant_id: str, family_id: str, user_id: str | None) -> bool:
+        """Whether an access token's grant still stands (for introspection): its family is not revoked and, for a
+        token issued to a user (``user_id``; None for client credentials), the user exists and is not suspended."""
+        with self._db.read() as conn:
+            if repo.is_family_revoked(conn, family_id):
+                return False
+            if user_id is None:
+                return True
+            user = users_repo.get(conn, tenant_id, user_id)
+        return user is not None and not user.suspended
 
     def find_refresh_family(self, tenant_id: str, token: str) -> tuple[str, str] | None:
         """(family_id, client_id) of a refresh token, for revocation."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
-from idp_mcp.core.clients import Clients
+from idp_mcp.core.clients import Clients, RegistrationLimits
 from idp_mcp.core.connectors import Connectors
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
+from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
+from idp_mcp.core.roles import Roles
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
+from idp_mcp.core.setup_codes import SetupCodes
 from idp_mcp.core.sign_in import HostedSignIn
 from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.core.tenants import Tenants
@@ -19,7 +23,8 @@ from idp_mcp.core.users import TenantUsers, Users
 from idp_mcp.core.verification_codes import VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Clock, utcnow
 from idp_mcp.settings import Settings
-from idp_mcp.store.db import Database, create_db_engine
+from idp_mcp.store.db import Database, engine_from_settings
+from idp_mcp.store.loop_guard import blocking_allowed
 
 
 class IdentityCore:
@@ -41,11 +46,21 @@ class IdentityCore:
                 window_seconds=settings.sign_in_failure_window,
             ),
         )
+        self.setup_codes = SetupCodes(db, clock, ADMIN_TENANT_ID)
         self.tenant_users = TenantUsers(db, clock, self.audit)
         self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
-        self.clients = Clients(db, clock, self.audit)
+        self.clients = Clients(
+            db,
+            clock,
+            self.audit,
+            self.rate_limits,
+            RegistrationLimits(settings.registration_max_per_address, settings.registration_window),
+        )
         self.grants = Grants(db, clock, self.audit)
+        self.api_resources = ApiResources(db, clock, self.audit, settings.public_url)
+        self.roles = Roles(db, clock, self.audit)
+        self.permissions = Permissions(db)
         self.keys = KeyRing(
             db,
             clock,
@@ -53,7 +68,9 @@ class IdentityCore:
             audit=self.audit,
             token_lifetime_seconds=settings.access_token_ttl,
         )
-        self.sessions = Sessions(db, clock, self.audit, settings.session_ttl, settings.interaction_ttl)
+        self.sessions = Sessions(
+            db, clock, self.audit, settings.session_ttl, settings.interaction_ttl, settings.known_device_ttl
+        )
         self.mailer = Mailer(settings)
         self.sign_in_experiences = SignInExperiences(
             db, clock, self.audit, email_connector=settings.email_connector_configured
@@ -71,14 +88,19 @@ class IdentityCore:
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = utcnow) -> IdentityCore:
-        return cls(settings, Database(create_db_engine(settings.resolved_database_url)), clock)
+        return cls(settings, Database(engine_from_settings(settings)), clock)
 
     def bootstrap(self) -> None:
-        """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start."""
-        self.db.migrate()
-        self.tenants.ensure_defaults()
-        self.keys.ensure(ADMIN_TENANT_ID)
-        self.keys.ensure(DEFAULT_TENANT_ID)
+        """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start.
+
+        It runs before the server accepts requests, on the event loop's thread when uvicorn's worker processes
+        build the app: blocking that loop then holds up no request, so the loop guard lets it.
+        """
+        with blocking_allowed("bootstrap, before the server accepts requests"):
+            self.db.migrate()
+            self.tenants.ensure_defaults()
+            self.keys.ensure(ADMIN_TENANT_ID)
+            self.keys.ensure(DEFAULT_TENANT_ID)
 
     def close(self) -> None:
         self.db.dispose()

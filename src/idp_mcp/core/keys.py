@@ -4,9 +4,13 @@ A tenant may have several published keys per algorithm: the newest signs, the ol
 tokens they signed keep verifying until they expire. Retiring a key takes it out of JWKS and makes every token
 it signed invalid.
 
-The cache refreshes every ``refresh_seconds`` (IDP_MCP_KEY_CACHE_SECONDS) and on an unknown ``kid``
-(rate-limited), so a rotation done by one replica (or the command line) is used for signing by every replica
-within that interval, and tokens signed with the new key verify everywhere at once.
+The cache holds each tenant's keys on their own: a tenant's keys are loaded (one indexed query) when first used
+and again once they are ``refresh_seconds`` old (IDP_MCP_KEY_CACHE_SECONDS), so a rotation done by one replica (or
+the command line) is used for signing by every replica within that interval. An unknown ``kid`` makes the tenant's
+keys reload, so tokens signed with a new key verify everywhere at once; but at most once per ``miss_reload_seconds``
+per tenant, and a kid still unknown after a reload is remembered as unknown (per tenant, bounded) for the cache
+interval: a stream of made-up kids, which anyone can send, costs one small query per tenant per second at most,
+and the work never grows with the number of tenants.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -32,6 +37,8 @@ from idp_mcp.store.repos import keys as repo
 from idp_mcp.store.repos import tenants as tenants_repo
 
 SUPPORTED_ALGS = ("ES256", "RS256")
+#: Unknown kids remembered per tenant; the oldest are forgotten first.
+UNKNOWN_KIDS_PER_TENANT = 1024
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,18 @@ def _statuses(rows: list[Any]) -> list[KeyInfo]:
     ]
 
 
+@dataclass
+class _TenantKeys:
+    """One tenant's published keys as last loaded, and what is known not to be among them."""
+
+    by_kid: dict[str, SigningKey] = field(default_factory=dict)
+    signing: dict[str, SigningKey] = field(default_factory=dict)  # alg → the key that signs
+    loaded_at: float = float("-inf")
+    last_miss_reload: float = float("-inf")
+    unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid → when a reload did not find it
+    loading: threading.Lock = field(default_factory=threading.Lock)  # one load at a time per tenant
+
+
 class KeyRing:
     def __init__(
         self,
@@ -127,6 +146,7 @@ class KeyRing:
         *,
         audit: AuditLog | None = None,
         token_lifetime_seconds: float = 3600.0,
+        miss_reload_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -134,16 +154,13 @@ class KeyRing:
         self._audit = audit or AuditLog(db, clock)
         # How long a token signed just before a rotation may still be presented: retiring earlier refuses it.
         self._token_lifetime = token_lifetime_seconds
-        self._lock = threading.Lock()
-        self._by_kid: dict[str, SigningKey] = {}
-        self._signing: dict[tuple[str, str], SigningKey] = {}
-        self._loaded_at = 0.0
-        self._last_miss_reload = 0.0
+        self._miss_reload_seconds = miss_reload_seconds
+        self._lock = threading.Lock()  # guards the dict of tenants and each _TenantKeys' fields
+        self._tenants: dict[str, _TenantKeys] = {}
 
     def ensure(self, tenant_id: str, alg: str = "ES256") -> SigningKey:
         """The key that signs for ``tenant_id`` with ``alg``; generated and stored on first use."""
-        self._maybe_reload()
-        key = self._signing.get((tenant_id, alg))
+        key = self._fresh(tenant_id).signing.get(alg)
         if key is not None:
             return key
         values = _new_key_values(tenant_id, alg, self._clock())
@@ -153,8 +170,7 @@ class KeyRing:
                     repo.insert_key(conn, values)
         except IntegrityError:
             pass  # another replica stored one first; load it below
-        self._reload()
-        return self._signing[(tenant_id, alg)]
+        return self._reload(tenant_id).signing[alg]
 
     def rotate(self, tenant_id: str, alg: str = "ES256", *, actor: Actor | None = None) -> KeyInfo:
         """A new key for ``tenant_id`` and ``alg`` that signs from now on (on other replicas within the cache
@@ -178,7 +194,7 @@ class KeyRing:
                 conn, actor, "key.rotate", target_type="signing_key", target_id=values["kid"], tenant_id=tenant_id,
                 details={"alg": alg, "previous": [row.kid for row in previous]},
             )  # fmt: skip
-        self._reload()
+        self._reload(tenant_id)
         return next(info for info in self.list_keys(tenant_id) if info.kid == values["kid"])
 
     def retire(self, tenant_id: str, kid: str, *, actor: Actor | None = None, force: bool = False) -> KeyInfo:
@@ -235,46 +251,96 @@ class KeyRing:
                     conn, actor, "key.retire", target_type="signing_key", target_id=info.kid, tenant_id=tenant_id,
                     details={"alg": info.alg, "forced": force},
                 )  # fmt: skip
-        self._reload()
+        self._reload(tenant_id)
         retired = {info.kid for info in targets}
         return [info for info in self.list_keys(tenant_id) if info.kid in retired]
 
     def signing_key(self, tenant_id: str, alg: str = "ES256") -> SigningKey:
-        self._maybe_reload()
-        key = self._signing.get((tenant_id, alg))
+        key = self._fresh(tenant_id).signing.get(alg)
         return key if key is not None else self.ensure(tenant_id, alg)
 
-    def verification_key(self, kid: str) -> SigningKey | None:
-        """The published key with this ``kid``, or None. An unknown kid triggers at most one reload a second."""
-        self._maybe_reload()
-        key = self._by_kid.get(kid)
-        if key is None and time.monotonic() - self._last_miss_reload > 1.0:
-            self._last_miss_reload = time.monotonic()
-            self._reload()
-            key = self._by_kid.get(kid)
+    def verification_key(self, kid: str, *, tenant_id: str) -> SigningKey | None:
+        """The published key of ``tenant_id`` with this ``kid``, or None. An unknown kid reloads the tenant's keys,
+        at most once per ``miss_reload_seconds``; one still unknown after a reload is refused without a reload for
+        the cache interval. May read the database: from async code, ask :meth:`cached_verification_key` first."""
+        keys = self._fresh(tenant_id)
+        key = keys.by_kid.get(kid)
+        if key is not None or not self._may_reload_for(keys, kid, claim=True):
+            return key
+        keys = self._reload(tenant_id)
+        key = keys.by_kid.get(kid)
+        if key is None:
+            self._remember_unknown(keys, kid)
         return key
 
-    def jwks(self, tenant_id: str) -> dict[str, Any]:
-        self._maybe_reload()
-        return {"keys": [key.public_jwk for key in self._by_kid.values() if key.tenant_id == tenant_id]}
-
-    def _maybe_reload(self) -> None:
-        if time.monotonic() - self._loaded_at > self._refresh_seconds:
-            self._reload()
-
-    def _reload(self) -> None:
-        with self._db.read() as conn:
-            rows = repo.all_published(conn)
-        by_kid: dict[str, SigningKey] = {}
-        signing: dict[tuple[str, str], SigningKey] = {}
-        for row in sorted(rows, key=lambda r: (r.created_at, r.kid)):
-            private_key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
-            jwk = row.public_jwk if isinstance(row.public_jwk, dict) else json.loads(row.public_jwk)
-            jose_key = (ECKey if row.alg == "ES256" else RSAKey).import_key(row.private_pem, {"kid": row.kid})
-            key = SigningKey(row.kid, row.tenant_id, row.alg, private_key, private_key.public_key(), jwk, jose_key)
-            by_kid[row.kid] = key
-            signing[(row.tenant_id, row.alg)] = key  # newest wins
+    def cached_verification_key(self, kid: str, *, tenant_id: str) -> tuple[bool, SigningKey | None]:
+        """``(True, key or None)`` when memory answers for ``kid``; ``(False, None)`` when the answer needs a database
+        read (call :meth:`verification_key` in a worker thread). Never reads the database itself."""
+        now = time.monotonic()
         with self._lock:
-            self._by_kid = by_kid
-            self._signing = signing
-            self._loaded_at = time.monotonic()
+            keys = self._tenants.get(tenant_id)
+            if keys is None or now - keys.loaded_at > self._refresh_seconds:
+                return False, None
+            key = keys.by_kid.get(kid)
+            if key is not None:
+                return True, key
+        return (not self._may_reload_for(keys, kid, claim=False)), None
+
+    def jwks(self, tenant_id: str) -> dict[str, Any]:
+        return {"keys": [key.public_jwk for key in self._fresh(tenant_id).by_kid.values()]}
+
+    def _may_reload_for(self, keys: _TenantKeys, kid: str, *, claim: bool) -> bool:
+        """Whether an unknown ``kid`` may reload the tenant's keys now: not one a recent reload did not find, and
+        not sooner than ``miss_reload_seconds`` after the tenant's last such reload. ``claim``: take that slot."""
+        now = time.monotonic()
+        with self._lock:
+            found_unknown_at = keys.unknown.get(kid)
+            if found_unknown_at is not None and now - found_unknown_at <= self._refresh_seconds:
+                return False
+            if now - keys.last_miss_reload < self._miss_reload_seconds:
+                return False
+            if claim:
+                keys.last_miss_reload = now
+            return True
+
+    def _remember_unknown(self, keys: _TenantKeys, kid: str) -> None:
+        with self._lock:
+            keys.unknown[kid] = time.monotonic()
+            keys.unknown.move_to_end(kid)
+            while len(keys.unknown) > UNKNOWN_KIDS_PER_TENANT:
+                keys.unknown.popitem(last=False)
+
+    def _fresh(self, tenant_id: str) -> _TenantKeys:
+        """The tenant's keys, loaded first when never loaded or older than the cache interval."""
+        with self._lock:
+            keys = self._tenants.get(tenant_id)
+        if keys is not None and time.monotonic() - keys.loaded_at <= self._refresh_seconds:
+            return keys
+        return self._reload(tenant_id, only_if_older_than=self._refresh_seconds)
+
+    def _reload(self, tenant_id: str, *, only_if_older_than: float | None = None) -> _TenantKeys:
+        """Load the tenant's published keys. With ``only_if_older_than``, callers that queued behind another
+        thread's load of the same tenant take its result instead of loading again."""
+        with self._lock:
+            keys = self._tenants.setdefault(tenant_id, _TenantKeys())
+        with keys.loading:
+            if only_if_older_than is not None and time.monotonic() - keys.loaded_at <= only_if_older_than:
+                return keys
+            with self._db.read() as conn:
+                rows = repo.published(conn, tenant_id)
+            by_kid: dict[str, SigningKey] = {}
+            signing: dict[str, SigningKey] = {}
+            for row in sorted(rows, key=lambda r: (as_utc(r.created_at), r.kid)):
+                private_key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+                jwk = row.public_jwk if isinstance(row.public_jwk, dict) else json.loads(row.public_jwk)
+                jose_key = (ECKey if row.alg == "ES256" else RSAKey).import_key(row.private_pem, {"kid": row.kid})
+                key = SigningKey(row.kid, row.tenant_id, row.alg, private_key, private_key.public_key(), jwk, jose_key)
+                by_kid[row.kid] = key
+                signing[row.alg] = key  # newest wins
+            with self._lock:
+                keys.by_kid = by_kid
+                keys.signing = signing
+                keys.loaded_at = time.monotonic()
+                for kid in by_kid:
+                    keys.unknown.pop(kid, None)
+        return keys

@@ -5,8 +5,13 @@ window ends, then the count starts again. An attempt is counted *before* it is c
 cannot all slip under the limit while a slow check runs); a caller gives it back when it succeeds. While a key is
 at its limit, nothing is counted and the caller is told how long to wait.
 
-Password sign-in uses two keys: the identifier typed (whether or not an account has it, so the limit tells nothing
-about which accounts exist) and the client address (IPv6 by its /64, which one host usually owns whole).
+Dynamic client registration counts every registration per client address (same /64 rule).
+
+Password sign-in uses two keys: the client address (IPv6 by its /64, which one host usually owns whole), and either
+the identifier typed (whether or not an account has it, so the limit tells nothing about which accounts exist) or,
+from a browser the account signed in from before (a known device), that device's own count for the account. So
+anyone may use up an identifier's shared allowance, which then refuses unknown browsers for the rest of the window,
+but not the allowance of the owner's own browsers.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from idp_mcp.domain import Clock, as_utc
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import rate_limits as repo
 
-Kind = Literal["identifier", "address"]
+Kind = Literal["identifier", "device", "address"]
 PASSWORD_SIGN_IN = "password_sign_in"
+CLIENT_REGISTRATION = "client_registration"
 PURGE_INTERVAL_SECONDS = 60.0
 
 
@@ -57,8 +63,13 @@ class SignInLimits:
     per_address: int = 30
     window_seconds: int = 900
 
-    def limits(self, identifier: str, client_address: str | None) -> list[Limit]:
-        limits = [Limit("identifier", normalise_identifier(identifier), self.per_identifier)]
+    def limits(self, identifier: str, client_address: str | None, known_device: str | None = None) -> list[Limit]:
+        """The limits one attempt counts against. From a known device of the account (``known_device``, its key),
+        the per-identifier allowance is that device's own, so failures from elsewhere do not hold it up."""
+        if known_device is not None:
+            limits = [Limit("device", known_device, self.per_identifier)]
+        else:
+            limits = [Limit("identifier", normalise_identifier(identifier), self.per_identifier)]
         if client_address:
             limits.append(Limit("address", address_key(client_address), self.per_address))
         return limits

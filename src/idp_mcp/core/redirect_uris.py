@@ -6,6 +6,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from idp_mcp.domain import hidden_character
 from idp_mcp.errors import InvalidRedirectUri
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
@@ -35,6 +36,12 @@ def validate_redirect_uri(uri: str, *, public_client: bool) -> str:
         raise InvalidRedirectUri(f"Redirect URIs must be non-empty strings of at most {MAX_URI_LENGTH} characters.")
     if any(ch.isspace() for ch in uri) or "*" in uri:
         raise InvalidRedirectUri(f"Redirect URI '{uri[:100]}' must not contain spaces or wildcards.")
+    hidden = hidden_character(uri)
+    if hidden:
+        # Its host is shown on the consent page: nothing invisible or reordering (and not quoted back either).
+        raise InvalidRedirectUri(
+            f"Redirect URIs must not contain control or invisible formatting characters ({hidden})."
+        )
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if not scheme or not _SCHEME.match(scheme):

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from idp_mcp.core import devices
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_secret
 from idp_mcp.domain import Actor, Clock
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as repo
 
 
@@ -31,19 +33,38 @@ class Interaction:
 
 
 class Sessions:
-    def __init__(self, db: Database, clock: Clock, audit: AuditLog, ttl_seconds: int, interaction_ttl: int) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, audit: AuditLog, ttl_seconds: int, interaction_ttl: int,
+        device_ttl_seconds: int = 90 * 86400,
+    ) -> None:  # fmt: skip
         self._db = db
         self._clock = clock
         self._audit = audit
         self._ttl = timedelta(seconds=ttl_seconds)
         self._interaction_ttl = timedelta(seconds=interaction_ttl)
+        self._device_ttl = timedelta(seconds=device_ttl_seconds)
 
-    def start(self, tenant_id: str, user_id: str) -> str:
-        """Start a session; returns the cookie value (only its digest is stored)."""
+    def start(self, tenant_id: str, user_id: str, *, device: str | None = None) -> str:
+        """Start a session; returns the cookie value (only its digest is stored).
+
+        ``device`` (the browser's device cookie) becomes, or stays, a known device of the user for the device
+        lifetime from now (see :mod:`idp_mcp.core.devices`).
+        """
         raw = new_secret(32)
         now = self._clock()
+        device = devices.usable(device)
         with self._db.transaction() as conn:
             repo.purge_expired(conn, now)
+            if device is not None:
+                devices_repo.purge(conn, now)
+                devices_repo.remember(
+                    conn,
+                    devices.device_key(tenant_id, user_id, device),
+                    tenant_id,
+                    user_id,
+                    now,
+                    now + self._device_ttl,
+                )
             repo.insert_session(
                 conn,
                 {

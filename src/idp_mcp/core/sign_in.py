@@ -8,7 +8,10 @@ of a code. Emails are returned to the caller to deliver after the response, so i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
+
+import anyio.to_thread
 
 from idp_mcp.core import passwords
 from idp_mcp.core.audit import AuditLog
@@ -42,11 +45,19 @@ class SignUpForm:
 
 @dataclass(frozen=True)
 class SignUpStarted:
-    """Either the account exists now (``user``), or a code went to ``pending_email`` to confirm it first."""
+    """What a sign-up form led to, in one of three shapes:
+
+    - ``user``: the account exists now and its owner may be signed in (a sign-up without an email address);
+    - ``pending_email``: a code went to the address to confirm it first (or a notice, when it has an account);
+    - ``sign_in_email``: a sign-up with an unverified address. The account was created unless the address had one
+      already; the page answers the same either way (sign in to continue) and never signs anyone in, so the form
+      does not tell who has an account. The owner of an existing address gets a notice by email.
+    """
 
     user: User | None
     pending_email: str | None
     email: OutgoingEmail | None  # to deliver after responding
+    sign_in_email: str | None = None
 
 
 class HostedSignIn:
@@ -73,17 +84,28 @@ class HostedSignIn:
     # --- password ---------------------------------------------------------------------------------------------
 
     async def with_password(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
-    ) -> User:
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
         """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
-        rate-limited per identifier and per ``client_address``, see :meth:`Users.authenticate`)."""
+        rate-limited per identifier or known ``device`` and per ``client_address``, see :meth:`Users.authenticate`)."""
+        # One worker thread for the whole sign-in: the database and Argon2id both block.
+        return await anyio.to_thread.run_sync(
+            partial(self._with_password, tenant_id, identifier, password, client_address=client_address, device=device)
+        )
+
+    def _with_password(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None, device: str | None
+    ) -> User:
         allowed = self.experience(tenant_id).password_identifiers
         kind = "email" if "@" in identifier else "username"
         if kind not in allowed:
             if not allowed:
                 raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
             raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
-        return await self._users.authenticate(tenant_id, identifier, password, client_address=client_address)
+        return self._users.authenticate_sync(
+            tenant_id, identifier, password, client_address=client_address, device=device
+        )
 
     # --- email codes ------------------------------------------------------------------------------------------
 
@@ -106,6 +128,9 @@ class HostedSignIn:
 
     async def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up)."""
+        return await anyio.to_thread.run_sync(self._with_email_code, tenant_id, email, code)
+
+    def _with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         if not self.email_codes_offered(self.experience(tenant_id)):
             raise MethodNotOffered("Signing in with an email code is not offered here.")
         address = _address_or_reject(email)
@@ -119,10 +144,12 @@ class HostedSignIn:
             raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
         with self._db.transaction() as conn:
             users_repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
+            if not user.email_verified:  # the code came back from the inbox: the address is proven now
+                users_repo.update_user(conn, tenant_id, user.id, {"email_verified": True})
             self._audit.write(
                 conn, actor, "session.sign_in", target_type="user", target_id=user.id, details={"method": "email_code"}
             )
-        return user
+        return replace(user, email_verified=True)
 
     # --- sign-up ----------------------------------------------------------------------------------------------
 
@@ -131,6 +158,9 @@ class HostedSignIn:
 
         Only the identifiers the tenant asks for are kept, and a password only when sign-up sets one.
         """
+        return await anyio.to_thread.run_sync(self._start_sign_up, tenant_id, form)
+
+    def _start_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpStarted:
         experience = self.experience(tenant_id)
         sign_up = experience.sign_up
         if not sign_up.enabled:
@@ -151,13 +181,27 @@ class HostedSignIn:
             passwords.check_policy(password, identifiers=(email, username, email.split("@")[0] if email else None))
         if username and self._taken(tenant_id, None, username):
             raise UserAlreadyExists("This username is taken: choose another.")
-        password_hash = await passwords.hash_password(password) if password is not None else None
+        password_hash = passwords.hash_password_sync(password) if password is not None else None
         actor = Actor(tenant_id=tenant_id, sub=None)
         if not sign_up.verify_email:
-            user = self._tenant_users.register(
-                tenant_id, email=email, username=username, password_hash=password_hash, actor=actor
-            )
-            return SignUpStarted(user=user, pending_email=None, email=None)
+            if email is None:  # a username only: nothing to enumerate that the username check did not tell
+                user = self._tenant_users.register(
+                    tenant_id, email=None, username=username, password_hash=password_hash, actor=actor
+                )
+                return SignUpStarted(user=user, pending_email=None, email=None)
+            notice: OutgoingEmail | None = None
+            try:
+                if self._taken(tenant_id, email, None):
+                    raise UserAlreadyExists("exists")
+                # Unproven: apps that link accounts by email see email_verified false until a code proves it.
+                self._tenant_users.register(
+                    tenant_id, email=email, username=username, password_hash=password_hash, actor=actor
+                )
+            except UserAlreadyExists:
+                # Nothing is created and nothing is said here; the owner of the address hears of it by email.
+                self._audit.write_failure(actor, "user.sign_up", details={"error": "user.exists"})
+                notice = self._exists_notice(tenant_id, email) if self._experiences.email_connector else None
+            return SignUpStarted(user=None, pending_email=None, email=notice, sign_in_email=email)
         assert email is not None  # the experience's validation ties verifyEmail to an email identifier
         issued = self._codes.issue(
             tenant_id, "sign_up", email, payload={"username": username, "password_hash": password_hash}
@@ -166,6 +210,9 @@ class HostedSignIn:
 
     async def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         """Create the account that waited for the code sent to ``email``."""
+        return await anyio.to_thread.run_sync(self._finish_sign_up, tenant_id, email, code)
+
+    def _finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         if not self.experience(tenant_id).sign_up.enabled:
             raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
         address = _address_or_reject(email)
@@ -175,7 +222,7 @@ class HostedSignIn:
         return self._tenant_users.register(
             tenant_id, email=address, username=username if isinstance(username, str) else None,
             password_hash=password_hash if isinstance(password_hash, str) else None,
-            actor=Actor(tenant_id=tenant_id, sub=None),
+            actor=Actor(tenant_id=tenant_id, sub=None), email_verified=True,
         )  # fmt: skip
 
     def resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
@@ -194,20 +241,25 @@ class HostedSignIn:
     # --- helpers ----------------------------------------------------------------------------------------------
 
     def _sign_up_email(self, tenant_id: str, address: str, code: str) -> OutgoingEmail:
-        brand = self._brand(tenant_id, self.experience(tenant_id))
         if self._taken(tenant_id, address, None):
-            return OutgoingEmail(
-                to=address,
-                subject=f"You already have an account at {brand}",
-                body=(
-                    f"Someone, perhaps you, tried to create an account at {brand} with this email address, but it "
-                    "has one already. Sign in instead. If it was not you, you can ignore this email.\n"
-                ),
-            )
+            return self._exists_notice(tenant_id, address)
+        brand = self._brand(tenant_id, self.experience(tenant_id))
         return OutgoingEmail(
             to=address,
             subject=f"Confirm your email for {brand}",
             body=_code_body(f"Your code to confirm your email and create your account at {brand} is:", code),
+        )
+
+    def _exists_notice(self, tenant_id: str, address: str) -> OutgoingEmail:
+        """What the owner of an address that has an account hears when someone signs up with it."""
+        brand = self._brand(tenant_id, self.experience(tenant_id))
+        return OutgoingEmail(
+            to=address,
+            subject=f"You already have an account at {brand}",
+            body=(
+                f"Someone, perhaps you, tried to create an account at {brand} with this email address, but it "
+                "has one already. Sign in instead. If it was not you, you can ignore this email: nothing changed.\n"
+            ),
         )
 
     def _brand(self, tenant_id: str, experience: SignInExperience) -> str:

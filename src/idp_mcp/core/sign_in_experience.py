@@ -459,34 +459,47 @@ class SignInExperiences:
     def _update(
         self, tenant_id: str, apply: Callable[[SignInExperience], SignInExperience], actor: Actor
     ) -> ExperienceUpdate:
-        now = self._clock()
         try:
-            with self._db.transaction() as conn:
-                row = repo.get(conn, tenant_id)
-                current = _from_row(tenant_id, row)
-                proposed = apply(current)
-                check_consistency(proposed.sign_in_methods, proposed.sign_up, email_connector=self.email_connector)
-                before, after = _flatten(current), _flatten(proposed)
-                changed = [path for path in after if after[path] != before[path]]
-                if not changed:
-                    return ExperienceUpdate(current, (), f"Nothing changed: version {current.version} stays.")
-                document = proposed.document()
-                if row is None:
-                    repo.insert_first(conn, tenant_id, document, now)
-                elif not repo.replace(conn, tenant_id, current.version, document, now):
-                    raise ExperienceConflict(
-                        "The sign-in experience changed while this update was applied. Read it again "
-                        "(getSignInExperience) and repeat the change."
-                    )
-                version = current.version + 1
-                self._audit.write(
-                    conn, actor, "sign_in_experience.update", target_type="sign_in_experience", target_id=tenant_id,
-                    tenant_id=tenant_id,
-                    details={"changed": changed, "version": version, "values": {path: after[path] for path in changed}},
-                )  # fmt: skip
-        except IntegrityError as exc:  # another writer created the first version between our read and insert
+            return self._update_once(tenant_id, apply, actor)
+        except IntegrityError:
+            # Another writer created the first version between our read and our insert: the row exists now, so
+            # the second attempt locks it and applies this change on top of that one.
+            pass
+        try:
+            return self._update_once(tenant_id, apply, actor)
+        except IntegrityError as exc:
             raise ExperienceConflict(
                 "The sign-in experience changed while this update was applied. Read it again and repeat the change."
             ) from exc
+
+    def _update_once(
+        self, tenant_id: str, apply: Callable[[SignInExperience], SignInExperience], actor: Actor
+    ) -> ExperienceUpdate:
+        now = self._clock()
+        with self._db.transaction() as conn:
+            # Locked (PostgreSQL) until the write, so concurrent changes of different fields queue and all apply;
+            # the version check below stays as a second guard.
+            row = repo.get(conn, tenant_id, for_update=True)
+            current = _from_row(tenant_id, row)
+            proposed = apply(current)
+            check_consistency(proposed.sign_in_methods, proposed.sign_up, email_connector=self.email_connector)
+            before, after = _flatten(current), _flatten(proposed)
+            changed = [path for path in after if after[path] != before[path]]
+            if not changed:
+                return ExperienceUpdate(current, (), f"Nothing changed: version {current.version} stays.")
+            document = proposed.document()
+            if row is None:
+                repo.insert_first(conn, tenant_id, document, now)
+            elif not repo.replace(conn, tenant_id, current.version, document, now):
+                raise ExperienceConflict(
+                    "The sign-in experience changed while this update was applied. Read it again "
+                    "(getSignInExperience) and repeat the change."
+                )
+            version = current.version + 1
+            self._audit.write(
+                conn, actor, "sign_in_experience.update", target_type="sign_in_experience", target_id=tenant_id,
+                tenant_id=tenant_id,
+                details={"changed": changed, "version": version, "values": {path: after[path] for path in changed}},
+            )  # fmt: skip
         updated = replace(proposed, version=version, updated_at=now)
         return ExperienceUpdate(updated, tuple(changed), _summary(changed, before, after, version))

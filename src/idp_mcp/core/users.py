@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 import anyio.to_thread
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from idp_mcp.core import passwords
+from idp_mcp.core import devices, passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
+from idp_mcp.core.tenants import ADMIN, OWNER, check_role
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
 from idp_mcp.errors import (
     InvalidCredentials,
     SetupAlreadyDone,
+    TenantNotFound,
     TooManyAttempts,
     UserAlreadyExists,
     UserNotFound,
@@ -23,6 +28,8 @@ from idp_mcp.errors import (
     ValidationFailed,
 )
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import grants as grants_repo
+from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
@@ -63,22 +70,47 @@ class Users:
             return repo.count(conn, ADMIN_TENANT_ID) > 0
 
     async def create_administrator(
-        self, email: str, password: str, *, actor_sub: str | None = None, first_only: bool = False
-    ) -> User:
-        """Create an administrator who may act on the default tenant.
+        self, email: str, password: str, *, tenant_id: str | None = None, role: str | None = None,
+        actor_sub: str | None = None, first_only: bool = False,
+    ) -> User:  # fmt: skip
+        """Create an administrator, a member of ``tenant_id`` with ``role`` (default admin) when one is given.
 
+        The first administrator, given no tenant, becomes the owner of the default tenant. Any later one is a member
+        of nothing but the tenant given (none at all without one) until added elsewhere (:meth:`Tenants.set_member`).
         With ``first_only`` (the welcome page), refuse when any administrator exists already, checked in the
         same transaction as the insert so two browsers racing cannot both become the first administrator.
         """
         address = normalise_email(email)
+        if role is not None and tenant_id is None:
+            raise ValidationFailed("A role is given in a tenant: name the tenant too.")
+        membership_role = check_role(role or ADMIN) if tenant_id is not None else None
         passwords.check_policy(password, identifiers=(address, address.split("@")[0]))
-        password_hash = await passwords.hash_password(password)
+        # Argon2id and the transaction in one worker thread: both block, and one hop costs less than two.
+        insert = partial(
+            self._insert_administrator, address, password, tenant_id=tenant_id, membership_role=membership_role,
+            actor_sub=actor_sub, first_only=first_only,
+        )  # fmt: skip
+        return await anyio.to_thread.run_sync(insert)
+
+    def _insert_administrator(
+        self, address: str, password: str, *, tenant_id: str | None, membership_role: str | None,
+        actor_sub: str | None, first_only: bool,
+    ) -> User:  # fmt: skip
+        password_hash = passwords.hash_password_sync(password)
         now = self._clock()
         user_id = new_id()
         try:
             with self._db.transaction() as conn:
-                if first_only and repo.count(conn, ADMIN_TENANT_ID) > 0:
+                first = repo.count(conn, ADMIN_TENANT_ID) == 0
+                if first_only and not first:
                     raise SetupAlreadyDone("An administrator exists already: sign in instead.")
+                membership = (tenant_id, membership_role) if tenant_id is not None else None
+                if membership is None and first:
+                    membership = (DEFAULT_TENANT_ID, OWNER)
+                if membership is not None and (
+                    membership[0] == ADMIN_TENANT_ID or tenants_repo.get(conn, membership[0]) is None
+                ):
+                    raise TenantNotFound(f"Tenant '{membership[0][:64]}' does not exist.")
                 if repo.find_by_identifier(conn, ADMIN_TENANT_ID, address):
                     raise UserAlreadyExists(f"An administrator with the email {address} exists already.")
                 repo.insert_user(
@@ -93,14 +125,15 @@ class Users:
                         "updated_at": now,
                     },
                 )
-                tenants_repo.add_member(conn, DEFAULT_TENANT_ID, user_id, "owner", now)
+                if membership is not None:
+                    tenants_repo.add_member(conn, membership[0], user_id, str(membership[1]), now)
                 self._audit.write(
                     conn,
                     Actor(tenant_id=ADMIN_TENANT_ID, sub=actor_sub or user_id),
                     "admin.create",
                     target_type="user",
                     target_id=user_id,
-                    details={"email": address, "tenants": [DEFAULT_TENANT_ID]},
+                    details={"email": address, "tenants": {membership[0]: membership[1]} if membership else {}},
                 )
                 user = repo.get(conn, ADMIN_TENANT_ID, user_id)
         except IntegrityError as exc:
@@ -109,22 +142,36 @@ class Users:
         return user
 
     async def authenticate(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None
-    ) -> User:
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
         """The user with this identifier and password, or :class:`InvalidCredentials`.
 
         The error does not say whether the identifier exists, and a missing account costs the same time. Failures
-        are limited per identifier (known or not) and per ``client_address``: past a limit the password is not even
-        checked and :class:`TooManyAttempts` says how long to wait. A success clears the identifier's count.
+        are limited per ``client_address`` and per identifier (known or not); past a limit the password is not even
+        checked and :class:`TooManyAttempts` says how long to wait. When ``device`` (the browser's device cookie) is
+        a known device of the account, its own allowance replaces the identifier's, which others may have used up
+        (see :mod:`idp_mcp.core.rate_limits`). A success clears the count it was made against.
         """
+        return await anyio.to_thread.run_sync(
+            partial(
+                self.authenticate_sync, tenant_id, identifier, password, client_address=client_address, device=device
+            )
+        )
+
+    def authenticate_sync(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> User:  # fmt: skip
+        """:meth:`authenticate` in the calling thread, which must be a worker thread (the database and Argon2id
+        block): the whole sign-in is one thread hop."""
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
-        await self._count_sign_in_attempt(tenant_id, identifier, client_address)
-        with self._db.read() as conn:
-            found = repo.find_by_identifier(conn, tenant_id, identifier)
+        found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
+        self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         user, password_hash = found if found else (None, None)
-        ok = await passwords.verify_password(password_hash, password)
+        ok = passwords.verify_password_sync(password_hash, password)
         actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
         if not ok or user is None:
             self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id if user else None)
@@ -135,18 +182,35 @@ class Users:
         with self._db.transaction() as conn:
             repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
             self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-        await self._forgive_sign_in_attempt(tenant_id, identifier, client_address)
+        self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         return user
 
-    async def _count_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
+    def _find_for_sign_in(
+        self, tenant_id: str, identifier: str, device: str | None
+    ) -> tuple[tuple[User, str | None] | None, str | None]:
+        """The account (and its password hash) an identifier names, and the key of ``device`` if it is one of the
+        account's known devices."""
+        token = devices.usable(device)
+        with self._db.read() as conn:
+            found = repo.find_by_identifier(conn, tenant_id, identifier)
+            if token is None:
+                return found, None
+            # Looked up for unknown identifiers too, so the time taken does not tell whether the account exists.
+            user_id = found[0].id if found else ""
+            key = devices.device_key(tenant_id, user_id, token)
+            known = devices_repo.is_known(conn, key, tenant_id, user_id, self._clock())
+            return found, key if known and found else None
+
+    def _count_sign_in_attempt(
+        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
+    ) -> None:
         if self._rate_limits is None:
             return
         policy = self._sign_in_limits
-        exceeded = await anyio.to_thread.run_sync(
-            self._rate_limits.hit,
+        exceeded = self._rate_limits.hit(
             PASSWORD_SIGN_IN,
             tenant_id,
-            policy.limits(identifier, client_address),
+            policy.limits(identifier, client_address, known_device),
             policy.window_seconds,
         )
         if exceeded is None:
@@ -156,6 +220,7 @@ class Users:
             "session.sign_in_throttled",
             details={
                 "limit": exceeded.kind,
+                "known_device": known_device is not None,
                 "identifier": normalise_identifier(identifier),
                 "client_address": client_address,
                 "retry_after": exceeded.retry_after,
@@ -163,27 +228,34 @@ class Users:
         )
         raise TooManyAttempts(exceeded.message, exceeded.retry_after)
 
-    async def _forgive_sign_in_attempt(self, tenant_id: str, identifier: str, client_address: str | None) -> None:
-        """A success is no failure: the identifier starts afresh and the address gets its attempt back."""
+    def _forgive_sign_in_attempt(
+        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
+    ) -> None:
+        """A success is no failure: the count it was made against starts afresh (the known device's own, or the
+        identifier's shared one: a success from a known device leaves others' failures counted), and the address
+        gets its attempt back."""
         limiter = self._rate_limits
         if limiter is None:
             return
-
-        def forgive() -> None:
+        if known_device is not None:
+            limiter.forget(PASSWORD_SIGN_IN, tenant_id, "device", known_device)
+        else:
             limiter.forget(PASSWORD_SIGN_IN, tenant_id, "identifier", normalise_identifier(identifier))
-            if client_address:
-                limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
-
-        await anyio.to_thread.run_sync(forgive)
+        if client_address:
+            limiter.give_back(PASSWORD_SIGN_IN, tenant_id, "address", address_key(client_address))
 
     def administrator_may_act(self, user_id: str, tenant_id: str) -> bool:
         """Whether the administrator exists, is not suspended and still administers ``tenant_id`` (checked on every
         MCP request, behind a short cache, so a removed or suspended administrator's agents stop)."""
+        return self.administrator_role(user_id, tenant_id) is not None
+
+    def administrator_role(self, user_id: str, tenant_id: str) -> str | None:
+        """The administrator's role in ``tenant_id``; None when they do not exist, are suspended or are no member."""
         with self._db.read() as conn:
             user = repo.get(conn, ADMIN_TENANT_ID, user_id)
             if user is None or user.suspended:
-                return False
-            return tenants_repo.member_role(conn, tenant_id, user_id) is not None
+                return None
+            return tenants_repo.member_role(conn, tenant_id, user_id)
 
     def find_administrator(self, email: str) -> User | None:
         with self._db.read() as conn:
@@ -203,6 +275,7 @@ MAX_NAME = 128
 class UserChanges:
     name: str | None = None
     suspended: bool | None = None
+    email_verified: bool | None = None
 
 
 class TenantUsers:
@@ -222,8 +295,12 @@ class TenantUsers:
         email: str | None = None,
         username: str | None = None,
         name: str | None = None,
+        email_verified: bool = False,
     ) -> User:
-        """Create a user with an email and/or a username and a password (Argon2id, hashed off the loop)."""
+        """Create a user with an email and/or a username and a password (Argon2id, hashed off the loop).
+
+        ``email_verified`` is the administrator's word that the address belongs to the user; without it the address
+        stays unproven until the user enters a code sent to it."""
         address = normalise_email(email) if email else None
         if username is not None and not USERNAME.match(username):
             raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
@@ -233,27 +310,40 @@ class TenantUsers:
         if clean_name is not None and len(clean_name) > MAX_NAME:
             raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
         passwords.check_policy(password, identifiers=(address, username, address.split("@")[0] if address else None))
-        password_hash = await passwords.hash_password(password)
-        return self._insert(tenant_id, address, username, clean_name, password_hash, actor, "user.create")
+        if email_verified and not address:
+            raise ValidationFailed("emailVerified needs an email address.")
+
+        def hash_and_insert() -> User:  # one worker thread for Argon2id and the transaction, both blocking
+            password_hash = passwords.hash_password_sync(password)
+            return self._insert(
+                tenant_id, address, username, clean_name, password_hash, actor, "user.create",
+                email_verified=email_verified,
+            )  # fmt: skip
+
+        return await anyio.to_thread.run_sync(hash_and_insert)
 
     def register(
-        self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor
-    ) -> User:
+        self, tenant_id: str, *, email: str | None, username: str | None, password_hash: str | None, actor: Actor,
+        email_verified: bool = False,
+    ) -> User:  # fmt: skip
         """Create a user who signed up on the hosted page, with exactly the identifiers the tenant asks for.
 
         The password was checked and hashed when the form was sent (it may have waited for an email code since);
-        without one, the user signs in with email codes.
+        without one, the user signs in with email codes. ``email_verified`` when a code sent to the address came back.
         """
         address = normalise_email(email) if email else None
         if username is not None and not USERNAME.match(username):
             raise ValidationFailed("A username is 3 to 64 letters, digits, '_', '.' or '-', starting with a letter.")
         if not address and not username:
             raise ValidationFailed("Give an email, a username, or both.")
-        return self._insert(tenant_id, address, username, None, password_hash, actor, "user.sign_up")
+        return self._insert(
+            tenant_id, address, username, None, password_hash, actor, "user.sign_up",
+            email_verified=email_verified and address is not None,
+        )  # fmt: skip
 
     def _insert(
         self, tenant_id: str, address: str | None, username: str | None, name: str | None, password_hash: str | None,
-        actor: Actor, action: str,
+        actor: Actor, action: str, *, email_verified: bool = False,
     ) -> User:  # fmt: skip
         now = self._clock()
         user_id = new_id()
@@ -266,12 +356,12 @@ class TenantUsers:
                     {
                         "tenant_id": tenant_id, "id": user_id, "email": address, "username": username,
                         "name": name, "password_hash": password_hash, "suspended": False,
-                        "created_at": now, "updated_at": now,
+                        "email_verified": email_verified, "created_at": now, "updated_at": now,
                     },
                 )  # fmt: skip
                 self._audit.write(
                     conn, actor, action, target_type="user", target_id=user_id, tenant_id=tenant_id,
-                    details={"email": address, "username": username},
+                    details={"email": address, "username": username, "email_verified": email_verified},
                 )  # fmt: skip
                 user = repo.get(conn, tenant_id, user_id)
         except IntegrityError as exc:
@@ -293,35 +383,73 @@ class TenantUsers:
             return repo.search(conn, tenant_id, (query or "").strip()[:100] or None, (page - 1) * page_size, page_size)
 
     def update(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> User:
-        current = self.get(tenant_id, user_id)
-        values: dict[str, object] = {}
+        """Rename, suspend or reactivate a user; see :meth:`change`."""
+        return self.change(tenant_id, user_id, changes, actor)[1]
+
+    def change(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> tuple[User, User]:
+        """Rename, suspend or reactivate a user, or mark their email verified, read and written in one transaction
+        holding the user's row; returns the user (before, after) as this change saw and left them.
+
+        Suspending ends all the user's access in the same transaction: browser sessions, and every grant with its
+        refresh and access tokens (see :func:`_end_access`). Reactivating does not bring those back: the user signs
+        in again and the applications get new tokens.
+        """
+        clean_name: str | None = None
         if changes.name is not None:
-            clean = " ".join(changes.name.split())
-            if len(clean) > MAX_NAME:
+            clean_name = " ".join(changes.name.split())
+            if len(clean_name) > MAX_NAME:
                 raise ValidationFailed(f"The name is too long: at most {MAX_NAME} characters.")
-            if clean != (current.name or ""):
-                values["name"] = clean or None
-        if changes.suspended is not None and changes.suspended != current.suspended:
-            values["suspended"] = changes.suspended
-        if not values:
-            return current
         with self._db.transaction() as conn:
-            repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": self._clock()})
+            current = self._locked(conn, tenant_id, user_id)
+            values: dict[str, object] = {}
+            if clean_name is not None and clean_name != (current.name or ""):
+                values["name"] = clean_name or None
+            if changes.suspended is not None and changes.suspended != current.suspended:
+                values["suspended"] = changes.suspended
+            if changes.email_verified is not None and changes.email_verified != current.email_verified:
+                if changes.email_verified and not current.email:
+                    raise ValidationFailed("This user has no email address to mark as verified.")
+                values["email_verified"] = changes.email_verified
+            if not values:
+                return current, current
+            now = self._clock()
+            repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": now})
+            details: dict[str, object] = {"changed": sorted(values)}
             if values.get("suspended"):
-                # A suspended user is signed out everywhere: browser sessions end with the user's rows below.
-                sessions_repo.delete_user_sessions(conn, tenant_id, user_id)
+                details["revoked_grants"] = _end_access(conn, tenant_id, user_id, now, "user_suspended")
             self._audit.write(
                 conn, actor, "user.update", target_type="user", target_id=user_id, tenant_id=tenant_id,
-                details={"changed": sorted(values)},
+                details=details,
             )  # fmt: skip
-        return self.get(tenant_id, user_id)
+            updated = repo.get(conn, tenant_id, user_id)
+        assert updated is not None
+        return current, updated
 
     def delete(self, tenant_id: str, user_id: str, actor: Actor) -> User:
-        current = self.get(tenant_id, user_id)
+        """Delete a user and, in the same transaction, end their sessions, grants and tokens."""
         with self._db.transaction() as conn:
+            current = self._locked(conn, tenant_id, user_id)
+            revoked = _end_access(conn, tenant_id, user_id, self._clock(), "user_deleted")
             repo.delete_user(conn, tenant_id, user_id)
             self._audit.write(
                 conn, actor, "user.delete", target_type="user", target_id=user_id, tenant_id=tenant_id,
-                details={"email": current.email, "username": current.username},
+                details={"email": current.email, "username": current.username, "revoked_grants": revoked},
             )  # fmt: skip
         return current
+
+    @staticmethod
+    def _locked(conn: Connection, tenant_id: str, user_id: str) -> User:
+        # FOR UPDATE on PostgreSQL: a concurrent update of the same user waits and then sees this one's result.
+        user = repo.get(conn, tenant_id, user_id, for_update=True)
+        if user is None:
+            raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+        return user
+
+
+def _end_access(conn: Connection, tenant_id: str, user_id: str, now: datetime, reason: str) -> int:
+    """Sign a suspended or deleted user out everywhere, inside the caller's transaction: their browser sessions end,
+    and every grant (consent), token family, refresh token, pending code and access token they hold at this
+    tenant's issuer is revoked (access tokens through their family, which verifiers and introspection check).
+    For an administrator (the admin tenant) that is every MCP grant. Returns how many token families were revoked."""
+    sessions_repo.delete_user_sessions(conn, tenant_id, user_id)
+    return len(grants_repo.revoke_user_grants(conn, tenant_id, user_id, now, reason))

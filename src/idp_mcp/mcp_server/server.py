@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp_mcp import __version__
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import ADMIN_TENANT_ID, Actor, contains_nul
+from idp_mcp.core.tenants import withheld_scopes
+from idp_mcp.domain import ADMIN_TENANT_ID, Actor, contains_nul, split_scope
 from idp_mcp.errors import IdpError
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.mcp_server.front import (
@@ -168,11 +169,14 @@ class McpApp:
         self._tool_names: dict[frozenset[str], tuple[str, ...]] = {}
         self._tool_lists: dict[frozenset[str], types.ListToolsResult] = {}
 
-    def _subject_active(self, sub: str, client_id: str, tenant: str) -> bool:
-        """A token speaks for an administrator who may still act on its tenant, through a client that still exists."""
-        return self.core.users.administrator_may_act(sub, tenant) and (
-            self.core.clients.get(ADMIN_TENANT_ID, client_id) is not None
-        )
+    def _subject_active(self, sub: str, client_id: str, tenant: str) -> frozenset[str] | None:
+        """A token speaks for an administrator who may still act on its tenant, through a client that still exists;
+        the scopes their role there withholds (a read-only member's write access) are not usable, whatever the
+        consent granted."""
+        role = self.core.users.administrator_role(sub, tenant)
+        if role is None or self.core.clients.get(ADMIN_TENANT_ID, client_id) is None:
+            return None
+        return withheld_scopes(role)
 
     def _transport_security(self) -> TransportSecuritySettings:
         """DNS-rebinding protection that follows PUBLIC_URL: its host, and browser origins of itself only."""
@@ -232,6 +236,12 @@ class McpApp:
             return _error(f"Unknown tool '{name}'. Call tools/list to see the tools you can use.")
         if tool.scope not in token.scopes:
             self._audit_call(context, name, names, "failure", "auth.insufficient_scope")
+            if tool.scope in split_scope(str((token.claims or {}).get("scope", ""))):
+                # Granted at consent, withheld by the administrator's role in the tenant now.
+                return _error(
+                    f"{tool.name} changes the tenant, and your role in tenant '{context.actor.tenant_id}' is "
+                    "read-only. Ask one of its owners to make you an admin; until then, only read tools work."
+                )
             return _error(
                 f"{tool.name} needs the '{tool.scope}' permission, which this connection was not granted. "
                 "Reconnect this MCP server and allow write access on the consent page."

@@ -1,39 +1,37 @@
 """Client ID metadata documents: a ``client_id`` that is an https URL names a JSON document describing the
 client (draft-ietf-oauth-client-id-metadata-document). We fetch it carefully and keep it for a while.
 
-Fetch rules: https only, no redirects, a small size cap, a short timeout, and no loopback, private,
-link-local or otherwise non-public addresses (checked on the resolved addresses) unless a setting meant for
-tests allows them. The document's ``client_id`` must equal the URL, and it may only describe a public client.
+Fetch rules (oauth/outbound.py, the safe outbound fetch): https only, no redirects, a small size cap, a short
+overall deadline (DNS included), no loopback, private, link-local or otherwise non-public addresses (checked on the
+resolved addresses, and connected to as checked: no DNS rebinding) unless a setting meant for tests allows them, a
+cap on fetches in flight per host and in all, and failures remembered for a short while. The document's
+``client_id`` must equal the URL, and it may only describe a public client.
 
-The host name is resolved once, and the connection goes to an address that was checked (the certificate is still
-verified for the name): resolving again to connect would let a DNS server answer a public address to the check
-and a private one to the connection (DNS rebinding).
+The fetch is async: the endpoints call :meth:`MetadataDocumentResolver.prefetch` on the event loop before their
+blocking work goes to a worker thread, so a slow document host holds a socket, never one of the threads that
+pages, tools and token requests share. :meth:`MetadataDocumentResolver.resolve` (authlib, in a worker thread) then
+finds the client stored, or the failure remembered.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import socket
-import ssl
 import threading
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from idp_mcp.core.clients import Clients, parse_client_metadata
+import anyio
+import anyio.to_thread
+
+from idp_mcp.core.clients import ClientMetadata, Clients, parse_client_metadata
 from idp_mcp.domain import Client
 from idp_mcp.errors import ClientMetadataDocumentError, InvalidClientMetadata
+from idp_mcp.oauth.outbound import FetchPolicy, OutboundError, SafeFetcher, is_public_address
+from idp_mcp.oauth.outbound import resolve_host as _resolve_host
 from idp_mcp.settings import Settings
 
-if TYPE_CHECKING:
-    import httpx
-
-MAX_ADDRESSES_TRIED = 4
-
-
-class _Unreachable(Exception):
-    """This address did not take the connection; the next one the host resolves to may."""
+WHAT = "client ID metadata document"
+#: Kept under the old name for the tests that classify addresses one by one.
+_is_public_address = is_public_address
 
 
 def looks_like_metadata_url(client_id: str) -> bool:
@@ -53,36 +51,12 @@ def check_metadata_url(url: str) -> None:
         raise ClientMetadataDocumentError("A client ID metadata document URL must have a path without dot segments.")
 
 
-def _is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        # An IPv4 address inside an IPv6 one (mapped, or 6to4) is judged as the IPv4 address it reaches.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None:
-            ip = embedded
-        elif ip.is_site_local:  # deprecated fec0::/10, which ipaddress still counts as global
-            return False
-    return ip.is_global and not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-    )
-
-
 def resolve_host(host: str, port: int, *, allow_private: bool = False) -> list[str]:
     """The addresses ``host`` resolves to, each of them public unless ``allow_private`` (tests only)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise ClientMetadataDocumentError(
-            f"The host {host} of the client ID metadata document does not resolve."
-        ) from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not allow_private and not all(_is_public_address(address) for address in addresses):
-        raise ClientMetadataDocumentError(
-            f"The client ID metadata document host {host} resolves to a non-public address; refused."
-        )
-    if not addresses:
-        raise ClientMetadataDocumentError(f"The host {host} of the client ID metadata document does not resolve.")
-    return addresses
+        return _resolve_host(host, port, WHAT, allow_private=allow_private)
+    except OutboundError as exc:
+        raise ClientMetadataDocumentError(exc.message) from exc
 
 
 def check_host_is_public(host: str, port: int) -> list[str]:
@@ -90,24 +64,82 @@ def check_host_is_public(host: str, port: int) -> list[str]:
     return resolve_host(host, port)
 
 
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        what=WHAT,
+        timeout=settings.cimd_timeout,
+        max_bytes=settings.cimd_max_bytes,
+        max_in_flight=settings.cimd_max_fetches,
+        max_in_flight_per_host=settings.cimd_max_fetches_per_host,
+        failure_ttl=settings.cimd_failure_cache_seconds,
+        allow_private_addresses=settings.cimd_allow_private_addresses,
+        ca_bundle=settings.cimd_ca_bundle,
+    )
+
+
 class MetadataDocumentResolver:
-    def __init__(self, settings: Settings, clients: Clients) -> None:
+    def __init__(self, settings: Settings, clients: Clients, fetcher: SafeFetcher | None = None) -> None:
         self._settings = settings
         self._clients = clients
+        self._fetcher = fetcher or SafeFetcher(fetch_policy(settings))
         self._lock = threading.Lock()
         self._fetched_at: dict[tuple[str, str], float] = {}
 
+    async def prefetch(self, tenant_id: str, url: str) -> None:
+        """Fetch and store the document at ``url`` unless it was fetched within the cache interval; on the event
+        loop, so a slow host holds no thread. A failure is remembered for :meth:`resolve` to report; this never
+        raises for a bad document (the OAuth endpoint answers it, in its own words, through :meth:`resolve`)."""
+        try:
+            check_metadata_url(url)
+        except ClientMetadataDocumentError:
+            return  # resolve() refuses it without fetching
+        if self._is_fresh(tenant_id, url):
+            return
+        try:
+            metadata = self._parse(url, await self._fetcher.get_json(url))
+        except OutboundError:
+            return  # remembered by the fetcher
+        except ClientMetadataDocumentError as exc:
+            self._fetcher.remember_failure(url, exc.message)
+            return
+        if not self._is_fresh(tenant_id, url):  # a concurrent request for the same document stored it already
+            await anyio.to_thread.run_sync(self._store, tenant_id, url, metadata)
+
     def resolve(self, tenant_id: str, url: str) -> Client:
-        """The client described at ``url``; fetched when not cached, else from the database."""
+        """The client described at ``url``: stored by a recent :meth:`prefetch`, or the failure it met, else
+        fetched now (blocking this thread for up to the fetch deadline: callers on the request path prefetch)."""
         check_metadata_url(url)
-        key = (tenant_id, url)
-        with self._lock:
-            fetched_at = self._fetched_at.get(key)
-        if fetched_at is not None and time.monotonic() - fetched_at < self._settings.cimd_cache_ttl:
+        if self._is_fresh(tenant_id, url):
             client = self._clients.get(tenant_id, url)
             if client is not None:
                 return client
-        document = self._fetch(url)
+        try:
+            document = anyio.run(self._fetcher.get_json, url)
+        except OutboundError as exc:
+            raise ClientMetadataDocumentError(exc.message) from exc
+        try:
+            metadata = self._parse(url, document)
+        except ClientMetadataDocumentError as exc:
+            self._fetcher.remember_failure(url, exc.message)
+            raise
+        return self._store(tenant_id, url, metadata)
+
+    def close(self) -> None:
+        self._fetcher.close()
+
+    def _is_fresh(self, tenant_id: str, url: str) -> bool:
+        with self._lock:
+            fetched_at = self._fetched_at.get((tenant_id, url))
+        return fetched_at is not None and time.monotonic() - fetched_at < self._settings.cimd_cache_ttl
+
+    def _store(self, tenant_id: str, url: str, metadata: ClientMetadata) -> Client:
+        client = self._clients.store_metadata_document(tenant_id, url, metadata)
+        with self._lock:
+            self._fetched_at[(tenant_id, url)] = time.monotonic()
+        return client
+
+    @staticmethod
+    def _parse(url: str, document: dict[str, object]) -> ClientMetadata:
         if document.get("client_id") != url:
             raise ClientMetadataDocumentError(
                 "The client ID metadata document's client_id does not equal the URL it was fetched from."
@@ -118,78 +150,6 @@ class MetadataDocumentResolver:
                 "A client ID metadata document must describe a public client (token_endpoint_auth_method 'none')."
             )
         try:
-            metadata = parse_client_metadata({**document, "token_endpoint_auth_method": "none"})
+            return parse_client_metadata({**document, "token_endpoint_auth_method": "none"})
         except InvalidClientMetadata as exc:
             raise ClientMetadataDocumentError(f"The client ID metadata document is invalid: {exc.message}") from exc
-        client = self._clients.store_metadata_document(tenant_id, url, metadata)
-        with self._lock:
-            self._fetched_at[key] = time.monotonic()
-        return client
-
-    def _fetch(self, url: str) -> dict[str, object]:
-        # Imported here, not at start-up: httpx's package import pulls in its command line (rich, pygments,
-        # click when installed), ~0.05 s and ~5 MB that a server that never meets a metadata URL does not need.
-        import httpx
-
-        try:
-            target = httpx.URL(url)
-            host = target.raw_host.decode("ascii")  # IDNA: what DNS, SNI and the certificate speak
-        except (httpx.InvalidURL, UnicodeError) as exc:
-            raise ClientMetadataDocumentError("The client ID metadata document URL is not a valid URL.") from exc
-        addresses = resolve_host(host, target.port or 443, allow_private=self._settings.cimd_allow_private_addresses)
-        deadline = time.monotonic() + self._settings.cimd_timeout
-        for address in addresses[:MAX_ADDRESSES_TRIED]:
-            try:
-                return self._fetch_from(target, host, address, deadline)
-            except _Unreachable:
-                continue
-        raise ClientMetadataDocumentError("The client ID metadata document could not be fetched (ConnectError).")
-
-    def _fetch_from(self, target: httpx.URL, host: str, address: str, deadline: float) -> dict[str, object]:
-        """Fetch from ``address`` (one the checks passed), presenting the URL's host in Host and SNI, and
-        verifying the certificate for that host."""
-        import httpx
-
-        verify: ssl.SSLContext | bool = True
-        if self._settings.cimd_ca_bundle:
-            verify = ssl.create_default_context(cafile=str(self._settings.cimd_ca_bundle))
-        limit = self._settings.cimd_max_bytes
-        pinned = target.copy_with(host=address)
-        headers = {"Accept": "application/json", "Host": target.netloc.decode("ascii")}
-        timeout = max(0.05, deadline - time.monotonic())
-        try:
-            with (
-                httpx.Client(timeout=timeout, follow_redirects=False, verify=verify) as http,
-                http.stream("GET", pinned, headers=headers, extensions={"sni_hostname": host}) as response,
-            ):
-                if response.is_redirect:
-                    raise ClientMetadataDocumentError("The client ID metadata document URL redirects; refused.")
-                if response.status_code != 200:
-                    raise ClientMetadataDocumentError(
-                        f"Fetching the client ID metadata document answered HTTP {response.status_code}."
-                    )
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body.extend(chunk)
-                    if time.monotonic() > deadline:
-                        # httpx's timeout is per read; a trickling server must not hold us longer in total.
-                        raise ClientMetadataDocumentError("Fetching the client ID metadata document timed out.")
-                    if len(body) > limit:
-                        raise ClientMetadataDocumentError(
-                            f"The client ID metadata document is larger than {limit} bytes; refused."
-                        )
-        except httpx.TimeoutException as exc:
-            raise ClientMetadataDocumentError("Fetching the client ID metadata document timed out.") from exc
-        except httpx.ConnectError as exc:
-            raise _Unreachable from exc
-        except httpx.HTTPError as exc:
-            raise ClientMetadataDocumentError(
-                f"The client ID metadata document could not be fetched ({type(exc).__name__})."
-            ) from exc
-        try:
-            document = json.loads(bytes(body))
-        except (ValueError, RecursionError) as exc:  # deeply nested arrays exhaust the parser's recursion limit
-            raise ClientMetadataDocumentError("The client ID metadata document is not valid JSON.") from exc
-        if not isinstance(document, dict):
-            raise ClientMetadataDocumentError("The client ID metadata document must be a JSON object.")
-        return document

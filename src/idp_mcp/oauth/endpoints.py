@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from idp_mcp.core.clients import parse_client_metadata
 from idp_mcp.domain import contains_nul
-from idp_mcp.errors import IdpError
+from idp_mcp.errors import IdpError, RegistrationThrottled
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
@@ -24,6 +24,7 @@ from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
 
 ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
+SignedIn = Callable[[Request], Awaitable[bool]]
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -103,11 +104,13 @@ class AuthorizationServerEndpoints:
         *,
         base_url: str,
         error_page: ErrorPage,
+        signed_in: SignedIn | None = None,
     ) -> None:
         self.server = server
         self.flow = flow
         self.base_url = base_url
         self.error_page = error_page
+        self._signed_in = signed_in  # whether the browser has a session here (the web layer knows its cookies)
         # An issuer that resolves client ID metadata documents may wait on the network in a token request.
         self._lane_db = server.core.db if server.cimd is None else None
 
@@ -136,8 +139,10 @@ class AuthorizationServerEndpoints:
             params = _multi(request.query_params)
             if contains_nul(params):
                 return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
+        await self._prefetch_client(params)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
-        outcome = await run_in_threadpool(self.flow.start, oauth_request)
+        signed_in = await self._signed_in(request) if self._signed_in is not None else False
+        outcome = await run_in_threadpool(lambda: self.flow.start(oauth_request, signed_in=signed_in))
         if outcome.redirect_to:
             return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})
         description = outcome.error_description or "The authorization request is invalid."
@@ -147,6 +152,7 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_token_response, oauth_request)
         return to_response(result)
@@ -155,9 +161,15 @@ class AuthorizationServerEndpoints:
         form = await read_form(request)
         if isinstance(form, Response):
             return form
+        await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
         result = await run_token_work(self._lane_db, self.server.create_endpoint_response, "revocation", oauth_request)
         return to_response(result)
+
+    async def _prefetch_client(self, params: dict[str, list[str]]) -> None:
+        client_ids = params.get("client_id") or []
+        if len(client_ids) == 1:
+            await self.server.prefetch_client(client_ids[0])
 
     async def jwks(self, request: Request) -> Response:
         keys = await run_in_threadpool(self.server.core.keys.jwks, self.server.tenant_id)
@@ -175,9 +187,15 @@ class AuthorizationServerEndpoints:
             return oauth_error("invalid_client_metadata", "The request body is not valid JSON.")
         if contains_nul(payload):
             return oauth_error("invalid_client_metadata", NUL_REFUSED)
+        # The address uvicorn reports (behind a trusted proxy: X-Forwarded-For), counted against the registration limit.
+        address = request.client.host if request.client else ""
         try:
             metadata = parse_client_metadata(payload)
-            registration = await run_in_threadpool(self.server.core.clients.register, self.server.tenant_id, metadata)
+            registration = await run_in_threadpool(
+                lambda: self.server.core.clients.register(self.server.tenant_id, metadata, client_address=address)
+            )
+        except RegistrationThrottled as exc:
+            return oauth_error(exc.oauth_error, exc.message, exc.status, {"Retry-After": str(exc.retry_after)})
         except IdpError as exc:
             return oauth_error(exc.oauth_error, exc.message)
         client = registration.client

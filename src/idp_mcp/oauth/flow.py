@@ -11,6 +11,7 @@ from datetime import datetime
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Client, split_scope
@@ -36,6 +37,8 @@ class ConsentRequest:
     redirect_uri: str
     scopes: list[str]
     resource: str | None
+    # (API name, permission, description) of the API permissions asked for (a tenant issuer's API resources).
+    permissions: tuple[tuple[str, str, str], ...] = ()
 
 
 class AuthorizationFlow:
@@ -45,11 +48,23 @@ class AuthorizationFlow:
 
     # --- /authorize ---------------------------------------------------------------------------------
 
-    def start(self, request: PlainOAuth2Request) -> AuthorizeOutcome:
+    def start(self, request: PlainOAuth2Request, *, signed_in: bool = False) -> AuthorizeOutcome:
+        """Validate an authorization request and say where the browser goes next.
+
+        ``signed_in``: the browser already has a session at this issuer (only the MCP issuer says so; it decides
+        which error ``prompt=none`` gets, OIDC Core §3.1.2.6).
+        """
         try:
             grant = self.server.get_consent_grant(request)
+        except LoginRequiredError as error:
+            # authlib's OpenID hook answers prompt=none (with the openid scope) after every other check passed.
+            return self._silent_outcome(request, signed_in, error.redirect_uri)
         except OAuth2Error as error:
-            return self._error_outcome(request, error)
+            return self._error_outcome(request, error, checks_passed=False)
+        prompts = (grant.request.payload.data.get("prompt") or "").split()
+        if "none" in prompts:
+            # No silent sign-in or consent here: the user must always interact, so say which interaction.
+            return self._silent_outcome(request, signed_in, grant.request.payload.redirect_uri)
         params = {key: list(values) for key, values in request.payload.datalist.items()}
         interaction_id = self.server.core.sessions.begin_interaction(
             self.server.tenant_id, grant.request.client.client_id, params
@@ -60,11 +75,15 @@ class AuthorizationFlow:
 
     def describe(self, interaction: Interaction) -> ConsentRequest:
         grant = self._revalidate(interaction)
+        targets = self.server.targets
         return ConsentRequest(
             client=grant.request.client.client,
             redirect_uri=grant.request.payload.redirect_uri,
             scopes=split_scope(grant.request.scope),
             resource=grant.request.resource,
+            permissions=tuple(targets.permissions_asked(grant.request.resource, grant.request.scope))
+            if targets is not None
+            else (),
         )
 
     def approve(
@@ -127,6 +146,15 @@ class AuthorizationFlow:
             raise ValidationFailed("This post_logout_redirect_uri is not registered for the application.")
         return uri
 
+    def id_token_subject(self, id_token_hint: str) -> str | None:
+        """The ``sub`` of an ID token this issuer signed (expired or not), else None: a forged token, or one of
+        another tenant, counts as no hint at all."""
+        if len(id_token_hint) > 8192:
+            return None
+        claims = decode_id_token(self.server.core.keys, id_token_hint, self.server.tenant_id, self.server.issuer)
+        subject = claims.get("sub") if claims else None
+        return subject if isinstance(subject, str) else None
+
     # --- helpers ------------------------------------------------------------------------------------
 
     def _revalidate(self, interaction: Interaction):  # type: ignore[no-untyped-def]
@@ -143,8 +171,46 @@ class AuthorizationFlow:
         if not self.server.core.sessions.finish_interaction(interaction.id):
             raise InteractionExpired("This sign-in request was already completed: start again from your app.")
 
-    def _error_outcome(self, request: PlainOAuth2Request, error: OAuth2Error) -> AuthorizeOutcome:
-        if error.redirect_uri:
+    def _silent_outcome(
+        self, request: PlainOAuth2Request, signed_in: bool, redirect_uri: str | None
+    ) -> AuthorizeOutcome:
+        error: OAuth2Error = (
+            ConsentRequiredError(redirect_uri=redirect_uri)
+            if signed_in
+            else LoginRequiredError(redirect_uri=redirect_uri)
+        )
+        return self._error_outcome(request, error, checks_passed=True)
+
+    def redirect_proven(self, client_id: str | None, *, checks_passed: bool) -> bool:
+        """Whether this issuer may send the browser to the (registered, matched) redirect URI of ``client_id``
+        without the user having decided anything (RFC 9700 §4.11.2: the AS must not be an open redirector).
+
+        - An application, registered by an administrator (console, tool or CLI): proven. Its redirect URIs were
+          chosen by someone this issuer trusts; an error goes back to it as RFC 6749 §4.1.2.1 asks.
+        - A client that registered itself (dynamic registration, client ID metadata document): anyone can
+          register any redirect URI, so it is not proven for a request that failed a check (a bad response type,
+          scope, PKCE or resource), and for a request that passed every check but asks for an answer without the
+          user (``prompt=none``) only once an administrator of this issuer approved that client on the consent page
+          (a standing consent exists). Until then the error is shown on a page of ours. After the user decided on
+          the consent page (approve or deny) the answer always goes back to the client: the user saw its name
+          and where it returns.
+        """
+        if not client_id:
+            return False
+        try:
+            client = self.server.query_client(client_id)
+        except OAuth2Error:
+            return False
+        if client is None:
+            return False
+        if client.client.origin == "application":
+            return True
+        return checks_passed and self.server.core.grants.client_approved(self.server.tenant_id, client_id)
+
+    def _error_outcome(
+        self, request: PlainOAuth2Request, error: OAuth2Error, *, checks_passed: bool
+    ) -> AuthorizeOutcome:
+        if error.redirect_uri and self.redirect_proven(request.payload.client_id, checks_passed=checks_passed):
             # The client and redirect URI are trusted: report the error to the client (with iss, RFC 9207).
             error.state = request.payload.state
             result: EndpointResult = self.server.error_result(request, error)

@@ -9,6 +9,21 @@ from idp_mcp.oauth.server import IdpAuthorizationServer
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
+CLAIMS_SUPPORTED = (
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "email",
+    "email_verified",
+    "name",
+)
+
+
 def authorization_server_metadata(
     server: IdpAuthorizationServer, base: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -33,7 +48,7 @@ def authorization_server_metadata(
         "authorization_response_iss_parameter_supported": True,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "name"],
+        "claims_supported": list(CLAIMS_SUPPORTED),
         **({"registration_endpoint": f"{base}/register"} if server.dynamic_registration else {}),
         **(extra or {}),
     }

@@ -9,13 +9,14 @@ from typing import Any
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 
-from idp_mcp.core.crypto import new_secret
+from idp_mcp.core.crypto import digest, digests_equal, new_secret
 from idp_mcp.core.grants import RefreshRecord, Successor
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import SCOPE_OFFLINE, Client, split_scope
+from idp_mcp.domain import SCOPE_OFFLINE, Client, join_scope, split_scope
 from idp_mcp.errors import ClientMetadataDocumentError
 from idp_mcp.oauth.checks import S256CodeChallenge
 from idp_mcp.oauth.cimd import MetadataDocumentResolver, looks_like_metadata_url
@@ -25,8 +26,15 @@ from idp_mcp.oauth.grants.openid import IdTokens
 from idp_mcp.oauth.grants.refresh_token import RefreshTokenGrant
 from idp_mcp.oauth.models import OAuthClient
 from idp_mcp.oauth.requests import PlainOAuth2Request
+from idp_mcp.oauth.resources import ApiTargets
 from idp_mcp.oauth.tokens import AccessTokenIssuer, TokenSubject
 from idp_mcp.oauth.verifier import decode_signed
+
+# Compared against when client authentication fails, so an unknown client costs a digest and a compare as well.
+_DUMMY_DIGEST = digest("no client has this secret")
+CLIENT_AUTHENTICATION_FAILED = "Client authentication failed."
+#: Where a token response keeps its access token's scope while the grant's scope is still needed (see handle_response).
+ACCESS_TOKEN_SCOPE = "_access_token_scope"
 
 
 class EndpointResult:
@@ -107,6 +115,7 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         client_credentials: bool = False,
         pkce_optional_for_confidential: bool = False,
         dynamic_registration: bool = True,
+        api_resources: bool = False,
     ) -> None:
         super().__init__(scopes_supported=list(scopes_supported))
         self.core = core
@@ -117,6 +126,8 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.default_resource = default_resource
         self.default_scopes = default_scopes
         self.access_tokens = AccessTokenIssuer(core.keys, core.clock)
+        # A tenant's issuer also issues tokens for the tenant's API resources; the MCP issuer only for /mcp.
+        self.targets = ApiTargets(core, tenant_id, issuer, scopes_supported) if api_resources else None
         pkce = S256CodeChallenge(optional_for_confidential=pkce_optional_for_confidential)
         self.register_grant(AuthorizationCodeGrant, [pkce, IdTokens(self)])
         self.register_grant(RefreshTokenGrant)
@@ -139,6 +150,12 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             raise UnsupportedResponseTypeError("(not printable)", "The response type is not supported.")
         return super().get_authorization_grant(request)
 
+    async def prefetch_client(self, client_id: str | None) -> None:
+        """Fetch a client ID metadata document on the event loop, ahead of the blocking work (authlib, in a worker
+        thread) that will ask for the client: a slow document host then holds a socket, not a shared thread."""
+        if self.cimd is not None and client_id and looks_like_metadata_url(client_id):
+            await self.cimd.prefetch(self.tenant_id, client_id)
+
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not client_id or len(client_id) > 2048 or "\x00" in client_id:  # NUL: from a Basic header's base64
             return None
@@ -157,6 +174,22 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             return None
         client, secrets = found
         return OAuthClient(client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret))
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> OAuthClient:
+        """authlib's client authentication, with one answer for every failure: an unknown client, a wrong or
+        expired secret and a wrong method must look alike (same status, body and WWW-Authenticate), or the token,
+        revocation and introspection endpoints tell which client ids exist."""
+        try:
+            client: OAuthClient = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            # An unknown client did no secret comparison: do one, so the failure takes about as long either way.
+            _client_id, presented = extract_basic_authorization(request.headers)
+            digests_equal(digest(presented or request.form.get("client_secret") or ""), _DUMMY_DIGEST)
+            raise InvalidClientError(
+                status_code=401 if "client_secret_basic" in methods else 400,
+                description=CLIENT_AUTHENTICATION_FAILED,
+            ) from None
+        return client
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         # The code and refresh grants store their refresh token themselves, in the transaction that spends the
@@ -196,6 +229,11 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         raise NotImplementedError  # registration is handled outside authlib
 
     def handle_response(self, status: int, body: Any, headers: Any) -> EndpointResult:
+        if isinstance(body, dict) and ACCESS_TOKEN_SCOPE in body:
+            # The response names the access token's scope (RFC 6749 §5.1); until now the grant's scope was needed
+            # (the ID token's claims, the refresh token's record).
+            body = {**body, "scope": body[ACCESS_TOKEN_SCOPE]}
+            del body[ACCESS_TOKEN_SCOPE]
         return EndpointResult(status, body, [(str(k), str(v)) for k, v in headers])
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -213,6 +251,15 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         assert user is not None
         granted = scope or ""
         ttl = self.core.settings.access_token_ttl
+        access_scope = granted
+        if user.api is not None:
+            # A token for an API resource carries the requested permissions the subject holds now (client
+            # credentials without a scope: all it holds); OpenID scopes stay with the ID token and userinfo.
+            wanted = None if grant_type == "client_credentials" and not granted else split_scope(granted)
+            access_scope = join_scope(user.api.granted(wanted))
+            ttl = user.api.access_token_ttl or ttl
+        elif self.targets is not None:
+            access_scope = join_scope([item for item in split_scope(granted) if item in self.scopes_supported])
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": self.access_tokens.issue(
@@ -220,12 +267,14 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 issuer=self.issuer,
                 subject=user,
                 client_id=client.client_id,
-                scope=granted,
+                scope=access_scope,
                 ttl_seconds=ttl,
             ),
             "expires_in": ttl,
             "scope": granted,
         }
+        if access_scope != granted:
+            token[ACCESS_TOKEN_SCOPE] = access_scope
         # Refresh tokens only when the grant has offline_access and the client may refresh. A narrower refresh
         # request narrows the access token, not the grant: rotation goes on with the grant's scope.
         grant_scope = split_scope(user.grant_scope if user.grant_scope is not None else granted)

@@ -84,6 +84,7 @@ class TenantProviders:
             client_credentials=True,
             pkce_optional_for_confidential=True,
             dynamic_registration=False,
+            api_resources=True,
         )
         self.core.keys.ensure(tenant_id)
         flow = AuthorizationFlow(server, f"{self.core.settings.public_url}/t/{tenant_id}/interaction")
@@ -160,7 +161,7 @@ class TenantEndpoints:
                 "end_session_endpoint": f"{base}/end-session",
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
-                                     "email", "name", "preferred_username"],
+                                     "email", "email_verified", "name", "preferred_username"],
                 "request_parameter_supported": False,
             }
         )  # fmt: skip
@@ -196,6 +197,7 @@ class TenantEndpoints:
         info: dict[str, Any] = {"sub": user.id}
         if SCOPE_EMAIL in scopes and user.email:
             info["email"] = user.email
+            info["email_verified"] = user.email_verified
         if SCOPE_PROFILE in scopes:
             # Claims without a value are left out rather than sent as null (OIDC Core §5.3.2).
             info |= {key: value for key, value in (("name", user.name), ("preferred_username", user.username)) if value}
@@ -224,7 +226,12 @@ class TenantEndpoints:
         core = self.providers.core
         claims = decode_signed(core.keys, token, tenant_id=provider.tenant_id, issuer=provider.issuer)
         if claims is not None:
-            if claims["client_id"] != client.client_id or core.grants.is_family_revoked(str(claims["gid"])):
+            if claims["client_id"] != client.client_id:
+                return {"active": False}
+            # A client-credentials token is its application's own (sub = client_id); any other is a user's, who must
+            # still exist and not be suspended (suspension also revokes the grant; this holds for older grants too).
+            user_id = None if claims["sub"] == claims["client_id"] else str(claims["sub"])
+            if not core.grants.access_token_active(provider.tenant_id, str(claims["gid"]), user_id):
                 return {"active": False}
             return {
                 "active": True, "token_type": "Bearer", "client_id": claims["client_id"], "sub": claims["sub"],

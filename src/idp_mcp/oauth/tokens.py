@@ -9,6 +9,7 @@ import jwt
 
 from idp_mcp.core.crypto import new_id
 from idp_mcp.core.keys import KeyRing
+from idp_mcp.core.permissions import ResourceAccess
 from idp_mcp.domain import Clock, User
 
 
@@ -26,6 +27,10 @@ class TokenSubject:
     grant_scope: str | None = None
     # The user's record when it was read with the code or refresh token (for the ID token's claims).
     user: User | None = field(default=None, compare=False, repr=False)
+    # A tenant issuer's token for one of its API resources (RFC 8707): ``aud`` is that resource (``resource`` stays
+    # what the grant was authorized for) and ``api`` what the subject holds on it now.
+    audience: str | None = None
+    api: ResourceAccess | None = field(default=None, compare=False, repr=False)
 
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.user_id
@@ -51,7 +56,7 @@ class AccessTokenIssuer:
         claims: dict[str, object] = {
             "iss": issuer,
             "sub": subject.user_id,
-            "aud": subject.resource,
+            "aud": subject.audience if subject.audience is not None else subject.resource,
             "client_id": client_id,
             "scope": scope,
             "jti": new_id(16),

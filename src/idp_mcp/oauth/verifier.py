@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -31,13 +32,14 @@ REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope
 LEEWAY_SECONDS = 5
 MAX_TOKEN_LENGTH = 8192
 
-#: Whether the token's subject may still act: (sub, client_id, acting tenant) → bool. Runs in a worker thread.
-SubjectCheck = Callable[[str, str, str], bool]
+#: Whether the token's subject may still act: (sub, client_id, acting tenant) → None when not at all, else the granted
+#: scopes they may no longer use there (empty: all of them; e.g. idp:write for a read-only member). Runs in a thread.
+SubjectCheck = Callable[[str, str, str], frozenset[str] | None]
 
 
-def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
-    """The published key of ``tenant_id`` named by the token's header, if the header's ``alg`` is that key's
-    own algorithm (so never ``none`` and never HMAC) and its ``typ`` is the one expected."""
+def _header(token: str, typ: str) -> tuple[str, str] | None:
+    """``(kid, alg)`` of a token whose header names a key, a supported ``alg`` (so never ``none``, never HMAC) and
+    the ``typ`` expected; None otherwise."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
@@ -47,10 +49,18 @@ def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> Signing
     kid, alg = header.get("kid"), header.get("alg")
     if not isinstance(kid, str) or alg not in SUPPORTED_ALGS or header.get("typ") != typ:
         return None
-    key = keys.verification_key(kid)
-    if key is None or key.tenant_id != tenant_id or key.alg != alg:
+    return kid, str(alg)
+
+
+def _signing_key(keys: KeyRing, token: str, tenant_id: str, typ: str) -> SigningKey | None:
+    """The published key of ``tenant_id`` named by the token's header, if the header's ``alg`` is that key's
+    own algorithm and its ``typ`` is the one expected. May read the database (an unknown kid): not on the loop."""
+    header = _header(token, typ)
+    if header is None:
         return None
-    return key
+    kid, alg = header
+    key = keys.verification_key(kid, tenant_id=tenant_id)
+    return key if key is not None and key.tenant_id == tenant_id and key.alg == alg else None
 
 
 def _decode(token: str, key: SigningKey, **kwargs: Any) -> dict[str, Any] | None:
@@ -59,6 +69,24 @@ def _decode(token: str, key: SigningKey, **kwargs: Any) -> dict[str, Any] | None
     except jwt.PyJWTError:
         return None
     return claims
+
+
+def _decode_access_token(
+    token: str, key: SigningKey, *, issuer: str, audience: str | None, verify_exp: bool
+) -> dict[str, Any] | None:
+    return _decode(
+        token,
+        key,
+        issuer=issuer,
+        audience=audience,
+        leeway=LEEWAY_SECONDS,
+        options={
+            "require": REQUIRED_CLAIMS,
+            "verify_aud": audience is not None,
+            "strict_aud": audience is not None,
+            "verify_exp": verify_exp,
+        },
+    )
 
 
 def decode_signed(
@@ -74,19 +102,7 @@ def decode_signed(
     key = _signing_key(keys, token, tenant_id, "at+jwt")
     if key is None:
         return None
-    return _decode(
-        token,
-        key,
-        issuer=issuer,
-        audience=audience,
-        leeway=LEEWAY_SECONDS,
-        options={
-            "require": REQUIRED_CLAIMS,
-            "verify_aud": audience is not None,
-            "strict_aud": audience is not None,
-            "verify_exp": verify_exp,
-        },
-    )
+    return _decode_access_token(token, key, issuer=issuer, audience=audience, verify_exp=verify_exp)
 
 
 def decode_id_token(keys: KeyRing, token: str, tenant_id: str, issuer: str) -> dict[str, Any] | None:
@@ -130,7 +146,7 @@ class McpTokenVerifier:
         self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._revocation_checked: dict[str, tuple[float, bool]] = {}
         self._subject_active = subject_active
-        self._subject_checked: dict[tuple[str, str, str], tuple[float, bool]] = {}
+        self._subject_checked: dict[tuple[str, str, str], tuple[float, frozenset[str] | None]] = {}
         self._lock = threading.Lock()
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -141,36 +157,52 @@ class McpTokenVerifier:
             cached = self._verified.get(key)
         if cached is not None:
             kid, claims = cached
-            if self._keys.verification_key(kid) is None:  # retired since it was verified
+            if await self._verification_key(kid) is None:  # retired since it was verified
                 with self._lock:
                     self._verified.pop(key, None)
                 return None
         else:
-            decoded = decode_signed(
-                self._keys, token, tenant_id=self._tenant_id, issuer=self._issuer, audience=self._resource
+            header = _header(token, "at+jwt")
+            if header is None:
+                return None
+            kid, alg = header
+            signing_key = await self._verification_key(kid)
+            if signing_key is None or signing_key.alg != alg:
+                return None
+            decoded = _decode_access_token(
+                token, signing_key, issuer=self._issuer, audience=self._resource, verify_exp=True
             )
             if decoded is None or not isinstance(decoded.get("tenant"), str):
                 return None
             claims = decoded
             with self._lock:
-                self._verified[key] = (str(jwt.get_unverified_header(token)["kid"]), claims)
+                self._verified[key] = (kid, claims)
                 while len(self._verified) > self._cache_size:
                     self._verified.popitem(last=False)
         if int(claims["exp"]) < time.time():
             return None
         if await self._is_revoked(str(claims["gid"])):
             return None
-        if not await self._is_active(str(claims["sub"]), str(claims["client_id"]), str(claims["tenant"])):
+        withheld = await self._is_active(str(claims["sub"]), str(claims["client_id"]), str(claims["tenant"]))
+        if withheld is None:
             return None
         return AccessToken(
             token=token,
             client_id=str(claims["client_id"]),
-            scopes=split_scope(str(claims["scope"])),
+            scopes=[scope for scope in split_scope(str(claims["scope"])) if scope not in withheld],
             expires_at=int(claims["exp"]),
             resource=self._resource,
             subject=str(claims["sub"]),
             claims=claims,
         )
+
+    async def _verification_key(self, kid: str) -> SigningKey | None:
+        """The tenant's key for ``kid``: from memory when it answers, else (a load, or a reload for an unknown
+        kid) in a worker thread, never a database read on the event loop."""
+        answered, signing_key = self._keys.cached_verification_key(kid, tenant_id=self._tenant_id)
+        if answered:
+            return signing_key
+        return await anyio.to_thread.run_sync(partial(self._keys.verification_key, kid, tenant_id=self._tenant_id))
 
     async def _is_revoked(self, family_id: str) -> bool:
         now = time.monotonic()
@@ -183,10 +215,10 @@ class McpTokenVerifier:
         self._revocation_checked[family_id] = (now, revoked)
         return revoked
 
-    async def _is_active(self, sub: str, client_id: str, tenant: str) -> bool:
+    async def _is_active(self, sub: str, client_id: str, tenant: str) -> frozenset[str] | None:
         check = self._subject_active
         if check is None:
-            return True
+            return frozenset()
         key = (sub, client_id, tenant)
         now = time.monotonic()
         cached = self._subject_checked.get(key)

@@ -9,21 +9,67 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
+from idp_mcp.store.loop_guard import install_loop_guard
+
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from idp_mcp.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so writers queue."""
+SqliteSynchronous = Literal["full", "normal"]
+
+
+def create_db_engine(
+    url: str,
+    *,
+    sqlite_synchronous: SqliteSynchronous = "full",
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pool_timeout: float = 30.0,
+    loop_guard: bool = False,
+) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout so writers queue.
+
+    ``sqlite_synchronous``: ``full`` syncs the write-ahead log to disk at every commit, so a commit that was
+    answered survives a power loss or an OS crash; ``normal`` syncs only at checkpoints, so the last commits before
+    such a crash may roll back (a process crash loses nothing either way). The pool settings apply to PostgreSQL:
+    ``pool_size`` connections stay open, ``max_overflow`` more may open under load, and a request waits at most
+    ``pool_timeout`` seconds for one. ``loop_guard`` makes database work on an event-loop thread raise (see
+    :mod:`idp_mcp.store.loop_guard`).
+    """
+    engine = _create_engine(url, sqlite_synchronous, pool_size, max_overflow, pool_timeout)
+    if loop_guard:
+        install_loop_guard(engine)
+    return engine
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    """The engine the server runs on, configured by the IDP_MCP_DB_*, IDP_MCP_SQLITE_* and debug settings."""
+    return create_db_engine(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        loop_guard=settings.debug_loop_guard,
+    )
+
+
+def _create_engine(
+    url: str, sqlite_synchronous: SqliteSynchronous, pool_size: int, max_overflow: int, pool_timeout: float
+) -> Engine:
+    if sqlite_synchronous not in ("full", "normal"):
+        raise ValueError(f"sqlite_synchronous must be 'full' or 'normal', not {sqlite_synchronous!r}")
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
@@ -42,7 +88,7 @@ def create_db_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -65,7 +111,9 @@ def create_db_engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+    )
 
 
 class Database:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
@@ -53,6 +54,8 @@ users = Table(
     Column("name", String(128)),
     Column("password_hash", String(255)),
     Column("suspended", Boolean, nullable=False, default=False),
+    # True only once the address was proven (a code sent to it came back), or an administrator said so.
+    Column("email_verified", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("last_sign_in_at", TS),
@@ -108,6 +111,20 @@ client_secrets = Table(
     Column("revoked_at", TS),
     ForeignKeyConstraint(["tenant_id", "client_id"], ["clients.tenant_id", "clients.client_id"], ondelete="CASCADE"),
     Index("ix_client_secrets_client", "tenant_id", "client_id"),
+)
+
+# A production secret just created in the console, waiting to be shown once (POST-redirect-GET): its value sealed
+# (AES-GCM) with a key derived from the creating browser's session id, which only that browser holds (the database
+# keeps the session id's digest). Deleted when shown, and worthless after ``expires_at``.
+secret_reveals = Table(
+    "secret_reveals",
+    metadata,
+    Column("secret_id", String(32), ForeignKey("client_secrets.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("session_digest", String(64), nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("expires_at", TS, nullable=False),
 )
 
 # A user's standing consent for a client: what it may do and on which tenant it acts.
@@ -200,6 +217,8 @@ signing_keys = Table(
     Column("public_jwk", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("retired_at", TS),
+    # Keys are loaded per tenant: the cost of a load must not grow with the number of tenants.
+    Index("ix_signing_keys_tenant", "tenant_id"),
 )
 
 web_sessions = Table(
@@ -243,6 +262,20 @@ rate_limit_counters = Table(
     Column("window_start", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Index("ix_rate_limit_counters_expires_at", "expires_at"),
+)
+
+# Browsers a user signed in from (a long-lived random cookie), by the SHA-256 digest of tenant, user and cookie value.
+# A password sign-in from one of them is not held up by failures that others caused on the same identifier.
+known_devices = Table(
+    "known_devices",
+    metadata,
+    Column("key_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("last_seen_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_known_devices_expires_at", "expires_at"),
 )
 
 # Server-wide secrets generated on first start (e.g. the key that signs CSRF for signed-out forms).
@@ -354,4 +387,76 @@ upstream_logins = Table(
     Column("expires_at", TS, nullable=False),
     Column("consumed_at", TS),
     Index("ix_upstream_logins_expires_at", "expires_at"),
+)
+
+# An API a tenant protects with its access tokens (RFC 8707 resource indicator = ``identifier``, the tokens' ``aud``)
+# and the permissions (scopes) it defines.
+api_resources = Table(
+    "api_resources",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("identifier", String(512), nullable=False),
+    Column("access_token_ttl", Integer),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("tenant_id", "identifier", name="uq_api_resources_tenant_identifier"),
+)
+
+api_permissions = Table(
+    "api_permissions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("resource_id", String(32), ForeignKey("api_resources.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("resource_id", "name", name="uq_api_permissions_resource_name"),
+)
+
+# Roles grant permissions; user roles go to users, m2m roles to machine-to-machine applications.
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", String(1000), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_roles_tenant_name"),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("permission_id", String(32), ForeignKey("api_permissions.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Index("ix_role_permissions_permission", "permission_id"),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_user_roles_role", "role_id"),
+)
+
+application_roles = Table(
+    "application_roles",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("client_id", String(512), primary_key=True),
+    Column("role_id", String(32), ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "client_id"], ["clients.tenant_id", "clients.client_id"], ondelete="CASCADE"),
+    Index("ix_application_roles_role", "role_id"),
 )

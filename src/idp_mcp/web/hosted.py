@@ -18,6 +18,9 @@ from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import ExperienceView
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
 
+LOGOUT_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")  # carried through confirmation
+MAX_LOGOUT_FIELD = 8192  # an id_token_hint is a JWT: longer than the page fields
+
 
 class HostedPages:
     def __init__(self, pages: Pages, providers: TenantProviders) -> None:
@@ -73,7 +76,9 @@ class HostedPages:
                 self.core.grants.has_consent, provider.tenant_id, session.user_id, consent.client.client_id,
                 consent.scopes,
             ):  # fmt: skip
-                return await self._render_consent(request, provider, interaction, consent.client.name, consent.scopes)
+                return await self._render_consent(
+                    request, provider, interaction, consent.client.name, consent.scopes, consent.permissions
+                )
             location = await self._approve(provider, interaction, session, consent.scopes)
         except InteractionExpired as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
@@ -91,10 +96,18 @@ class HostedPages:
         )  # fmt: skip
 
     async def _render_consent(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str]
-    ) -> Response:
+        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str],
+        permissions: tuple[tuple[str, str, str], ...] = (),
+    ) -> Response:  # fmt: skip
         tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
-        described = [SCOPE_DESCRIPTIONS.get(scope, scope) for scope in scopes if scope != SCOPE_OPENID]
+        # API permissions are named with their API and description; the others are OpenID scopes.
+        api_permissions = {name for _, name, _ in permissions}
+        described = [
+            SCOPE_DESCRIPTIONS.get(scope, scope)
+            for scope in scopes
+            if scope != SCOPE_OPENID and scope not in api_permissions
+        ]
+        described += [f"{api}: {description or name} ({name})" for api, name, description in permissions]
         return self.pages.render(
             request, "hosted_consent.html", tenant=tenant, client_name=client_name, scopes=described,
             interaction_id=interaction.id,
@@ -160,6 +173,7 @@ class HostedPages:
                 identifier,
                 (form.get("password") or "")[:MAX_FIELD],
                 client_address=client_host(request),
+                device=self.cookies.device_id(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(
@@ -170,11 +184,14 @@ class HostedPages:
     async def sign_user_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
     ) -> Response:
-        """Start the tenant session of a user who just proved who they are (any method), then finish the request."""
-        raw = await run_in_threadpool(self.core.sessions.start, provider.tenant_id, user.id)
+        """Start the tenant session of a user who just proved who they are (any method), then finish the request.
+        The browser becomes (or stays) a known device of the user."""
+        device = self.cookies.device_for_sign_in(request)
+        raw = await run_in_threadpool(lambda: self.core.sessions.start(provider.tenant_id, user.id, device=device))
         session = await self._session_from_raw(raw, provider.tenant_id)
         response = await self._complete(request, provider, interaction, session)
         self.cookies.set_session(response, raw, provider.tenant_id)
+        self.cookies.set_device(response, device)
         return response
 
     async def _session_from_raw(self, raw: str, tenant_id: str) -> BrowserSession:
@@ -183,13 +200,21 @@ class HostedPages:
         return session
 
     async def end_session(self, request: Request) -> Response:
-        """RP-initiated logout: end the tenant session, then return to a registered post-logout URI."""
+        """RP-initiated logout: end the tenant session, then return to a registered post-logout URI.
+
+        A request with a valid ``id_token_hint`` (signed by this tenant, for the signed-in user) proceeds at once.
+        Without one anyone could sign the user out with a link or an image (logout CSRF), so the user is asked to
+        confirm first (OpenID RP-Initiated Logout 1.0 §2, §6): a form posted back here with the page's CSRF token.
+        """
         provider = await self._provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This page does not exist.", 404)
-        params = dict(request.query_params)
+        params = {k: v[:MAX_LOGOUT_FIELD] for k, v in request.query_params.items() if "\x00" not in v}
+        confirmed = False
         if request.method == "POST":
-            params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+            form = await request.form()
+            params.update({k: v for k, v in form.items() if isinstance(v, str) and "\x00" not in v})
+            confirmed = params.get("confirm") == "yes"
         try:
             target = await run_in_threadpool(
                 provider.flow.post_logout_redirect,
@@ -199,6 +224,14 @@ class HostedPages:
             )
         except IdpError as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        session = await self._session(request, provider.tenant_id)
+        if session is not None and not await self._hint_names(provider, params.get("id_token_hint"), session):
+            if not confirmed:
+                return self._confirm_logout(request, provider, params)
+            try:
+                self.cookies.check_csrf(request, params.get("csrf_token"))
+            except CsrfFailed as exc:
+                return await self.pages.error_page(request, exc.code, exc.message, exc.status)
         await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request, provider.tenant_id))
         if target:
             state = params.get("state")
@@ -208,3 +241,16 @@ class HostedPages:
             response = self.pages.render(request, "signed_out.html")
         self.cookies.clear_session(response, provider.tenant_id)
         return response
+
+    async def _hint_names(self, provider: TenantProvider, hint: str | None, session: BrowserSession) -> bool:
+        """Whether ``hint`` is an ID token this tenant signed for the user of ``session``."""
+        if not hint:
+            return False
+        subject = await run_in_threadpool(provider.flow.id_token_subject, hint)
+        return subject is not None and subject == session.user_id
+
+    def _confirm_logout(self, request: Request, provider: TenantProvider, params: dict[str, str]) -> Response:
+        carried = {k: params[k] for k in LOGOUT_FIELDS if params.get(k)}
+        return self.pages.render(
+            request, "confirm_sign_out.html", action=f"/t/{provider.tenant_id}/oidc/end-session", fields=carried
+        )

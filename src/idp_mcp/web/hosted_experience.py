@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the hosted pages build this module's view; only the type is
     from idp_mcp.web.hosted import HostedPages
 
 NOT_FOUND = "This sign-in page does not exist."
+# After a sign-up with an unverified address: the same words whether the account is new or existed already.
+SIGN_UP_DONE = "Thanks. Sign in with your email address to continue. If it already had an account, use that password."
 _LABELS = {"email": "Email", "username": "Username"}
 
 
@@ -313,6 +315,14 @@ class HostedExperiencePages:
             )  # fmt: skip
         if started.user is not None:
             return await self._signed_in(request, provider, interaction, started.user)
+        if started.sign_in_email is not None:
+            # The same page whether the account was just created or existed already (see SignUpStarted).
+            response = await self.view.sign_in(
+                request, provider.tenant_id, interaction_id=interaction.id,
+                application=await self._application(provider, interaction), identifier=started.sign_in_email,
+                email=started.sign_in_email, notice=SIGN_UP_DONE,
+            )  # fmt: skip
+            return _deliver_later(response, self.core.mailer, started.email)
         assert started.pending_email is not None
         response = await self.view.code(
             request, provider.tenant_id, interaction_id=interaction.id, purpose="sign_up", email=started.pending_email

@@ -15,8 +15,10 @@ from starlette.staticfiles import StaticFiles
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.core.setup_codes import code_required
+from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
-from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
+from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, SetupAlreadyDone
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.web.session import CookieJar
 
@@ -82,6 +84,10 @@ class Pages:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
         return session if session and session.tenant_id == ADMIN_TENANT_ID else None
 
+    async def signed_in(self, request: Request) -> bool:
+        """Whether the browser has an administrator session (what ``prompt=none`` at the MCP issuer is told)."""
+        return await self._session(request) is not None
+
     async def read_form(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         self.cookies.check_csrf(request, _text(form.get("csrf_token")))
@@ -125,19 +131,37 @@ class Pages:
                 identifier,
                 (form.get("password") or "")[:MAX_FIELD],
                 client_address=client_host(request),
+                device=self.cookies.device_id(request),
             )
         except IdpError as exc:
             return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
+
+    async def start_session(
+        self, request: Request, user_id: str, response: Response, tenant_id: str = ADMIN_TENANT_ID
+    ) -> Response:
+        """Sign a user who just proved who they are in: a session, and this browser becomes a known device."""
+        device = self.cookies.device_for_sign_in(request)
+        raw = await run_in_threadpool(lambda: self.core.sessions.start(tenant_id, user_id, device=device))
+        self.cookies.set_session(response, raw, None if tenant_id == ADMIN_TENANT_ID else tenant_id)
+        self.cookies.set_device(response, device)
         return response
+
+    def _setup_code_required(self, request: Request) -> bool:
+        return code_required(self.core.settings.public_url, client_host(request))
+
+    def _render_setup(self, request: Request, next_url: str, *, email: str = "", error: str | None = None,
+                      status: int = 200) -> HTMLResponse:  # fmt: skip
+        return self.render(
+            request, "setup.html", status=status, next_url=next_url, email=email, error=error,
+            code_required=self._setup_code_required(request),
+        )  # fmt: skip
 
     async def setup_page(self, request: Request) -> Response:
         next_url = safe_next(request.query_params.get("next"))
         if await run_in_threadpool(self.core.users.administrators_exist):
             return RedirectResponse(f"/sign-in?next={quote(next_url)}", status_code=303)
-        return self.render(request, "setup.html", next_url=next_url, error=None, email="")
+        return self._render_setup(request, next_url)
 
     async def setup_submit(self, request: Request) -> Response:
         try:
@@ -147,25 +171,22 @@ class Pages:
         next_url = safe_next(form.get("next"))
         email = (form.get("email") or "")[:MAX_FIELD]
         password = (form.get("password") or "")[:MAX_FIELD]
+        if await run_in_threadpool(self.core.users.administrators_exist):
+            done = SetupAlreadyDone("An administrator exists already: sign in instead.")
+            return self._render_setup(request, next_url, email=email, error=done.message, status=done.status)
+        if self._setup_code_required(request):
+            code = (form.get("setup_code") or "")[:MAX_FIELD]
+            if not code or not await run_in_threadpool(self.core.setup_codes.verify, code):
+                error = "Enter the one-time setup code printed on the server's console when it started."
+                return self._render_setup(request, next_url, email=email, error=error, status=403)
         if password != (form.get("password_confirm") or "")[:MAX_FIELD]:
-            return self.render(
-                request,
-                "setup.html",
-                status=400,
-                next_url=next_url,
-                email=email,
-                error="The passwords do not match.",
-            )
+            return self._render_setup(request, next_url, email=email, error="The passwords do not match.", status=400)
         try:
             user = await self.core.users.create_administrator(email, password, first_only=True)
         except IdpError as exc:
-            return self.render(
-                request, "setup.html", status=exc.status, next_url=next_url, email=email, error=exc.message
-            )
-        raw = await run_in_threadpool(self.core.sessions.start, ADMIN_TENANT_ID, user.id)
-        response = RedirectResponse(next_url, status_code=303)
-        self.cookies.set_session(response, raw)
-        return response
+            return self._render_setup(request, next_url, email=email, error=exc.message, status=exc.status)
+        await run_in_threadpool(self.core.setup_codes.forget)
+        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
 
     async def sign_out(self, request: Request) -> Response:
         try:
@@ -181,7 +202,10 @@ class Pages:
 
     async def _interaction(self, request: Request) -> Interaction | None:
         interaction = await run_in_threadpool(self.core.sessions.get_interaction, request.path_params["id"])
-        return interaction if interaction and interaction.tenant_id == ADMIN_TENANT_ID else None
+        if interaction is None or interaction.tenant_id != ADMIN_TENANT_ID:
+            return None
+        await self.flow.server.prefetch_client(interaction.client_id)  # its document, if due again: not in a thread
+        return interaction
 
     async def interaction_page(self, request: Request) -> Response:
         interaction = await self._interaction(request)
@@ -232,13 +256,14 @@ class Pages:
                 location = await run_in_threadpool(self.flow.deny, interaction)
                 return RedirectResponse(location, status_code=303)
             memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
-            allowed = {tenant.id for tenant, _role in memberships}
-            tenant_id = form.get("tenant") or (next(iter(allowed)) if len(allowed) == 1 else "")
-            if tenant_id not in allowed:
+            roles = {tenant.id: role for tenant, role in memberships}
+            tenant_id = form.get("tenant") or (next(iter(roles)) if len(roles) == 1 else "")
+            if tenant_id not in roles:
                 return await self._render_consent(request, interaction, session, "Choose a tenant you administer.")
             consent = await run_in_threadpool(self.flow.describe, interaction)
             ticked = set(form.get("scope") or [])
-            scopes = [s for s in consent.scopes if s not in OPTIONAL_SCOPES or s in ticked]
+            withheld = withheld_scopes(roles[tenant_id])  # a read-only member cannot hand out write access
+            scopes = [s for s in consent.scopes if (s not in OPTIONAL_SCOPES or s in ticked) and s not in withheld]
             location = await run_in_threadpool(
                 lambda: self.flow.approve(
                     interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,

@@ -8,6 +8,7 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
+from idp_mcp.core import devices
 from idp_mcp.errors import CsrfFailed
 from idp_mcp.settings import Settings
 
@@ -20,6 +21,9 @@ class CookieJar:
         self.session_name = f"{prefix}idp_session"
         self.csrf_name = f"{prefix}idp_csrf"
         self.session_max_age = settings.session_ttl
+        # One per browser, for every account signed in from it: what makes it a known device (core/devices.py).
+        self.device_name = f"{prefix}idp_device"
+        self.device_max_age = settings.known_device_ttl
 
     def _session_cookie(self, tenant_id: str | None) -> str:
         # Administrators and each tenant's end users have separate sessions in the same browser.
@@ -38,6 +42,20 @@ class CookieJar:
         response.delete_cookie(
             self._session_cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
         )
+
+    def device_id(self, request: Request) -> str | None:
+        return devices.usable(request.cookies.get(self.device_name))
+
+    def device_for_sign_in(self, request: Request) -> str:
+        """The browser's device cookie value, or a new one for a browser that has none yet."""
+        return self.device_id(request) or devices.new_device_token()
+
+    def set_device(self, response: Response, token: str) -> None:
+        """(Re)send the device cookie; every sign-in moves its expiry on, as it does the stored device's."""
+        response.set_cookie(
+            self.device_name, token, max_age=self.device_max_age, httponly=True, secure=self.secure, samesite="lax",
+            path="/",
+        )  # fmt: skip
 
     def csrf_token(self, request: Request) -> str:
         """The token forms must echo; reuses the cookie's value or makes a new one (see ``ensure_csrf``)."""

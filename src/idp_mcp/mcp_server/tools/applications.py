@@ -4,16 +4,18 @@ temporary secrets. No tool ever returns a secret it did not just create."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from idp_mcp.core.applications import Application, ApplicationChanges
-from idp_mcp.core.secrets import IssuedSecret
+from idp_mcp.core.secrets import IssuedSecret, ProductionSecretInConsole, SecretInfo
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
 from idp_mcp.mcp_server.links import console_application_url, discovery_url, tenant_issuer
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 ApplicationType = Literal["traditional", "spa", "native", "m2m"]
@@ -57,14 +59,19 @@ class CreatedApplication(ApplicationInfo):
 
 
 class SecretSummary(BaseModel):
+    secretId: str = Field(description="The secret's id: name it to revokeSecret (temporary ones).")
     kind: Literal["temporary", "production"]
     lastFour: str = Field(description="The last four characters, to tell secrets apart.")
-    expiresAt: datetime | None
-    active: bool
+    createdAt: datetime
+    expiresAt: datetime | None = Field(description="When it stops working; null for production secrets.")
+    revokedAt: datetime | None
+    active: bool = Field(description="Whether the token endpoint accepts it now (not revoked, not expired).")
 
 
 class ApplicationWithSecrets(ApplicationInfo):
     secrets: list[SecretSummary] = Field(description="The application's secrets, without their values.")
+    roles: list[HeldRole] = Field(description="Its m2m roles (m2m applications only; others act for their users).")
+    permissions: list[EffectivePermission] = Field(description="The API permissions its m2m roles grant.")
 
 
 class ApplicationList(BaseModel):
@@ -84,6 +91,11 @@ class DeletedApplication(BaseModel):
 class CreatedSecret(TemporarySecret):
     applicationId: str
     next: str = Field(description="What to do next.")
+
+
+class RevokedSecret(SecretSummary):
+    applicationId: str
+    alreadyRevoked: bool = Field(description="True when it had been revoked before: nothing changed.")
 
 
 class RevokedSecrets(BaseModel):
@@ -114,9 +126,10 @@ def _info(ctx: ToolContext, app: Application) -> dict[str, Any]:
 def _secret_hint(ctx: ToolContext, app_id: str, secret: IssuedSecret) -> str:
     expires = f"{as_utc(secret.expires_at):%Y-%m-%dT%H:%M:%SZ}" if secret.expires_at else "soon"
     return (
-        "Put the temporary secret in an environment variable (for example CLIENT_SECRET in a .env file that is not "
-        f"committed), never in source code or chat. It stops working at {expires}; call createTemporarySecret for "
-        "another while developing. For production, a person creates a production secret in the console: "
+        "Put the temporary secret in the environment variable IDP_CLIENT_SECRET (the name every guide reads), e.g. "
+        "in a .env file that is not committed, never in source code or chat. "
+        f"It stops working at {expires}; call createTemporarySecret for another while developing. "
+        "For production, a person creates a production secret in the console: "
         f"{console_application_url(ctx.settings, ctx.actor.tenant_id, app_id)}"
     )
 
@@ -208,16 +221,27 @@ class ApplicationRef(BaseModel):
 
 
 async def get_application(ctx: ToolContext, args: ApplicationRef) -> ApplicationWithSecrets:
-    """One application with its secrets described (kind, last four characters, expiry), never their values."""
+    """One application with its secrets described (id, kind, last four characters, dates), never their values."""
     tenant_id = ctx.actor.tenant_id
     app = await run_in_threadpool(ctx.core.applications.get, tenant_id, args.applicationId)
-    secrets = await run_in_threadpool(ctx.core.secrets.list, tenant_id, app.id) if app.confidential else []
+
+    def read() -> tuple[list[Any], Any]:
+        secrets = ctx.core.secrets.list(tenant_id, app.id) if app.confidential else []
+        return secrets, ctx.core.roles.of_subject(tenant_id, "application", app.id)
+
+    secrets, held = await run_in_threadpool(read)
     return ApplicationWithSecrets(
         **_info(ctx, app),
-        secrets=[
-            SecretSummary(kind=s.kind, lastFour=s.last_four, expiresAt=s.expires_at, active=s.active) for s in secrets
-        ],
+        **roles_and_permissions(held),
+        secrets=[_summary(secret) for secret in secrets],
     )
+
+
+def _summary(secret: SecretInfo) -> dict[str, Any]:
+    return {
+        "secretId": secret.id, "kind": secret.kind, "lastFour": secret.last_four, "createdAt": secret.created_at,
+        "expiresAt": secret.expires_at, "revokedAt": secret.revoked_at, "active": secret.active,
+    }  # fmt: skip
 
 
 # --- updateApplication ----------------------------------------------------------------------------------------
@@ -255,13 +279,9 @@ async def update_application(ctx: ToolContext, args: UpdateApplicationInput) -> 
         cors_origins=args.corsOrigins,
         id_token_alg=args.idTokenAlg,
     )
-    tenant_id = ctx.actor.tenant_id
-
-    def apply() -> tuple[Application, Application]:
-        before = ctx.core.applications.get(tenant_id, args.applicationId)
-        return before, ctx.core.applications.update(tenant_id, args.applicationId, changes, ctx.actor)
-
-    before, after = await run_in_threadpool(apply)
+    before, after = await run_in_threadpool(
+        ctx.core.applications.change, ctx.actor.tenant_id, args.applicationId, changes, ctx.actor
+    )
     old, new = _info(ctx, before), _info(ctx, after)
     return UpdatedApplication(**new, changed=[key for key in _COMPARED if old[key] != new[key]])
 
@@ -315,6 +335,32 @@ async def revoke_temporary_secrets(ctx: ToolContext, args: ApplicationRef) -> Re
     return RevokedSecrets(applicationId=args.applicationId, revoked=count)
 
 
+class RevokeSecretInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    applicationId: ApplicationId
+    secretId: str = Field(
+        min_length=1, max_length=32, description="The secret's id, from getApplication (never the secret's value)."
+    )
+
+
+async def revoke_secret(ctx: ToolContext, args: RevokeSecretInput) -> RevokedSecret:
+    """Revoke one temporary secret by id; a production secret is refused with the console link."""
+    tenant_id = ctx.actor.tenant_id
+    try:
+        revoked = await run_in_threadpool(
+            partial(ctx.core.secrets.revoke, production=False), tenant_id, args.applicationId, args.secretId, ctx.actor
+        )
+    except ProductionSecretInConsole:
+        raise ToolFailure(
+            f"Secret '{args.secretId}' is a production secret: tools cannot revoke it. Ask the person you act for to "
+            f"revoke it in the web console (after putting a new one in place, if it is in use): "
+            f"{console_application_url(ctx.settings, tenant_id, args.applicationId)}"
+        ) from None
+    return RevokedSecret(
+        **_summary(revoked.secret), applicationId=args.applicationId, alreadyRevoked=revoked.already_revoked
+    )
+
+
 TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="createApplication",
@@ -343,7 +389,8 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getApplication",
         title="Get application",
-        description="Read one application's settings and a description of its secrets (never their values).",
+        description="Read one application's settings, a description of its secrets (never their values) and, for "
+        "m2m applications, its roles and API permissions.",
         input_model=ApplicationRef,
         output_model=ApplicationWithSecrets,
         handler=get_application,
@@ -384,6 +431,18 @@ TOOLS: list[ToolSpec[Any]] = [
         input_model=ApplicationRef,
         output_model=CreatedSecret,
         handler=create_temporary_secret,
+        scope=SCOPE_WRITE,
+        toolset="applications",
+        read_only=False,
+    ),
+    ToolSpec(
+        name="revokeSecret",
+        title="Revoke secret",
+        description="Make one temporary secret of an application stop working now, by its id from getApplication. "
+        "Production secrets are revoked (and rotated) by a person in the web console.",
+        input_model=RevokeSecretInput,
+        output_model=RevokedSecret,
+        handler=revoke_secret,
         scope=SCOPE_WRITE,
         toolset="applications",
         read_only=False,

@@ -74,7 +74,8 @@ class GuideContent(BaseModel):
     applicationId: str | None = Field(description="The application whose values were filled in, if one was given.")
     unfilled: list[str] = Field(
         description="Placeholders shown as <your ...> because their value is not known: pass applicationId for the "
-        "client id and redirect URIs. The client secret is never filled in; code reads IDP_CLIENT_SECRET."
+        "client id and redirect URIs (and, for an m2m app with roles, its API identifier; with one API resource in "
+        "the tenant, that one is filled in). The client secret is never filled in; code reads IDP_CLIENT_SECRET."
     )
     url: str = Field(description="The guide on this server's /docs pages, for the user to read.")
 
@@ -86,11 +87,19 @@ async def get_instructions(ctx: ToolContext, args: GetInstructionsInput) -> Guid
     if guide is None:
         known = ", ".join(g.id for g in ctx.guides.all())
         raise ToolFailure(f"There is no guide '{args.topic[:100]}'. Use one of: {known}.")
-    app = None
-    if args.applicationId is not None:
+    tenant_id = ctx.actor.tenant_id
+    application_id = args.applicationId.strip() if args.applicationId is not None else None
+
+    def read() -> tuple[Application | None, str | None]:
         # An id of another tenant is "not found" here too: applications are read by (tenant, id).
-        app = await run_in_threadpool(ctx.core.applications.get, ctx.actor.tenant_id, args.applicationId.strip())
+        found = ctx.core.applications.get(tenant_id, application_id) if application_id is not None else None
+        api = ctx.core.api_resources.suggested_identifier(tenant_id, found.id if found else None)
+        return found, api
+
+    app, api_identifier = await run_in_threadpool(read)
     values = _values(ctx, app)
+    if api_identifier is not None:
+        values["API_IDENTIFIER"] = api_identifier
     return GuideContent(
         id=guide.id,
         title=guide.title,

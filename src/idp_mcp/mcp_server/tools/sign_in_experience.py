@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from idp_mcp.core.custom_css import MAX_CSS_BYTES
 from idp_mcp.core.sign_in_experience import ExperienceUpdate, SignInExperience
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
 from idp_mcp.mcp_server.links import sign_in_preview_url
@@ -18,8 +19,8 @@ from idp_mcp.mcp_server.tools.tenant import NoInput
 
 DarkMode = Literal["on", "off", "auto"]
 Identifier = Literal["email", "username"]
-# phone is accepted by the schema so the refusal can say why (no SMS connector), rather than "not one of".
-IdentifierInput = Literal["email", "username", "phone"]
+# Phone numbers are left out until an SMS connector exists: an agent must not offer what cannot work.
+IdentifierInput = Literal["email", "username"]
 
 # --- results --------------------------------------------------------------------------------------------------
 
@@ -123,9 +124,9 @@ class UpdateBrandingInput(BaseModel):
     )
     customCss: str | None = Field(
         default=None,
-        max_length=16384,
-        description="Plain CSS rules, at most 4 KB: no @-rules, url(), strings, escapes or script. Null or '' removes "
-        "it. Prefer the colour fields; the page's classes may change.",
+        max_length=MAX_CSS_BYTES,
+        description=f"Plain CSS rules, at most {MAX_CSS_BYTES} bytes: no @-rules, url(), strings, escapes or script. "
+        "Null or '' removes it. Prefer the colour fields; the page's classes may change.",
     )
     termsOfUseUrl: str | None = Field(default=None, max_length=2048, description="https URL of the terms of use.")
     privacyPolicyUrl: str | None = Field(default=None, max_length=2048, description="https URL of the privacy policy.")
@@ -148,7 +149,7 @@ async def update_branding(ctx: ToolContext, args: UpdateBrandingInput) -> Update
 class SignInMethodInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     identifier: IdentifierInput = Field(
-        description="What the user types: email or username (phone needs an SMS connector, not available yet)."
+        description="What the user types: email or username (phone numbers are not supported)."
     )
     password: bool = Field(default=False, description="The user proves it with a password.")
     verificationCode: bool = Field(

@@ -20,7 +20,7 @@ class TenantInfo(BaseModel):
     tenantName: str
     authorizationServer: str = Field(description="Issuer of the tokens this MCP connection uses.")
     mcpServerUrl: str
-    consoleUrl: str
+    consoleUrl: str = Field(description="The web console for this tenant, where a person manages production secrets.")
     signedInAs: str | None
     agent: str | None = Field(description="The MCP client acting for the signed-in administrator.")
     scopes: list[str]
@@ -36,7 +36,7 @@ async def get_tenant_info(ctx: ToolContext, _: NoInput) -> TenantInfo:
         tenantName=tenant.name,
         authorizationServer=ctx.settings.issuer,
         mcpServerUrl=ctx.settings.mcp_resource,
-        consoleUrl=ctx.settings.url("/"),
+        consoleUrl=ctx.settings.url(f"/console/t/{tenant.id}/applications"),
         signedInAs=ctx.user_email,
         agent=ctx.actor.client_name,
         scopes=sorted(ctx.scopes),

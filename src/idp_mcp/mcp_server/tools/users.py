@@ -13,6 +13,7 @@ from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
 from idp_mcp.core.users import UserChanges
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 
 UserId = Annotated[str, Field(min_length=1, max_length=64, description="The user's id, from listUsers.")]
 
@@ -24,6 +25,10 @@ class UserInfo(BaseModel):
     email: str | None
     username: str | None
     name: str | None
+    emailVerified: bool = Field(
+        description="Whether the email address is proven (the user entered a code sent to it, or an administrator "
+        "vouched for it). Sent to applications as the email_verified claim."
+    )
     suspended: bool = Field(description="A suspended user cannot sign in.")
     createdAt: datetime
 
@@ -39,7 +44,9 @@ class IdentityInfo(BaseModel):
     lastSignInAt: datetime
 
 
-class UserWithIdentities(UserInfo):
+class UserDetails(UserInfo):
+    roles: list[HeldRole] = Field(description="The user roles the user holds (assignRoles, removeRoles).")
+    permissions: list[EffectivePermission] = Field(description="The API permissions those roles grant.")
     identities: list[IdentityInfo] = Field(
         description="The user's accounts at connectors (upstream providers); unlinkIdentity removes one."
     )
@@ -68,6 +75,7 @@ def _info(user: User) -> UserInfo:
         email=user.email,
         username=user.username,
         name=user.name,
+        emailVerified=user.email_verified,
         suspended=user.suspended,
         createdAt=as_utc(user.created_at),
     )
@@ -88,6 +96,11 @@ class CreateUserInput(BaseModel):
         json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
     )
     name: str | None = Field(default=None, max_length=128, description="The user's display name.")
+    emailVerified: bool = Field(
+        default=False,
+        description="true only when you know the address belongs to this person; otherwise it stays unproven until "
+        "they sign in with a code sent to it. Applications may link accounts by a verified email.",
+    )
 
 
 async def create_user(ctx: ToolContext, args: CreateUserInput) -> UserInfo:
@@ -99,6 +112,7 @@ async def create_user(ctx: ToolContext, args: CreateUserInput) -> UserInfo:
         email=args.email,
         username=args.username,
         name=args.name,
+        email_verified=args.emailVerified,
     )
     return _info(user)
 
@@ -136,12 +150,22 @@ class UserRef(BaseModel):
     userId: UserId
 
 
-async def get_user(ctx: ToolContext, args: UserRef) -> UserWithIdentities:
-    """One user, with their identities at connectors."""
-    user = await run_in_threadpool(ctx.core.tenant_users.get, ctx.actor.tenant_id, args.userId)
-    identities = await run_in_threadpool(ctx.core.connectors.identities, ctx.actor.tenant_id, user.id)
-    return UserWithIdentities(
+async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
+    """One user, with their roles, effective API permissions and identities at connectors."""
+    tenant_id = ctx.actor.tenant_id
+
+    def read() -> tuple[User, Any, Any]:
+        user = ctx.core.tenant_users.get(tenant_id, args.userId)
+        return (
+            user,
+            ctx.core.roles.of_subject(tenant_id, "user", user.id),
+            ctx.core.connectors.identities(tenant_id, user.id),
+        )
+
+    user, held, identities = await run_in_threadpool(read)
+    return UserDetails(
         **_info(user).model_dump(),
+        **roles_and_permissions(held),
         identities=[
             IdentityInfo(
                 connectorId=i.connector_id,
@@ -166,24 +190,26 @@ class UpdateUserInput(BaseModel):
     userId: UserId
     name: str | None = Field(default=None, max_length=128, description="A new display name; an empty string clears it.")
     suspended: bool | None = Field(
-        default=None, description="true stops the user signing in and signs them out everywhere; false lets them back."
+        default=None,
+        description="true stops the user signing in, signs them out everywhere and revokes their applications' "
+        "tokens (reactivating does not restore those: they sign in again); false lets them back.",
+    )
+    emailVerified: bool | None = Field(
+        default=None,
+        description="true when you know the address belongs to this person; false marks it unproven again.",
     )
 
 
 async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
     """Change the fields given; the others stay as they are."""
-    if args.name is None and args.suspended is None:
-        raise ToolFailure("Give at least one field to change: name or suspended.")
-    tenant_id = ctx.actor.tenant_id
-    changes = UserChanges(name=args.name, suspended=args.suspended)
-
-    def apply() -> tuple[User, User]:
-        before = ctx.core.tenant_users.get(tenant_id, args.userId)
-        return before, ctx.core.tenant_users.update(tenant_id, args.userId, changes, ctx.actor)
-
-    before, after = await run_in_threadpool(apply)
+    if args.name is None and args.suspended is None and args.emailVerified is None:
+        raise ToolFailure("Give at least one field to change: name, suspended or emailVerified.")
+    changes = UserChanges(name=args.name, suspended=args.suspended, email_verified=args.emailVerified)
+    before, after = await run_in_threadpool(
+        ctx.core.tenant_users.change, ctx.actor.tenant_id, args.userId, changes, ctx.actor
+    )
     old, new = _info(before), _info(after)
-    changed = [key for key in ("name", "suspended") if getattr(old, key) != getattr(new, key)]
+    changed = [key for key in ("name", "suspended", "emailVerified") if getattr(old, key) != getattr(new, key)]
     return UpdatedUser(**new.model_dump(), changed=changed)
 
 
@@ -238,9 +264,10 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getUser",
         title="Get user",
-        description="Read one user's profile, whether they are suspended, and their identities at connectors.",
+        description="Read one user's profile, whether their email is verified, whether they are suspended, their "
+        "roles and the API permissions those grant, and their identities at connectors.",
         input_model=UserRef,
-        output_model=UserWithIdentities,
+        output_model=UserDetails,
         handler=get_user,
         scope=SCOPE_READ,
         toolset="users",
@@ -249,8 +276,8 @@ TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="updateUser",
         title="Update user",
-        description="Change a user's display name, or suspend or reactivate them. A suspended user is signed out "
-        "everywhere and cannot sign in.",
+        description="Change a user's display name or whether their email is verified, or suspend or reactivate them. "
+        "A suspended user is signed out everywhere and cannot sign in.",
         input_model=UpdateUserInput,
         output_model=UpdatedUser,
         handler=update_user,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Error, grants
 
 from idp_mcp.core.grants import CodeRecord
+from idp_mcp.core.permissions import Subject
 from idp_mcp.oauth.checks import InvalidTargetError, choose_resource
 from idp_mcp.oauth.models import AuthorizationCode
 from idp_mcp.oauth.tokens import TokenSubject
@@ -30,8 +31,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         redirect_uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
         return redirect_uri
 
+    def validate_requested_scope(self) -> None:
+        if self.server.targets is None:
+            super().validate_requested_scope()
+            return
+        # A tenant issuer: permissions are scopes of the API resources named with them.
+        self.request.resource = self.server.targets.authorization(
+            self.request.payload.datalist.get("resource", []), self.request.payload.scope
+        )
+
     def validate_authorization_request(self) -> str:
         redirect_uri: str = super().validate_authorization_request()
+        if self.server.targets is not None:
+            return redirect_uri  # the resources were checked with the scope
         try:
             self.request.resource = choose_resource(
                 self.request.payload.datalist.get("resource", []),
@@ -83,8 +95,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             super().validate_token_request()  # the client, the code, the redirect URI, then PKCE (a hook)
             # RFC 8707 §2.2: a resource named at the token endpoint must be the one the code was issued for.
             requested = self.request.payload.datalist.get("resource", [])
-            bound = self.request.authorization_code.record.resource
-            if requested and (len(set(requested)) > 1 or requested[0] != bound):
+            record = self.request.authorization_code.record
+            bound = record.resource
+            if self.server.targets is not None:
+                self.request.target = self.server.targets.token(bound, requested, Subject("user", record.user_id))
+            elif requested and (len(set(requested)) > 1 or requested[0] != bound):
                 raise InvalidTargetError(description="The resource does not match the authorization request.")
         except OAuth2Error:
             if self._found is not None:
@@ -109,6 +124,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> TokenSubject:
         record = authorization_code.record
+        audience, api = getattr(self.request, "target", (None, None))
         return TokenSubject(
             user_id=record.user_id,
             family_id=record.grant_id,
@@ -117,4 +133,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             auth_time=record.auth_time,
             nonce=record.nonce,
             user=authorization_code.user,
+            audience=audience,
+            api=api,
         )

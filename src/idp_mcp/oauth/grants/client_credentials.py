@@ -18,11 +18,26 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
     server: IdpAuthorizationServer
 
+    def validate_requested_scope(self) -> None:
+        if self.server.targets is None:
+            super().validate_requested_scope()
+            return
+        # A tenant issuer: the resource (one of the tenant's API resources, or the issuer) and the permissions the
+        # application holds on it, read once; the scope must name permissions of that resource.
+        self.request.target = self.server.targets.client_credentials(
+            self.request.payload.datalist.get("resource", []), self.request.payload.scope, self.request.client.client_id
+        )
+
     def validate_token_request(self) -> None:
         super().validate_token_request()
-        resource = choose_resource(
-            self.request.payload.datalist.get("resource", []), self.server.resources, self.server.default_resource
-        )
+        target = getattr(self.request, "target", None)
+        if target is not None:
+            resource, api = target
+        else:
+            resource = choose_resource(
+                self.request.payload.datalist.get("resource", []), self.server.resources, self.server.default_resource
+            )
+            api = None
         # The token is about the application itself: it is its own subject, and each token its own grant.
         self.request.user = TokenSubject(
             user_id=self.request.client.client_id,
@@ -30,6 +45,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             resource=resource,
             acting_tenant_id=None,
             auth_time=None,
+            api=api,
         )
 
     def create_token_response(self) -> tuple[int, dict[str, object], list[tuple[str, str]]]:

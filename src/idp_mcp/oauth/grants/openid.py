@@ -61,6 +61,8 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]
         info = UserInfo(sub=user.user_id)
         if record is not None and SCOPE_EMAIL in scopes and record.email:
             info["email"] = record.email
+            # Apps that link accounts by email must only trust a proven address (OIDC Core §5.1).
+            info["email_verified"] = record.email_verified
         if record is not None and SCOPE_PROFILE in scopes:
             if record.name:
                 info["name"] = record.name

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, grants
 
+from idp_mcp.core.permissions import Subject
 from idp_mcp.oauth.checks import InvalidTargetError
 from idp_mcp.oauth.models import RefreshToken
 from idp_mcp.oauth.tokens import TokenSubject
@@ -32,8 +33,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def validate_token_request(self) -> None:
         super().validate_token_request()
         requested = self.request.payload.datalist.get("resource", [])
-        bound = self.request.refresh_token.record.resource
-        if requested and (len(set(requested)) > 1 or requested[0] != bound):
+        record = self.request.refresh_token.record
+        bound = record.resource
+        if self.server.targets is not None:
+            # Any resource the grant was authorized for; its permissions are evaluated again for this token.
+            self.request.target = self.server.targets.token(bound, requested, Subject("user", record.user_id))
+        elif requested and (len(set(requested)) > 1 or requested[0] != bound):
             raise InvalidTargetError(description="The resource does not match the original grant.")
 
     def authenticate_user(self, refresh_token: RefreshToken) -> TokenSubject | None:
@@ -43,6 +48,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         user = refresh_token.user
         if user is None or user.suspended:
             return None
+        audience, api = getattr(self.request, "target", (None, None))
         return TokenSubject(
             user_id=record.user_id,
             family_id=record.family_id,
@@ -51,6 +57,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             auth_time=record.auth_time,
             grant_scope=record.scope,
             user=user,
+            audience=audience,
+            api=api,
         )
 
     def save_token(self, token: dict[str, Any]) -> None:

@@ -30,19 +30,35 @@ def to_client(row: Any) -> Client:
 
 # Built once (the token endpoint runs it on every request): building a statement costs ~4x executing it.
 _GET = select(clients).where(clients.c.tenant_id == bindparam("tenant"), clients.c.client_id == bindparam("client"))
+# Read-modify-write: on PostgreSQL the row stays locked until the transaction ends, so a concurrent update waits and
+# then reads this one's result (SQLite renders no FOR UPDATE: its write transactions are serial already).
+_GET_FOR_UPDATE = _GET.with_for_update()
 
 
-def get(conn: Connection, tenant_id: str, client_id: str) -> Client | None:
-    row = conn.execute(_GET, {"tenant": tenant_id, "client": client_id}).first()
+def get(conn: Connection, tenant_id: str, client_id: str, *, for_update: bool = False) -> Client | None:
+    row = conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"tenant": tenant_id, "client": client_id}).first()
     return to_client(row) if row else None
 
 
 def upsert(conn: Connection, values: dict[str, Any]) -> None:
-    """Insert, or replace a row with the same key (CIMD documents are re-fetched and re-stored)."""
-    conn.execute(
-        delete(clients).where(clients.c.tenant_id == values["tenant_id"], clients.c.client_id == values["client_id"])
-    )
-    conn.execute(insert(clients).values(**values))
+    """Insert, or replace a row with the same key (CIMD documents are re-fetched and re-stored). One statement
+    (``INSERT ... ON CONFLICT DO UPDATE``), so concurrent stores of the same document cannot fail on each other's
+    row, as a delete then insert did on PostgreSQL."""
+    key = [clients.c.tenant_id, clients.c.client_id]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(clients).values(**values)
+        conn.execute(pg.on_conflict_do_update(index_elements=key, set_=_replaced(values, pg.excluded)))
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(clients).values(**values)
+        conn.execute(lite.on_conflict_do_update(index_elements=key, set_=_replaced(values, lite.excluded)))
+
+
+def _replaced(values: dict[str, Any], excluded: Any) -> dict[str, Any]:
+    return {name: excluded[name] for name in values if name not in ("tenant_id", "client_id")}
 
 
 def insert_client(conn: Connection, values: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, and_, bindparam, delete, insert, select, update
 
 from idp_mcp.domain import User
 from idp_mcp.store.tables import authorization_codes, grants, refresh_tokens, revoked_families, users
@@ -22,6 +22,7 @@ _USER_COLUMNS = (
     users.c.name.label("user__name"),
     users.c.suspended.label("user__suspended"),
     users.c.created_at.label("user__created_at"),
+    users.c.email_verified.label("user__email_verified"),
 )
 
 
@@ -49,7 +50,13 @@ _INSERT_REFRESH_TOKEN = insert(refresh_tokens)
 _GET_REFRESH_TOKEN = select(refresh_tokens).where(
     refresh_tokens.c.tenant_id == bindparam("tenant"), refresh_tokens.c.token_digest == bindparam("digest")
 )
-_GET_REFRESH_TOKEN_WITH_USER = _with_user(refresh_tokens, "token_digest")
+# With its family's revocation too: a successor stored by a rotation that raced with a revocation of the whole
+# family (a user suspended) has no revoked_at of its own, but its family is revoked.
+_GET_REFRESH_TOKEN_WITH_USER = (
+    _with_user(refresh_tokens, "token_digest")
+    .outerjoin(revoked_families, revoked_families.c.family_id == refresh_tokens.c.family_id)
+    .add_columns(revoked_families.c.family_id.label("family_revoked"))
+)
 _ROTATE_REFRESH_TOKEN = (
     update(refresh_tokens)
     .where(
@@ -65,6 +72,15 @@ _IS_FAMILY_REVOKED = select(revoked_families.c.family_id).where(revoked_families
 
 def insert_grant(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(grants).values(**values))
+
+
+def any_grant(conn: Connection, tenant_id: str, client_id: str) -> bool:
+    row = conn.execute(
+        select(grants.c.id)
+        .where(grants.c.tenant_id == tenant_id, grants.c.client_id == client_id, grants.c.revoked_at.is_(None))
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def latest_grant(conn: Connection, tenant_id: str, user_id: str, client_id: str) -> Any:
@@ -110,7 +126,8 @@ def get_refresh_token(conn: Connection, tenant_id: str, token_digest: str) -> An
 
 
 def get_refresh_token_with_user(conn: Connection, tenant_id: str, token_digest: str) -> tuple[Any, User | None] | None:
-    """A refresh token's row and its user (None when the user is gone), in one statement."""
+    """A refresh token's row and its user (None when the user is gone), in one statement; the row's
+    ``family_revoked`` is not None when its whole family was revoked."""
     row = conn.execute(_GET_REFRESH_TOKEN_WITH_USER, {"tenant": tenant_id, "digest": token_digest}).first()
     return None if row is None else (row, _user_of(row))
 
@@ -126,6 +143,7 @@ def _user_of(row: Any) -> User | None:
         name=row.user__name,
         suspended=bool(row.user__suspended),
         created_at=row.user__created_at,
+        email_verified=bool(row.user__email_verified),
     )
 
 
@@ -179,3 +197,61 @@ def revoke_client_families(conn: Connection, tenant_id: str, client_id: str, now
     }
     for family_id in families:
         revoke_family(conn, tenant_id, family_id, now, "client_deleted")
+
+
+def revoke_user_grants(conn: Connection, tenant_id: str, user_id: str, now: datetime, reason: str) -> list[str]:
+    """End everything a user holds at this issuer (suspended or deleted): every grant (consent) and token family,
+    their refresh tokens and access tokens, and the codes not yet exchanged. Returns the families newly revoked."""
+    families = {
+        row.id
+        for row in conn.execute(select(grants.c.id).where(grants.c.tenant_id == tenant_id, grants.c.user_id == user_id))
+    }
+    families |= {
+        row.family_id
+        for row in conn.execute(
+            select(refresh_tokens.c.family_id).where(
+                refresh_tokens.c.tenant_id == tenant_id, refresh_tokens.c.user_id == user_id
+            )
+        )
+    }
+    families |= {
+        row.grant_id
+        for row in conn.execute(
+            select(authorization_codes.c.grant_id).where(
+                authorization_codes.c.tenant_id == tenant_id, authorization_codes.c.user_id == user_id
+            )
+        )
+    }
+    conn.execute(
+        update(grants)
+        .where(grants.c.tenant_id == tenant_id, grants.c.user_id == user_id, grants.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    conn.execute(
+        update(refresh_tokens)
+        .where(
+            refresh_tokens.c.tenant_id == tenant_id,
+            refresh_tokens.c.user_id == user_id,
+            refresh_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    # A code issued before the suspension must not be exchanged after a reactivation.
+    conn.execute(
+        delete(authorization_codes).where(
+            authorization_codes.c.tenant_id == tenant_id,
+            authorization_codes.c.user_id == user_id,
+            authorization_codes.c.consumed_at.is_(None),
+        )
+    )
+    already = {
+        row.family_id
+        for row in conn.execute(select(revoked_families.c.family_id).where(revoked_families.c.family_id.in_(families)))
+    } if families else set()  # fmt: skip
+    fresh = sorted(families - already)
+    if fresh:
+        conn.execute(
+            insert(revoked_families),
+            [{"family_id": family, "tenant_id": tenant_id, "revoked_at": now, "reason": reason} for family in fresh],
+        )
+    return fresh

@@ -19,8 +19,13 @@ def active_keys(conn: Connection, tenant_id: str) -> list[Any]:
     )
 
 
-def all_published(conn: Connection) -> list[Any]:
-    return list(conn.execute(select(signing_keys).where(signing_keys.c.retired_at.is_(None))).all())
+def published(conn: Connection, tenant_id: str) -> list[Any]:
+    """The published (unretired) keys of one tenant, private keys included."""
+    return list(
+        conn.execute(
+            select(signing_keys).where(signing_keys.c.tenant_id == tenant_id, signing_keys.c.retired_at.is_(None))
+        ).all()
+    )
 
 
 def all_keys(conn: Connection, tenant_id: str | None = None) -> list[Any]:

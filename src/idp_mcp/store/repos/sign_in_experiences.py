@@ -8,8 +8,10 @@ from sqlalchemy import Connection, insert, select, update
 from idp_mcp.store.tables import sign_in_experiences
 
 
-def get(conn: Connection, tenant_id: str) -> Any:
-    return conn.execute(select(sign_in_experiences).where(sign_in_experiences.c.tenant_id == tenant_id)).first()
+def get(conn: Connection, tenant_id: str, *, for_update: bool = False) -> Any:
+    statement = select(sign_in_experiences).where(sign_in_experiences.c.tenant_id == tenant_id)
+    # Read-modify-write: on PostgreSQL the row stays locked until the transaction ends (see clients.get).
+    return conn.execute(statement.with_for_update() if for_update else statement).first()
 
 
 def insert_first(conn: Connection, tenant_id: str, document: dict[str, Any], now: datetime) -> None:

@@ -19,8 +19,11 @@ _MEMBER_ROLE = select(tenant_members.c.role).where(
 )
 
 
-def get(conn: Connection, tenant_id: str) -> Tenant | None:
-    row = conn.execute(_GET, {"tenant": tenant_id}).first()
+_GET_FOR_UPDATE = _GET.with_for_update()  # read-modify-write: see clients.get
+
+
+def get(conn: Connection, tenant_id: str, *, for_update: bool = False) -> Tenant | None:
+    row = conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"tenant": tenant_id}).first()
     return _tenant(row) if row else None
 
 
@@ -51,3 +54,22 @@ def memberships(conn: Connection, admin_user_id: str) -> list[tuple[Tenant, str]
 
 def rename(conn: Connection, tenant_id: str, name: str) -> None:
     conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(name=name))
+
+
+def set_role(conn: Connection, tenant_id: str, admin_user_id: str, role: str) -> None:
+    conn.execute(
+        update(tenant_members)
+        .where(tenant_members.c.tenant_id == tenant_id, tenant_members.c.admin_user_id == admin_user_id)
+        .values(role=role)
+    )
+
+
+def count_role(conn: Connection, tenant_id: str, role: str) -> int:
+    """How many members have ``role``; their rows stay locked until the transaction ends (PostgreSQL), so two
+    demotions at once cannot both see the other owner."""
+    rows = conn.execute(
+        select(tenant_members.c.admin_user_id)
+        .where(tenant_members.c.tenant_id == tenant_id, tenant_members.c.role == role)
+        .with_for_update()
+    ).all()
+    return len(rows)

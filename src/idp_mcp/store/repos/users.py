@@ -18,6 +18,7 @@ def to_user(row: Any) -> User:
         name=row.name,
         suspended=bool(row.suspended),
         created_at=row.created_at,
+        email_verified=bool(row.email_verified),
     )
 
 
@@ -33,8 +34,11 @@ _BY_IDENTIFIER = select(users).where(
 )
 
 
-def get(conn: Connection, tenant_id: str, user_id: str) -> User | None:
-    row = conn.execute(_GET, {"tenant": tenant_id, "user": user_id}).first()
+_GET_FOR_UPDATE = _GET.with_for_update()  # read-modify-write: see clients.get
+
+
+def get(conn: Connection, tenant_id: str, user_id: str, *, for_update: bool = False) -> User | None:
+    row = conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"tenant": tenant_id, "user": user_id}).first()
     return to_user(row) if row else None
 
 

@@ -1,8 +1,8 @@
 """Connectors to upstream identity providers, their encrypted client secrets, users' upstream identities and
 pending upstream sign-ins.
 
-Revision ID: 0010
-Revises: 0004
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 22:30:00.000000
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0004"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
