@@ -116,6 +116,8 @@ def create_app(
     guides = GuideLibrary.load(default_directory(), registry.names())
 
     cimd = MetadataDocumentResolver(settings, core.clients)
+    # One per app, like the resolver's fetcher: its DNS threads and caps in flight are shared by every request.
+    upstream_http = UpstreamHttp(settings)
     server = IdpAuthorizationServer(
         core=core,
         cimd=cimd,
@@ -137,13 +139,13 @@ def create_app(
         # 401 to a client without a token, the pages and the OAuth endpoints do not need.
         from idp_mcp.mcp_server.server import McpApp
 
-        return McpApp(settings, core, registry, guides)
+        return McpApp(settings, core, registry, guides, upstream=upstream_http)
 
     mcp = McpFront(settings, load_mcp)
     providers = TenantProviders(core, pages.error_page)
     hosted = HostedPages(pages, providers)
     console = Console(pages, settings)
-    upstream = UpstreamSignIn(UpstreamHttp(settings), allow_http_loopback=settings.cimd_allow_private_addresses)
+    upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
     connector_pages = ConnectorPages(hosted, console, upstream, settings)
 
     async def health(request: Request) -> Response:
@@ -170,6 +172,7 @@ def create_app(
         async with mcp.lifespan():
             yield
         cimd.close()
+        upstream_http.close()
         core.close()
 
     limits = BodyLimits(default=settings.max_body_bytes, mcp=settings.mcp_max_body_bytes)

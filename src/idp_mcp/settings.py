@@ -101,6 +101,18 @@ class Settings(BaseSettings):
     connector_max_bytes: int = Field(
         default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="Largest accepted answer of an upstream provider."
     )
+    connector_max_requests: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Requests to upstream providers in flight at once; past it one fails at once.",
+    )
+    connector_max_requests_per_host: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests to one upstream host in flight at once; past it one fails at once.",
+    )
 
     # Brute-force protection of password sign-in (the admin page and every tenant's hosted page). Failures are
     # counted in the database, so every replica sees the same counts.

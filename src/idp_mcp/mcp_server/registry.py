@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.guides import GuideLibrary
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
 
 TOOL_NAME = re.compile(r"^[a-z]+[A-Za-z0-9]*$")  # lowerCamelCase verbNoun
@@ -40,6 +41,7 @@ class ToolContext:
     scopes: frozenset[str]
     user_email: str | None
     tool_names: tuple[str, ...]  # the tools this connection may call
+    upstream: UpstreamHttp  # the app's one client of upstream identity providers (testConnector)
     confirm: Confirm | None = None  # set when the client can ask its user (form elicitation)
     open_url: OpenUrl | None = None  # set when the client can send its user to a URL (URL-mode elicitation)
 

@@ -37,6 +37,7 @@ from idp_mcp.mcp_server.front import (
     resource_metadata_url,
 )
 from idp_mcp.mcp_server.registry import Confirm, OpenUrl, ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
 
@@ -131,8 +132,17 @@ def _access_token(ctx: ServerRequestContext[Any]) -> AccessToken | None:
 
 
 class McpApp:
-    def __init__(self, settings: Settings, core: IdentityCore, registry: ToolRegistry, guides: GuideLibrary) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        core: IdentityCore,
+        registry: ToolRegistry,
+        guides: GuideLibrary,
+        *,
+        upstream: UpstreamHttp,
+    ) -> None:
         self.settings = settings
+        self.upstream = upstream
         self.core = core
         self.registry = registry
         self.guides = guides
@@ -339,6 +349,7 @@ class McpApp:
             scopes=scopes,
             user_email=user_email,
             tool_names=tool_names,
+            upstream=self.upstream,
             confirm=confirm,
             open_url=open_url,
         )

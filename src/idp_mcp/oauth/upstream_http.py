@@ -1,35 +1,28 @@
 """Every HTTP call to an upstream identity provider goes through here: discovery documents, JWKS, the token request
-and userinfo. One small interface (:meth:`UpstreamHttp.get_json`, :meth:`UpstreamHttp.post_form`), so the whole of
-it can later be pointed at a shared safe-outbound-fetch module in one place.
+and userinfo. A thin adapter over the shared safe fetcher of ``oauth.outbound`` (the one client ID metadata
+documents use), under a policy of its own: https only (plain http only to a loopback name, and only under the
+tests-only setting ``IDP_MCP_CIMD_ALLOW_PRIVATE_ADDRESSES``), public addresses only, the connection pinned to a
+checked address, no redirects, no proxy from the environment, one total deadline per request
+(``connector_timeout``), a size cap (``connector_max_bytes``) and caps on requests in flight that fail at once.
 
-Rules, the same as for client ID metadata documents: https only (plain http only to a loopback address, and only
-under the tests-only setting ``IDP_MCP_CIMD_ALLOW_PRIVATE_ADDRESSES``); no redirects; the host is resolved once
-(in a worker thread, inside the deadline) and every address must be public (the check of ``oauth.cimd``); the
-connection goes to a checked address, so DNS rebinding cannot reach the inside; one total deadline per request
-(a trickling server cannot hold it longer) and a size cap on the answer. Everything is async: a slow or dead
-upstream holds up only the browser waiting for it.
+What it adds: POST with a form, a bearer token for userinfo, the status and JSON answer handed back even when not
+200 (the token endpoint's OAuth errors), and failures as :class:`UpstreamUnreachable` naming the URL without its
+query. It has no failure memory: a provider that was down a moment ago is asked again (the user retries, and
+testConnector must see the provider as it is now); the per-host cap already bounds what a dead provider costs.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
-import anyio
-import anyio.to_thread
-
 from idp_mcp.errors import IdpError
-from idp_mcp.oauth.cimd import _is_public_address
+from idp_mcp.oauth.outbound import FetchPolicy, OutboundError, Response, SafeFetcher
 from idp_mcp.settings import Settings
 
-if TYPE_CHECKING:
-    import httpx
-
-MAX_ADDRESSES_TRIED = 4
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WHAT = "upstream provider"
 
 
 class UpstreamUnreachable(IdpError):
@@ -39,21 +32,39 @@ class UpstreamUnreachable(IdpError):
     status = 502
 
 
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        what=WHAT,
+        timeout=settings.connector_timeout,
+        max_bytes=settings.connector_max_bytes,
+        max_in_flight=settings.connector_max_requests,
+        max_in_flight_per_host=settings.connector_max_requests_per_host,
+        failure_ttl=0,
+        allow_private_addresses=settings.cimd_allow_private_addresses,
+        allow_http_loopback=settings.cimd_allow_private_addresses,
+        ca_bundle=settings.cimd_ca_bundle,
+    )
+
+
 class UpstreamHttp:
-    def __init__(self, settings: Settings) -> None:
-        self._timeout = settings.connector_timeout
-        self._max_bytes = settings.connector_max_bytes
-        self._allow_private = settings.cimd_allow_private_addresses
+    """One per app (its fetcher holds a DNS thread pool and the caps in flight): build it at start-up, share it,
+    and :meth:`close` it at shutdown."""
+
+    def __init__(self, settings: Settings, fetcher: SafeFetcher | None = None) -> None:
+        self._fetcher = fetcher or SafeFetcher(fetch_policy(settings))
+
+    def close(self) -> None:
+        self._fetcher.close()
 
     async def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
         """GET a JSON object (``bearer``: an access token for userinfo)."""
         headers = {"Accept": "application/json"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        status, body = await self._request("GET", url, headers=headers)
+        status, document = _json(url, await self._request("GET", url, headers, None))
         if status != 200:
             raise UpstreamUnreachable(f"{_where(url)} answered HTTP {status}.")
-        return body
+        return document
 
     async def post_form(
         self, url: str, data: dict[str, str], auth: tuple[str, str] | None = None
@@ -65,84 +76,42 @@ class UpstreamHttp:
             # RFC 6749 section 2.3.1: client id and secret are form-encoded before Basic encoding.
             pair = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        content = urlencode(data).encode()
-        return await self._request("POST", url, headers=headers, content=content)
+        return _json(url, await self._request("POST", url, headers, urlencode(data).encode()))
 
-    async def _request(
-        self, method: str, url: str, *, headers: dict[str, str], content: bytes | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        import httpx
+    async def _request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
+        try:
+            return await self._fetcher.request(method, url, headers=headers, body=body)
+        except OutboundError as exc:
+            raise UpstreamUnreachable(self._say(url, exc)) from exc
 
-        try:
-            target = httpx.URL(url)
-            host = target.raw_host.decode("ascii")
-        except (httpx.InvalidURL, UnicodeError) as exc:
-            raise UpstreamUnreachable("The upstream URL is not a valid URL.") from exc
-        loopback = host.strip("[]") in _LOOPBACK_NAMES
-        if not (target.scheme == "https" or (target.scheme == "http" and loopback and self._allow_private)):
-            raise UpstreamUnreachable(f"{_where(url)} is not https; upstream providers are reached over https only.")
-        port = target.port or (443 if target.scheme == "https" else 80)
-        try:
-            with anyio.fail_after(self._timeout):
-                addresses = await self._resolve(host.strip("[]"), port)
-                for address in addresses[:MAX_ADDRESSES_TRIED]:
-                    try:
-                        return await self._fetch_from(method, target, host, address, headers, content)
-                    except httpx.ConnectError:
-                        continue
-        except TimeoutError:
-            raise UpstreamUnreachable(f"{_where(url)} did not answer within {self._timeout:g} s.") from None
-        raise UpstreamUnreachable(f"{_where(url)} refused the connection.")
+    def _say(self, url: str, exc: OutboundError) -> str:
+        """The fetcher's failure in words that name the URL (its messages name only "the upstream provider")."""
+        where, policy = _where(url), self._fetcher.policy
+        match exc.kind:
+            case "invalid_url":
+                return "The upstream URL is not a valid URL."
+            case "scheme":
+                return f"{where} is not https; upstream providers are reached over https only."
+            case "timeout":
+                return f"{where} did not answer within {policy.timeout:g} s."
+            case "unreachable":
+                return f"{where} refused the connection."
+            case "redirect":
+                return f"{where} redirects; refused."
+            case "too_large":
+                return f"{where} answered more than {policy.max_bytes} bytes; refused."
+            case _:  # dns, not_public, busy, failed: their messages name the host already
+                return exc.message
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        try:
-            infos = await anyio.to_thread.run_sync(
-                lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), abandon_on_cancel=True
-            )
-        except (OSError, UnicodeError) as exc:
-            raise UpstreamUnreachable(f"The host {host} does not resolve.") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
-            raise UpstreamUnreachable(f"The host {host} does not resolve.")
-        if not self._allow_private and not all(_is_public_address(address) for address in addresses):
-            raise UpstreamUnreachable(f"The host {host} resolves to a non-public address; refused.")
-        return addresses
 
-    async def _fetch_from(
-        self, method: str, target: httpx.URL, host: str, address: str, headers: dict[str, str], content: bytes | None
-    ) -> tuple[int, dict[str, Any]]:
-        """Ask ``address`` (a checked one), presenting the URL's host in Host and SNI (the certificate is verified
-        for that host)."""
-        import httpx
-
-        pinned = target.copy_with(host=address)
-        sent = {**headers, "Host": target.netloc.decode("ascii")}
-        body = bytearray()
-        try:
-            async with (
-                httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False) as http,
-                http.stream(method, pinned, headers=sent, content=content, extensions={"sni_hostname": host}) as answer,
-            ):
-                if answer.is_redirect:
-                    raise UpstreamUnreachable(f"{_where(str(target))} redirects; refused.")
-                async for chunk in answer.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self._max_bytes:
-                        raise UpstreamUnreachable(
-                            f"{_where(str(target))} answered more than {self._max_bytes} bytes; refused."
-                        )
-                status = answer.status_code
-        except httpx.ConnectError:
-            raise
-        except httpx.HTTPError as exc:
-            raise UpstreamUnreachable(f"{_where(str(target))} could not be asked ({type(exc).__name__}).") from exc
-        try:
-            document = json.loads(bytes(body))
-        except (ValueError, RecursionError) as exc:
-            raise UpstreamUnreachable(f"{_where(str(target))} answered HTTP {status} without JSON.") from exc
-        if not isinstance(document, dict):
-            raise UpstreamUnreachable(f"{_where(str(target))} answered JSON that is not an object.")
-        return status, document
+def _json(url: str, response: Response) -> tuple[int, dict[str, Any]]:
+    try:
+        document = json.loads(response.body)
+    except (ValueError, RecursionError) as exc:
+        raise UpstreamUnreachable(f"{_where(url)} answered HTTP {response.status} without JSON.") from exc
+    if not isinstance(document, dict):
+        raise UpstreamUnreachable(f"{_where(url)} answered JSON that is not an object.")
+    return response.status, document
 
 
 def _where(url: str) -> str:

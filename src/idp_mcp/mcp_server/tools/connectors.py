@@ -16,7 +16,6 @@ from idp_mcp.mcp_server.links import connector_secret_url
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
 from idp_mcp.mcp_server.tools.tenant import NoInput
 from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
-from idp_mcp.oauth.upstream_http import UpstreamHttp
 
 Kind = Literal["oidc", "oauth2"]
 PresetName = Literal["google", "microsoft", "github", "gitlab"]
@@ -299,10 +298,9 @@ async def delete_connector(ctx: ToolContext, args: DeleteConnectorInput) -> Dele
 async def run_connector_test(ctx: ToolContext, args: ConnectorRef) -> ConnectorTest:
     """Fetch the connector's discovery document and keys now and report what is wrong."""
     connector = await run_in_threadpool(ctx.core.connectors.get, ctx.actor.tenant_id, args.connectorId)
-    # A fresh client without caches: the test must see the provider as it is now.
-    upstream = UpstreamSignIn(
-        UpstreamHttp(ctx.settings), allow_http_loopback=ctx.settings.cimd_allow_private_addresses, cache=False
-    )
+    # Without the discovery and key caches: the test must see the provider as it is now. The app's one upstream
+    # client (its caps on requests in flight count these too).
+    upstream = UpstreamSignIn(ctx.upstream, allow_http_loopback=ctx.settings.cimd_allow_private_addresses, cache=False)
     report = await upstream.test(connector)
     endpoints = report.endpoints
     return ConnectorTest(
