@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import jwt
 import pytest
@@ -232,11 +233,16 @@ async def test_sign_in_with_another_idp_mcp_tenant_as_an_oauth2_connector(
             )
             try:
                 actor = Actor(tenant_id="upstream", sub=None)
-                upstream_app = upstream.applications.create(
-                    "upstream", name="Downstream sign-in", app_type="traditional", actor=actor,
-                    redirect_uris=[connector["callbackUrl"]],
+                # Database work off the event loop, as the loop guard requires.
+                upstream_app = await anyio.to_thread.run_sync(
+                    lambda: upstream.applications.create(
+                        "upstream", name="Downstream sign-in", app_type="traditional", actor=actor,
+                        redirect_uris=[connector["callbackUrl"]],
+                    )
                 )  # fmt: skip
-                secret = upstream.secrets.create("upstream", upstream_app.id, "production", actor).value
+                secret = await anyio.to_thread.run_sync(
+                    lambda: upstream.secrets.create("upstream", upstream_app.id, "production", actor).value
+                )
                 erin = await upstream.tenant_users.create(
                     "upstream", password=USER_PASSWORD, actor=actor, email="erin@example.com", name="Erin"
                 )
