@@ -27,7 +27,10 @@ from idp_mcp.oauth.endpoints import AuthorizationServerEndpoints, with_cors
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.tenants import TenantEndpoints, TenantProviders
+from idp_mcp.oauth.upstream import UpstreamSignIn
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
+from idp_mcp.web.connectors import ConnectorPages
 from idp_mcp.web.console import Console
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
@@ -113,6 +116,8 @@ def create_app(
     guides = GuideLibrary.load(default_directory(), registry.names())
 
     cimd = MetadataDocumentResolver(settings, core.clients)
+    # One per app, like the resolver's fetcher: its DNS threads and caps in flight are shared by every request.
+    upstream_http = UpstreamHttp(settings)
     server = IdpAuthorizationServer(
         core=core,
         cimd=cimd,
@@ -134,11 +139,14 @@ def create_app(
         # 401 to a client without a token, the pages and the OAuth endpoints do not need.
         from idp_mcp.mcp_server.server import McpApp
 
-        return McpApp(settings, core, registry, guides)
+        return McpApp(settings, core, registry, guides, upstream=upstream_http)
 
     mcp = McpFront(settings, load_mcp)
     providers = TenantProviders(core, pages.error_page)
     hosted = HostedPages(pages, providers)
+    console = Console(pages, settings)
+    upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
+    connector_pages = ConnectorPages(hosted, console, upstream, settings)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -153,8 +161,9 @@ def create_app(
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
+        *connector_pages.routes(),
         *pages.routes(),
-        *Console(pages, settings).routes(),
+        *console.routes(),
         *Docs(pages, guides, settings).routes(),
     ]
 
@@ -163,6 +172,7 @@ def create_app(
         async with mcp.lifespan():
             yield
         cimd.close()
+        upstream_http.close()
         core.close()
 
     limits = BodyLimits(default=settings.max_body_bytes, mcp=settings.mcp_max_body_bytes)

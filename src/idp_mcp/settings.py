@@ -94,6 +94,26 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="How long a failed CIMD fetch is answered from memory (s)."
     )
 
+    # Connectors (upstream identity providers): every fetch of discovery, JWKS, token and userinfo.
+    connector_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Total time allowed for one request to an upstream provider (s)."
+    )
+    connector_max_bytes: int = Field(
+        default=256 * 1024, ge=4096, le=4 * 1024 * 1024, description="Largest accepted answer of an upstream provider."
+    )
+    connector_max_requests: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Requests to upstream providers in flight at once; past it one fails at once.",
+    )
+    connector_max_requests_per_host: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests to one upstream host in flight at once; past it one fails at once.",
+    )
+
     # Brute-force protection of password sign-in (the admin page and every tenant's hosted page). Failures are
     # counted in the database, so every replica sees the same counts.
     sign_in_max_failures_per_identifier: int = Field(

@@ -31,6 +31,8 @@ REALISTIC_QUERIES: dict[str, tuple[str, ...]] = {
     "give a service an m2m role": ("roles-and-permissions", "machine-to-machine"),
     "custom logo colors": ("branding",),
     "django": ("integrate-django",),
+    "Google sign-in": ("social-sign-in",),
+    "single sign-on with the company identity provider": ("enterprise-sso",),
 }
 
 

@@ -45,6 +45,9 @@ WATCHED_TABLES = [
     "signing_keys",
     "sign_in_experiences",
     "verification_codes",
+    "connectors",
+    "connector_secrets",
+    "user_identities",
     "api_resources",
     "api_permissions",
     "roles",
@@ -97,6 +100,11 @@ def seed(session: McpSession) -> list[str]:
         hints += [secret["secretId"] for secret in got["structuredContent"]["secrets"]]
     user = session.call_tool("createUser", {"email": "seed@example.com", "password": "a long passphrase 42"})
     hints.append(user["structuredContent"]["userId"])
+    # An issuer on a non-public address: without the tests-only setting, testConnector is refused before any fetch.
+    connector = session.call_tool(
+        "createConnector", {"kind": "oidc", "name": "Seed", "clientId": "seed", "issuer": "https://127.0.0.1:9"}
+    )
+    hints.append(connector["structuredContent"]["connectorId"])
     api = session.call_tool(
         "createApiResource",
         {"name": "Seed API", "identifier": "https://api.example.com",

@@ -24,13 +24,14 @@ from tests.support.tokens import IssuedToken, obtain_access_token
 READ_TOOLS = {
     "getTenantInfo", "listInstructions", "getInstructions", "searchDocs", "listApplications", "getApplication",
     "listUsers", "getUser", "getSignInExperience", "listAuditEvents", "listApiResources", "getApiResource",
-    "listRoles", "getRole",
+    "listRoles", "getRole", "listConnectors", "getConnector", "testConnector",
 }  # fmt: skip
 WRITE_TOOLS = {
     "updateTenant", "createApplication", "updateApplication", "deleteApplication", "createTemporarySecret",
     "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
     "updateSignInMethod", "updateSignUpMethod", "createApiResource", "updateApiResource", "deleteApiResource",
-    "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles",
+    "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles", "createConnector", "updateConnector",
+    "deleteConnector", "unlinkIdentity",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
@@ -119,7 +120,7 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
     assert all(tools[name]["annotations"]["readOnlyHint"] is False for name in WRITE_TOOLS)
     assert all(tools[name]["annotations"]["readOnlyHint"] for name in READ_TOOLS)
     destructive = {name for name, tool in tools.items() if tool["annotations"]["destructiveHint"]}
-    assert destructive == {"deleteApplication", "deleteUser", "deleteApiResource", "deleteRole"}
+    assert destructive == {"deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector"}
 
 
 def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:

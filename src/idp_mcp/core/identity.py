@@ -6,6 +6,7 @@ from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.clients import Clients, RegistrationLimits
+from idp_mcp.core.connectors import Connectors
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
@@ -75,6 +76,11 @@ class IdentityCore:
             db, clock, self.audit, email_connector=settings.email_connector_configured
         )
         self.verification_codes = VerificationCodes(db, clock, self.audit)
+        # Plain http to loopback upstreams only under the tests-only setting that lets fetches reach private addresses.
+        self.connectors = Connectors(
+            db, clock, self.audit, self.sign_in_experiences,
+            allow_http_loopback=settings.cimd_allow_private_addresses,
+        )  # fmt: skip
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
             experiences=self.sign_in_experiences, codes=self.verification_codes,

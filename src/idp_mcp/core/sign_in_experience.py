@@ -22,6 +22,7 @@ from idp_mcp.core.custom_css import check_custom_css
 from idp_mcp.domain import Actor, Clock
 from idp_mcp.errors import IdpError, ValidationFailed
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import connectors as connectors_repo
 from idp_mcp.store.repos import sign_in_experiences as repo
 
 DarkMode = Literal["on", "off", "auto"]
@@ -96,6 +97,7 @@ class SignInExperience:
     sign_in_methods: tuple[SignInMethod, ...]
     sign_up: SignUp
     updated_at: datetime | None
+    social: tuple[str, ...] = ()  # connector ids, in the order of their "Continue with …" buttons
 
     @property
     def password_identifiers(self) -> tuple[Identifier, ...]:
@@ -111,7 +113,10 @@ class SignInExperience:
         """The stored (and agent-facing) form, with camelCase field names."""
         return {
             "branding": {name: getattr(self.branding, attr) for name, attr in BRANDING_FIELDS.items()},
-            "signIn": {"methods": [_method_document(method) for method in self.sign_in_methods]},
+            "signIn": {
+                "methods": [_method_document(method) for method in self.sign_in_methods],
+                "social": list(self.social),
+            },
             "signUp": {
                 "enabled": self.sign_up.enabled,
                 "identifiers": list(self.sign_up.identifiers),
@@ -349,6 +354,7 @@ def _from_row(tenant_id: str, row: Any) -> SignInExperience:
         sign_in_methods=parse_methods(document.get("signIn", {}).get("methods", [])),
         sign_up=merge_sign_up(SignUp(), document.get("signUp", {})),
         updated_at=row.updated_at,
+        social=tuple(str(item) for item in document.get("signIn", {}).get("social", [])),
     )
 
 
@@ -356,6 +362,7 @@ def _flatten(experience: SignInExperience) -> dict[str, Any]:
     document = experience.document()
     flat = {f"branding.{name}": value for name, value in document["branding"].items()}
     flat["signIn.methods"] = document["signIn"]["methods"]
+    flat["signIn.social"] = document["signIn"]["social"]
     flat.update({f"signUp.{name}": value for name, value in document["signUp"].items()})
     return flat
 
@@ -405,12 +412,43 @@ class SignInExperiences:
         )
 
     def update_sign_in(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
-        """Replace the ordered list of sign-in methods (``{"methods": [...]}``)."""
-        _refuse_unknown(changes, ("methods",), "sign-in")
-        if "methods" not in changes:
-            raise ValidationFailed("Give methods: the complete, ordered list of sign-in methods.")
-        methods = parse_methods(changes["methods"])
-        return self._update(tenant_id, lambda current: replace(current, sign_in_methods=methods), actor)
+        """Replace the ordered list of sign-in methods (``{"methods": [...]}``) and/or the ordered connector buttons
+        (``{"social": [connectorId, ...]}``)."""
+        _refuse_unknown(changes, ("methods", "social"), "sign-in")
+        if "methods" not in changes and "social" not in changes:
+            raise ValidationFailed(
+                "Give methods (the complete, ordered list of sign-in methods), social (the connector ids of the "
+                "'Continue with …' buttons, in order), or both."
+            )
+        methods = parse_methods(changes["methods"]) if "methods" in changes else None
+        social = self._social(tenant_id, changes["social"]) if "social" in changes else None
+
+        def apply(current: SignInExperience) -> SignInExperience:
+            return replace(
+                current,
+                sign_in_methods=current.sign_in_methods if methods is None else methods,
+                social=current.social if social is None else social,
+            )
+
+        return self._update(tenant_id, apply, actor)
+
+    def _social(self, tenant_id: str, value: Any) -> tuple[str, ...]:
+        """Connector ids of this tenant, each once, at most ten."""
+        if not isinstance(value, list | tuple) or len(value) > 10:
+            raise ValidationFailed("social must be a list of at most 10 connector ids (listConnectors shows them).")
+        with self._db.read() as conn:
+            known = {row.id for row in connectors_repo.list_for_tenant(conn, tenant_id)}
+        ids: list[str] = []
+        for item in value:
+            if not isinstance(item, str) or item not in known:
+                raise ValidationFailed(
+                    f"'{str(item)[:64]}' is not a connector of this tenant. Call listConnectors for the ids, or "
+                    "createConnector first."
+                )
+            if item in ids:
+                raise ValidationFailed(f"The connector {item} is listed twice in social: list each one once.")
+            ids.append(item)
+        return tuple(ids)
 
     def update_sign_up(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
         """Change the sign-up fields given; the others stay as they are."""

@@ -29,3 +29,9 @@ def docs_url(settings: Settings, guide_id: str, anchor: str = "") -> str:
 def sign_in_preview_url(settings: Settings, tenant_id: str) -> str:
     """The tenant's hosted sign-in page with its current sign-in experience, without an application's request."""
     return f"{settings.public_url}/t/{tenant_id}/preview"
+
+
+def connector_secret_url(settings: Settings, tenant_id: str, connector_id: str, expires: int, signature: str) -> str:
+    """The console page where a person sets a connector's client secret: signed, valid for a short time."""
+    page = f"{settings.public_url}/console/t/{tenant_id}/connectors/{connector_id}/secret"
+    return f"{page}?expires={expires}&sig={signature}"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.guides import GuideLibrary
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
 
 TOOL_NAME = re.compile(r"^[a-z]+[A-Za-z0-9]*$")  # lowerCamelCase verbNoun
@@ -22,6 +23,11 @@ InputT = TypeVar("InputT", bound=BaseModel)
 #: Ask the human behind the agent a yes/no question through the MCP client (form elicitation): True when they
 #: confirmed, False when they declined, cancelled or did not answer, None when the client could not ask them.
 Confirm = Callable[[str], Awaitable[bool | None]]
+
+#: Ask the human behind the agent to open a URL in their browser (URL-mode elicitation, MCP 2025-11-25), for what
+#: must not pass through the chat (a secret): True when they accepted, False when they declined, None when the client
+#: could not ask them.
+OpenUrl = Callable[[str, str], Awaitable[bool | None]]
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,9 @@ class ToolContext:
     scopes: frozenset[str]
     user_email: str | None
     tool_names: tuple[str, ...]  # the tools this connection may call
+    upstream: UpstreamHttp  # the app's one client of upstream identity providers (testConnector)
     confirm: Confirm | None = None  # set when the client can ask its user (form elicitation)
+    open_url: OpenUrl | None = None  # set when the client can send its user to a URL (URL-mode elicitation)
 
 
 class ToolFailure(Exception):

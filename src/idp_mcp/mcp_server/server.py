@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,8 @@ from idp_mcp.mcp_server.front import (
     bearer_refusal,
     resource_metadata_url,
 )
-from idp_mcp.mcp_server.registry import Confirm, ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.mcp_server.registry import Confirm, OpenUrl, ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
 
@@ -130,8 +132,17 @@ def _access_token(ctx: ServerRequestContext[Any]) -> AccessToken | None:
 
 
 class McpApp:
-    def __init__(self, settings: Settings, core: IdentityCore, registry: ToolRegistry, guides: GuideLibrary) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        core: IdentityCore,
+        registry: ToolRegistry,
+        guides: GuideLibrary,
+        *,
+        upstream: UpstreamHttp,
+    ) -> None:
         self.settings = settings
+        self.upstream = upstream
         self.core = core
         self.registry = registry
         self.guides = guides
@@ -223,7 +234,7 @@ class McpApp:
         token = _access_token(ctx)
         if token is None:  # the bearer gate already refused requests without a token; belt and braces
             return _error("Not authenticated: reconnect this MCP server to sign in again.")
-        context = await self._context(token, _confirmer(ctx))
+        context = await self._context(token, _confirmer(ctx), _url_opener(ctx))
         name = params.name[:64]
         # Argument names only until they are validated: a value could be a password.
         names = {"argument_names": sorted(str(key)[:64] for key in (params.arguments or {}))[:20]}
@@ -304,7 +315,9 @@ class McpApp:
         if durable:
             await run_in_threadpool(self.core.audit.flush)
 
-    async def _context(self, token: AccessToken, confirm: Confirm | None = None) -> ToolContext:
+    async def _context(
+        self, token: AccessToken, confirm: Confirm | None = None, open_url: OpenUrl | None = None
+    ) -> ToolContext:
         claims = token.claims or {}
         client_id = token.client_id
         tenant_id = str(claims.get("tenant"))
@@ -336,7 +349,9 @@ class McpApp:
             scopes=scopes,
             user_email=user_email,
             tool_names=tool_names,
+            upstream=self.upstream,
             confirm=confirm,
+            open_url=open_url,
         )
 
 
@@ -363,6 +378,30 @@ def _confirmer(ctx: ServerRequestContext[Any]) -> Confirm | None:
             return None
 
     return confirm
+
+
+def _url_opener(ctx: ServerRequestContext[Any]) -> OpenUrl | None:
+    """Send the user to a URL through URL-mode elicitation, when the client declared it and this request has a
+    channel back to the client; otherwise None."""
+    session = ctx.session
+    capabilities = session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities else None
+    if elicitation is None or elicitation.url is None or not session.can_send_request:
+        return None
+
+    async def open_url(message: str, url: str) -> bool | None:
+        try:
+            with anyio.move_on_after(CONFIRM_TIMEOUT_SECONDS):
+                answer = await session.elicit_url(
+                    message, url, elicitation_id=secrets.token_hex(8), related_request_id=ctx.request_id
+                )
+                return answer.action == "accept"
+            return False
+        except (MCPError, ValidationError) as exc:
+            logger.info("URL elicitation failed: %s", type(exc).__name__)
+            return None
+
+    return open_url
 
 
 def _describe(tool: ToolSpec[Any]) -> types.Tool:

@@ -1,19 +1,22 @@
-"""Safe outbound fetch: GET a small document from a URL someone else chose, without letting that URL reach inside
-our network or hold up the server. One job; client ID metadata documents use it, and upstream identity-provider
-connectors (discovery, JWKS) can use it the same way.
+"""Safe outbound fetch: an HTTP request to a URL someone else chose, without letting that URL reach inside our
+network or hold up the server. Every outbound request goes through here: client ID metadata documents
+(:meth:`SafeFetcher.get_json`) and upstream identity providers (discovery, JWKS, token, userinfo; through
+``oauth.upstream_http`` on :meth:`SafeFetcher.request`), each with a :class:`FetchPolicy` of its own.
 
 What it guarantees:
 
-- https only, no redirects, a size cap, one overall deadline (DNS, connect, TLS and every read inside it).
+- https only (plain http only to a loopback name, under a tests-only policy flag), no redirects, a size cap, one
+  overall deadline (DNS, connect, TLS and every read inside it). The environment's proxy settings are ignored: a
+  proxy would make the connection to a host we did not check.
 - Public addresses only (checked on what the name resolves to), unless the policy allows private ones (tests). The
   name is resolved once and the connection goes to an address that was checked, the certificate still verified for
   the name: resolving again to connect would let DNS answer a public address to the check and a private one to the
   connection (DNS rebinding).
 - Async on the event loop: a hanging host holds a socket, not a thread. Name resolution, which is blocking, runs in
   a small pool of its own, inside the deadline; a resolver that hangs ties up that pool only.
-- A cap on fetches in flight, per host and in all: past it a fetch fails at once, it does not queue. Concurrent
-  requests for one URL share one fetch.
-- Failures are remembered for a short while: the same URL is not fetched again until then (bounded memory).
+- A cap on fetches in flight, per host and in all: past it a fetch fails at once, it does not queue.
+- :meth:`SafeFetcher.get_json` only: failures are remembered for a short while (the same URL is not fetched again
+  until then; bounded memory) and concurrent requests for one URL share one fetch.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
@@ -45,14 +48,40 @@ MAX_REMEMBERED_FAILURES = 4096
 DNS_THREADS = 4
 
 
+#: Why a fetch failed, for callers that word their own messages (see ``oauth.upstream_http``).
+FailureKind = Literal[
+    "invalid_url",
+    "scheme",
+    "dns",
+    "not_public",
+    "busy",
+    "timeout",
+    "unreachable",
+    "redirect",
+    "too_large",
+    "status",
+    "not_json",
+    "failed",
+]
+
+
 class OutboundError(Exception):
     """A fetch refused or failed; ``message`` says why, for whoever asked for the URL."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, kind: FailureKind = "failed", transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.kind: FailureKind = kind
         #: A refusal of ours (a cap reached), not a failure of the URL: not remembered against it.
         self.transient = transient
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a host answered: the status (any, not only 200) and the body (at most the policy's ``max_bytes``)."""
+
+    status: int
+    body: bytes
 
 
 class _Unreachable(Exception):
@@ -69,7 +98,12 @@ class FetchPolicy:
     max_in_flight_per_host: int = 4
     failure_ttl: float = 30.0
     allow_private_addresses: bool = False  # tests only
+    #: Plain http to a loopback name (localhost, 127.0.0.1, ::1), resolving to loopback addresses only. Tests only.
+    allow_http_loopback: bool = False
     ca_bundle: Path | None = None  # tests only
+
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 def is_public_address(address: str) -> bool:
@@ -91,12 +125,20 @@ def resolve_host(host: str, port: int, what: str, *, allow_private: bool = False
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise OutboundError(f"The host {host} of the {what} does not resolve.") from exc
+        raise OutboundError(f"The host {host} of the {what} does not resolve.", kind="dns") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not allow_private and not all(is_public_address(address) for address in addresses):
-        raise OutboundError(f"The {what} host {host} resolves to a non-public address; refused.")
+        raise OutboundError(f"The {what} host {host} resolves to a non-public address; refused.", kind="not_public")
     if not addresses:
-        raise OutboundError(f"The host {host} of the {what} does not resolve.")
+        raise OutboundError(f"The host {host} of the {what} does not resolve.", kind="dns")
+    return addresses
+
+
+def _resolve_loopback(host: str, port: int, what: str) -> list[str]:
+    """For plain http (tests only): the loopback addresses of a loopback name; anything else is refused."""
+    addresses = resolve_host(host, port, what, allow_private=True)
+    if not all(ipaddress.ip_address(address).is_loopback for address in addresses):
+        raise OutboundError(f"The {what} host {host} is reached over http but is not loopback; refused.", kind="scheme")
     return addresses
 
 
@@ -150,27 +192,36 @@ class SafeFetcher:
                     del self._shared[url]
 
     async def _get_json(self, url: str) -> dict[str, object]:
+        what = self.policy.what
+        try:
+            response = await self.request("GET", url, headers={"Accept": "application/json"})
+            if response.status != 200:
+                raise OutboundError(f"Fetching the {what} answered HTTP {response.status}.", kind="status")
+            try:
+                document = json.loads(response.body)
+            except (ValueError, RecursionError) as exc:  # deeply nested arrays exhaust the parser's recursion limit
+                raise OutboundError(f"The {what} is not valid JSON.", kind="not_json") from exc
+            if not isinstance(document, dict):
+                raise OutboundError(f"The {what} must be a JSON object.", kind="not_json")
+        except OutboundError as exc:
+            if not exc.transient:
+                self._remember_failure(url, exc.message)
+            raise
+        return document
+
+    async def request(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None
+    ) -> Response:
+        """One request under the policy (checks, pinning, caps, deadline, size cap, no redirects): the status and
+        body answered, whatever the status; :class:`OutboundError` when it could not be made or was refused. No
+        failure memory and no sharing: every call is a request of its own (a POST, or a GET with a token)."""
         target, host = self._parse(url)
         with self._slot(host):
             try:
                 with anyio.fail_after(self.policy.timeout):
-                    body = await self._fetch(target, host)
+                    return await self._fetch(method, target, host, headers or {}, body)
             except TimeoutError:
-                self._remember_failure(url, f"Fetching the {self.policy.what} timed out.")
-                raise OutboundError(f"Fetching the {self.policy.what} timed out.") from None
-            except OutboundError as exc:
-                if not exc.transient:
-                    self._remember_failure(url, exc.message)
-                raise
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # deeply nested arrays exhaust the parser's recursion limit
-            self._remember_failure(url, f"The {self.policy.what} is not valid JSON.")
-            raise OutboundError(f"The {self.policy.what} is not valid JSON.") from exc
-        if not isinstance(document, dict):
-            self._remember_failure(url, f"The {self.policy.what} must be a JSON object.")
-            raise OutboundError(f"The {self.policy.what} must be a JSON object.")
-        return document
+                raise OutboundError(f"Fetching the {self.policy.what} timed out.", kind="timeout") from None
 
     def remember_failure(self, url: str, message: str) -> None:
         """Remember a failure found by the caller (a document that fetched but is unusable), as for a failed fetch."""
@@ -186,11 +237,14 @@ class SafeFetcher:
         with self._lock:
             if self._in_flight >= self.policy.max_in_flight:
                 raise OutboundError(
-                    f"Too many {self.policy.what} fetches are in progress; try again shortly.", transient=True
+                    f"Too many {self.policy.what} fetches are in progress; try again shortly.",
+                    kind="busy",
+                    transient=True,
                 )
             if self._in_flight_by_host.get(host, 0) >= self.policy.max_in_flight_per_host:
                 raise OutboundError(
                     f"Too many {self.policy.what} fetches from {host} are in progress; try again shortly.",
+                    kind="busy",
                     transient=True,
                 )
             self._in_flight += 1
@@ -236,24 +290,33 @@ class SafeFetcher:
             target = httpx.URL(url)
             host = target.raw_host.decode("ascii")  # IDNA: what DNS, SNI and the certificate speak
         except (httpx.InvalidURL, UnicodeError) as exc:
-            raise OutboundError(f"The {self.policy.what} URL is not a valid URL.") from exc
-        if target.scheme != "https" or not host:
-            raise OutboundError(f"The {self.policy.what} URL must be an https URL.")
+            raise OutboundError(f"The {self.policy.what} URL is not a valid URL.", kind="invalid_url") from exc
+        https = target.scheme == "https"
+        loopback_http = target.scheme == "http" and self.policy.allow_http_loopback and host in _LOOPBACK_NAMES
+        if not (https or loopback_http) or not host:
+            raise OutboundError(f"The {self.policy.what} URL must be an https URL.", kind="scheme")
         return target, host
 
-    async def _fetch(self, target: httpx.URL, host: str) -> bytes:
-        port = target.port or 443
+    async def _fetch(
+        self, method: str, target: httpx.URL, host: str, headers: dict[str, str], body: bytes | None
+    ) -> Response:
+        name = host.strip("[]")  # an IPv6 literal, as getaddrinfo takes it
         loop = asyncio.get_running_loop()
-        addresses = await loop.run_in_executor(
-            self._dns,
-            lambda: resolve_host(host, port, self.policy.what, allow_private=self.policy.allow_private_addresses),
-        )
+        if target.scheme == "https":
+            port = target.port or 443
+            allow_private = self.policy.allow_private_addresses
+            addresses = await loop.run_in_executor(
+                self._dns, lambda: resolve_host(name, port, self.policy.what, allow_private=allow_private)
+            )
+        else:  # http to a loopback name, allowed by the (tests-only) policy
+            port = target.port or 80
+            addresses = await loop.run_in_executor(self._dns, lambda: _resolve_loopback(name, port, self.policy.what))
         for address in addresses[:MAX_ADDRESSES_TRIED]:
             try:
-                return await self._fetch_from(target, host, address)
+                return await self._fetch_from(method, target, host, address, headers, body)
             except _Unreachable:
                 continue
-        raise OutboundError(f"The {self.policy.what} could not be fetched (ConnectError).")
+        raise OutboundError(f"The {self.policy.what} could not be fetched (ConnectError).", kind="unreachable")
 
     def _ssl_context(self) -> ssl.SSLContext:
         # Built once: loading the CA bundle for every fetch costs milliseconds of CPU each.
@@ -266,34 +329,39 @@ class SafeFetcher:
                 self._verify = ssl.create_default_context(cafile=certifi.where())
         return self._verify
 
-    async def _fetch_from(self, target: httpx.URL, host: str, address: str) -> bytes:
-        """Fetch from ``address`` (one the checks passed), presenting the URL's host in Host and SNI, and
-        verifying the certificate for that host."""
+    async def _fetch_from(
+        self, method: str, target: httpx.URL, host: str, address: str, headers: dict[str, str], body: bytes | None
+    ) -> Response:
+        """Ask ``address`` (one the checks passed), presenting the URL's host in Host and SNI, and verifying the
+        certificate for that host."""
         import httpx
 
         what, limit = self.policy.what, self.policy.max_bytes
         pinned = target.copy_with(host=address)
-        headers = {"Accept": "application/json", "Host": target.netloc.decode("ascii")}
+        sent = {**headers, "Host": target.netloc.decode("ascii")}
+        answer = bytearray()
         try:
             async with (
+                # trust_env=False: an HTTPS_PROXY or ALL_PROXY from the environment would connect to the proxy, not
+                # to the address checked above, and let the proxy resolve the name again.
                 httpx.AsyncClient(
-                    timeout=self.policy.timeout, follow_redirects=False, verify=self._ssl_context()
+                    timeout=self.policy.timeout, follow_redirects=False, verify=self._ssl_context(), trust_env=False
                 ) as http,
-                http.stream("GET", pinned, headers=headers, extensions={"sni_hostname": host}) as response,
+                http.stream(
+                    method, pinned, headers=sent, content=body, extensions={"sni_hostname": host.strip("[]")}
+                ) as response,
             ):
                 if response.is_redirect:
-                    raise OutboundError(f"The {what} URL redirects; refused.")
-                if response.status_code != 200:
-                    raise OutboundError(f"Fetching the {what} answered HTTP {response.status_code}.")
-                body = bytearray()
+                    raise OutboundError(f"The {what} URL redirects; refused.", kind="redirect")
                 async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > limit:
-                        raise OutboundError(f"The {what} is larger than {limit} bytes; refused.")
+                    answer.extend(chunk)
+                    if len(answer) > limit:
+                        raise OutboundError(f"The {what} is larger than {limit} bytes; refused.", kind="too_large")
+                status = response.status_code
         except httpx.TimeoutException as exc:
-            raise OutboundError(f"Fetching the {what} timed out.") from exc
+            raise OutboundError(f"Fetching the {what} timed out.", kind="timeout") from exc
         except httpx.ConnectError as exc:
             raise _Unreachable from exc
         except httpx.HTTPError as exc:
             raise OutboundError(f"The {what} could not be fetched ({type(exc).__name__}).") from exc
-        return bytes(body)
+        return Response(status, bytes(answer))

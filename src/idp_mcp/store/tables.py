@@ -317,6 +317,78 @@ verification_codes = Table(
     Index("ix_verification_codes_identifier", "tenant_id", "identifier", "created_at"),
 )
 
+# Upstream identity providers of a tenant ("Continue with Google", an enterprise's OpenID provider). ``kind`` is
+# "oidc" (endpoints from the issuer's discovery document) or "oauth2" (endpoints given, claims mapped). The client
+# secret is not here: it lives encrypted in ``connector_secrets``, so no query of this table can return it.
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("preset", String(32)),
+    Column("name", String(128), nullable=False),
+    Column("client_id", String(512), nullable=False),
+    Column("issuer", String(2048)),
+    Column("endpoints", JSON, nullable=False),
+    Column("claims", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("email_domains", JSON, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A connector's client secret, encrypted (Fernet) because it must be sent to the upstream token endpoint: a digest
+# would not do. Only the last four characters are kept in clear, to tell secrets apart.
+connector_secrets = Table(
+    "connector_secrets",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("connector_id", String(64), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("last_four", String(4), nullable=False),
+    Column("updated_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "connector_id"], ["connectors.tenant_id", "connectors.id"], ondelete="CASCADE"),
+)
+
+# Who a user is at an upstream provider: (connector, subject) belongs to exactly one user of the tenant. The profile
+# is the upstream's, as of the last sign-in; ``email_verified`` is true only when the upstream said so.
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("connector_id", String(64), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("email", String(320)),
+    Column("email_verified", Boolean, nullable=False),
+    Column("name", String(128)),
+    Column("picture", String(2048)),
+    Column("created_at", TS, nullable=False),
+    Column("last_sign_in_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["tenant_id", "connector_id"], ["connectors.tenant_id", "connectors.id"], ondelete="CASCADE"),
+    Index("ix_user_identities_user", "tenant_id", "user_id"),
+)
+
+# A sign-in sent to an upstream provider and not back yet, found by the digest of its ``state``. Used once: the
+# callback marks it consumed in the same transaction that reads it, so a replayed callback is refused.
+upstream_logins = Table(
+    "upstream_logins",
+    metadata,
+    Column("state_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("connector_id", String(64), nullable=False),
+    Column("interaction_id", String(128), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("consumed_at", TS),
+    Index("ix_upstream_logins_expires_at", "expires_at"),
+)
+
 # An API a tenant protects with its access tokens (RFC 8707 resource indicator = ``identifier``, the tokens' ``aud``)
 # and the permissions (scopes) it defines.
 api_resources = Table(

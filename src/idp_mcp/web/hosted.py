@@ -3,6 +3,7 @@ the client gets) lives in the authorization flow; this module renders and relays
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +29,8 @@ class HostedPages:
         self.core = pages.core
         self.cookies = pages.cookies
         self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
+        # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
+        self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -159,6 +162,10 @@ class HostedPages:
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
+        if self.home_realm is not None:
+            upstream = await self.home_realm(request, provider, interaction, identifier.strip())
+            if upstream is not None:
+                return upstream
         try:
             # Only the identifiers the tenant's sign-in experience allows with a password.
             user = await self.core.hosted_sign_in.with_password(

@@ -112,11 +112,12 @@ class ExperienceView:
                 if preview
                 else f"/t/{tenant_id}/interaction/{interaction_id}/sign-up"
             )
+        social = await run_in_threadpool(self.core.connectors.social, tenant_id, experience.social)
         return await self.render(
             request, "hosted_sign_in.html", tenant_id, status=status, interaction_id=interaction_id or "",
             application=application, error=error, identifier=identifier, email=email, notice=notice,
             sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
-            sign_up_url=sign_up_url, preview=preview,
+            sign_up_url=sign_up_url, preview=preview, social=social,
         )  # fmt: skip
 
     async def sign_up(

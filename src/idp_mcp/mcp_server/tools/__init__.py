@@ -9,6 +9,7 @@ from idp_mcp.mcp_server.tools import (
     api_resources,
     applications,
     audit,
+    connectors,
     guides,
     roles,
     sign_in_experience,
@@ -20,5 +21,5 @@ from idp_mcp.mcp_server.tools import (
 def all_tools() -> list[ToolSpec[Any]]:
     return [
         *tenant.TOOLS, *guides.TOOLS, *applications.TOOLS, *users.TOOLS, *sign_in_experience.TOOLS,
-        *api_resources.TOOLS, *roles.TOOLS, *audit.TOOLS,
+        *connectors.TOOLS, *api_resources.TOOLS, *roles.TOOLS, *audit.TOOLS,
     ]  # fmt: skip

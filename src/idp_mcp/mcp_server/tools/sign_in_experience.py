@@ -5,7 +5,7 @@ a contradiction with a sentence that says what to change, writing nothing."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +46,9 @@ class SignInMethodState(BaseModel):
 
 class SignInState(BaseModel):
     methods: list[SignInMethodState] = Field(description="In the order the sign-in page shows them.")
+    social: list[str] = Field(
+        default_factory=list, description="Connector ids whose 'Continue with …' buttons the page shows, in order."
+    )
 
 
 class SignUpState(BaseModel):
@@ -156,16 +159,27 @@ class SignInMethodInput(BaseModel):
 
 class UpdateSignInMethodInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    methods: list[SignInMethodInput] = Field(
+    methods: list[SignInMethodInput] | None = Field(
+        default=None,
         max_length=3,
         description="The complete list of sign-in methods, in the order the page shows them; it replaces the "
-        "current list.",
+        "current list. Leave it out to keep the current methods.",
+    )
+    social: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=10,
+        description="Connector ids (listConnectors) whose 'Continue with …' buttons the page shows, in this order; "
+        "replaces the current list, [] removes every button. Leave it out to keep the current buttons.",
     )
 
 
 async def update_sign_in_method(ctx: ToolContext, args: UpdateSignInMethodInput) -> UpdatedSignInExperience:
-    """Replace the ordered list of sign-in methods."""
-    changes = {"methods": [method.model_dump() for method in args.methods]}
+    """Replace the ordered list of sign-in methods and/or of connector buttons."""
+    changes: dict[str, Any] = {}
+    if args.methods is not None:
+        changes["methods"] = [method.model_dump() for method in args.methods]
+    if args.social is not None:
+        changes["social"] = list(args.social)
     update = await run_in_threadpool(
         ctx.core.sign_in_experiences.update_sign_in, ctx.actor.tenant_id, changes, ctx.actor
     )
@@ -228,8 +242,8 @@ TOOLS: list[ToolSpec[Any]] = [
         name="updateSignInMethod",
         title="Update sign-in methods",
         description="Set how users sign in: the identifiers (email, username), how each is proven (password, a "
-        "code sent by email) and their order on the page. The list replaces the current one, and a contradiction "
-        "is refused without changing anything.",
+        "code sent by email), their order, and the 'Continue with …' buttons of connectors (social). Each list given "
+        "replaces the current one, and a contradiction is refused without changing anything.",
         input_model=UpdateSignInMethodInput,
         output_model=UpdatedSignInExperience,
         handler=update_sign_in_method,

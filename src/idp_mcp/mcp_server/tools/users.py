@@ -33,9 +33,23 @@ class UserInfo(BaseModel):
     createdAt: datetime
 
 
+class IdentityInfo(BaseModel):
+    connectorId: str
+    connectorName: str | None
+    subject: str = Field(description="The user's id at the provider.")
+    email: str | None = Field(description="The email the provider gave at the last sign-in.")
+    emailVerified: bool = Field(description="True only when the provider said the email is verified.")
+    name: str | None
+    picture: str | None
+    lastSignInAt: datetime
+
+
 class UserDetails(UserInfo):
     roles: list[HeldRole] = Field(description="The user roles the user holds (assignRoles, removeRoles).")
     permissions: list[EffectivePermission] = Field(description="The API permissions those roles grant.")
+    identities: list[IdentityInfo] = Field(
+        description="The user's accounts at connectors (upstream providers); unlinkIdentity removes one."
+    )
 
 
 class UserPage(BaseModel):
@@ -137,15 +151,35 @@ class UserRef(BaseModel):
 
 
 async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
-    """One user, with their roles and effective API permissions."""
+    """One user, with their roles, effective API permissions and identities at connectors."""
     tenant_id = ctx.actor.tenant_id
 
-    def read() -> tuple[User, Any]:
+    def read() -> tuple[User, Any, Any]:
         user = ctx.core.tenant_users.get(tenant_id, args.userId)
-        return user, ctx.core.roles.of_subject(tenant_id, "user", user.id)
+        return (
+            user,
+            ctx.core.roles.of_subject(tenant_id, "user", user.id),
+            ctx.core.connectors.identities(tenant_id, user.id),
+        )
 
-    user, held = await run_in_threadpool(read)
-    return UserDetails(**_info(user).model_dump(), **roles_and_permissions(held))
+    user, held, identities = await run_in_threadpool(read)
+    return UserDetails(
+        **_info(user).model_dump(),
+        **roles_and_permissions(held),
+        identities=[
+            IdentityInfo(
+                connectorId=i.connector_id,
+                connectorName=i.connector_name,
+                subject=i.subject,
+                email=i.email,
+                emailVerified=i.email_verified,
+                name=i.name,
+                picture=i.picture,
+                lastSignInAt=i.last_sign_in_at,
+            )
+            for i in identities
+        ],
+    )
 
 
 # --- updateUser -----------------------------------------------------------------------------------------------
@@ -231,7 +265,7 @@ TOOLS: list[ToolSpec[Any]] = [
         name="getUser",
         title="Get user",
         description="Read one user's profile, whether their email is verified, whether they are suspended, their "
-        "roles and the API permissions those grant.",
+        "roles and the API permissions those grant, and their identities at connectors.",
         input_model=UserRef,
         output_model=UserDetails,
         handler=get_user,

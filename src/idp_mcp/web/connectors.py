@@ -1,0 +1,267 @@
+"""Sign-in through connectors on a tenant's hosted page, and the console page where a person sets a connector's
+client secret.
+
+The trip upstream: the "Continue with …" button (or an email address of an enterprise connector's domain) starts a
+sign-in, remembered by the core with a one-time ``state``, a ``nonce`` and a PKCE verifier; the browser gets the
+``state`` in a cookie too, so a callback carried to another browser (login CSRF) is refused. The callback checks the
+cookie, uses up the ``state``, exchanges the code, checks what the upstream proves (``oauth.upstream``), lets the
+core find, link or create the user, and then finishes the authorization request exactly as a password sign-in does.
+Every failure ends on a page that says what happened, with nothing created.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from idp_mcp.core.connectors import Connector, ConnectorNotFound
+from idp_mcp.core.sessions import Interaction
+from idp_mcp.domain import Actor, Tenant, User
+from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.oauth.tenants import TenantProvider
+from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
+from idp_mcp.settings import Settings
+from idp_mcp.web.console import Console
+from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.pages import EXPIRED, MAX_FIELD
+
+logger = logging.getLogger(__name__)
+
+STATE_COOKIE_MAX_AGE = 600
+NO_SUCH_PAGE = "This sign-in page does not exist."
+SECRET_LINK_INVALID = (
+    "This link to set the connector's secret expired or is not valid. Ask the agent for a new one (getConnector "
+    "returns a fresh secretUrl)."
+)
+
+
+def secret_page_path(tenant_id: str, connector_id: str) -> str:
+    return f"/console/t/{quote(tenant_id, safe='')}/connectors/{quote(connector_id, safe='')}/secret"
+
+
+class ConnectorPages:
+    def __init__(self, hosted: HostedPages, console: Console, upstream: UpstreamSignIn, settings: Settings) -> None:
+        self.hosted = hosted
+        self.console = console
+        self.pages = hosted.pages
+        self.core = hosted.core
+        self.upstream = upstream
+        self.settings = settings
+        self.secure = settings.is_https
+        hosted.home_realm = self.home_realm  # the hosted sign-in form asks here before checking a password
+
+    def routes(self) -> list[BaseRoute]:
+        secret = "/console/t/{tenant}/connectors/{connector}/secret"
+        return [
+            Route("/t/{tenant}/connectors/{connector}/start", self.start, methods=["POST"]),
+            Route("/t/{tenant}/oidc/connectors/{connector}/callback", self.callback, methods=["GET"]),
+            Route(secret, self.console._page(self.secret_page), methods=["GET"]),
+            Route(secret, self.console._page(self.secret_submit), methods=["POST"]),
+        ]
+
+    # --- going upstream -----------------------------------------------------------------------------------------
+
+    async def _provider(self, request: Request) -> TenantProvider | None:
+        try:
+            return await run_in_threadpool(self.hosted.providers.get, request.path_params["tenant"])
+        except TenantNotFound:
+            return None
+
+    def _cookie(self, tenant_id: str) -> str:
+        return f"{'__Host-' if self.secure else ''}idp_upstream_{tenant_id}"
+
+    async def start(self, request: Request) -> Response:
+        """The "Continue with …" button of the hosted page."""
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NO_SUCH_PAGE, 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self.hosted._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        return await self.go_upstream(request, provider, interaction, request.path_params["connector"][:64])
+
+    async def go_upstream(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, connector_id: str
+    ) -> Response:
+        """Send the browser to the connector's provider, for this authorization request (also used for home-realm
+        discovery by email domain)."""
+        tenant_id = provider.tenant_id
+        try:
+            connector = await run_in_threadpool(self.core.connectors.get, tenant_id, connector_id)
+        except ConnectorNotFound as exc:
+            return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
+        try:
+            endpoints = await self.upstream.endpoints(connector)
+            connector, login = await run_in_threadpool(
+                self.core.connectors.start_login, tenant_id, connector_id, interaction.id
+            )
+        except IdpError as exc:
+            logger.info("connector %s could not start a sign-in: %s", connector_id, exc.code)
+            return await self.pages.error_page(
+                request, exc.code,
+                f"Signing in with {connector.label} is not possible right now: {exc.message} Try again later or "
+                "sign in another way.",
+                502 if exc.status >= 500 else exc.status,
+            )  # fmt: skip
+        location = self.upstream.authorization_url(
+            connector, endpoints, login, connector_callback_url(self.settings, tenant_id, connector.id)
+        )
+        response = RedirectResponse(location, status_code=303)
+        # Lax: the upstream sends the browser back with a top-level GET, which carries it.
+        response.set_cookie(
+            self._cookie(tenant_id), login.state, max_age=STATE_COOKIE_MAX_AGE, httponly=True, secure=self.secure,
+            samesite="lax", path="/",
+        )  # fmt: skip
+        return response
+
+    async def home_realm(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, identifier: str
+    ) -> Response | None:
+        """Home-realm discovery: an email address of an enterprise connector's domain goes to that provider."""
+        if "@" not in identifier:
+            return None
+        connector = await run_in_threadpool(self.core.connectors.for_email, provider.tenant_id, identifier)
+        if connector is None:
+            return None
+        return await self.go_upstream(request, provider, interaction, connector.id)
+
+    # --- coming back --------------------------------------------------------------------------------------------
+
+    async def callback(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NO_SUCH_PAGE, 404)
+        tenant_id = provider.tenant_id
+        connector_id = request.path_params["connector"][:64]
+        params = request.query_params
+        state = (params.get("state") or "")[:MAX_FIELD]
+        cookie = request.cookies.get(self._cookie(tenant_id)) or ""
+        try:
+            connector = await run_in_threadpool(self.core.connectors.get, tenant_id, connector_id)
+        except ConnectorNotFound as exc:
+            return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
+        if not state or not cookie or not hmac.compare_digest(state.encode(), cookie.encode()):
+            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, "state_mismatch")
+            return await self._end(
+                request, tenant_id, "connector.state_mismatch",
+                f"This answer from {connector.label} does not belong to a sign-in started in this browser, so it was "
+                "not used. Go back to the application and sign in again.", 400,
+            )  # fmt: skip
+        try:
+            login = await run_in_threadpool(self.core.connectors.finish_login, tenant_id, connector_id, state)
+        except IdpError as exc:
+            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, "state_reused")
+            return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
+        interaction = await self.hosted._interaction(provider, login.interaction_id)
+        if interaction is None:
+            return await self._end(request, tenant_id, "interaction.expired", EXPIRED, 410)
+        error = params.get("error")
+        if error:
+            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, error[:64])
+            message = (
+                f"Signing in with {connector.label} was cancelled."
+                if error == "access_denied"
+                else f"{connector.label} could not sign you in ({error[:64]})."
+            )
+            return await self._back_to_sign_in(
+                request, provider, interaction, message + " Try again or choose another way."
+            )
+        code = params.get("code") or ""
+        if not code or len(code) > 2048:
+            return await self._end(
+                request, tenant_id, "connector.sign_in_failed", f"{connector.label} sent no code.", 400
+            )
+        try:
+            endpoints = await self.upstream.endpoints(connector)
+            secret = await run_in_threadpool(self.core.connectors.client_secret, tenant_id, connector_id)
+            profile = await self.upstream.profile(
+                connector, endpoints, code=code, login=login, client_secret=secret,
+                redirect_uri=connector_callback_url(self.settings, tenant_id, connector.id),
+            )  # fmt: skip
+            signed_in = await run_in_threadpool(self.core.connectors.resolve_user, tenant_id, connector_id, profile)
+        except IdpError as exc:
+            logger.info("sign-in through connector %s failed: %s", connector_id, exc.code)
+            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, exc.code)
+            return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
+        response = await self.hosted.sign_user_in(request, provider, interaction, signed_in.user)
+        response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
+        return response
+
+    async def _end(self, request: Request, tenant_id: str, code: str, message: str, status: int) -> Response:
+        response = await self.pages.error_page(request, code, message, status)
+        response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
+        return response
+
+    async def _back_to_sign_in(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, message: str
+    ) -> Response:
+        response = await self.hosted._render_sign_in(request, provider, interaction, error=message, status=400)
+        response.delete_cookie(
+            self._cookie(provider.tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
+        )
+        return response
+
+    # --- the console page for the client secret -----------------------------------------------------------------
+
+    def _link_ok(self, request: Request, tenant_id: str, connector_id: str) -> bool:
+        expires = request.query_params.get("expires") or ""
+        signature = request.query_params.get("sig") or ""
+        return self.core.connectors.check_secret_link(tenant_id, connector_id, expires, signature)
+
+    async def _secret_context(self, request: Request) -> tuple[User, Tenant, Connector]:
+        """The administrator, the tenant (which they must administer) and the connector, for a valid link only."""
+        path = f"{request.url.path}?{request.url.query}"
+        user, tenant = await self.console._tenant(request, next_url=path)
+        connector_id = request.path_params["connector"][:64]
+        if not await run_in_threadpool(self._link_ok, request, tenant.id, connector_id):
+            raise LinkInvalid(SECRET_LINK_INVALID)
+        connector = await run_in_threadpool(self.core.connectors.get, tenant.id, connector_id)
+        return user, tenant, connector
+
+    async def secret_page(self, request: Request) -> Response:
+        user, tenant, connector = await self._secret_context(request)
+        return self._render_secret(request, user, tenant, connector)
+
+    async def secret_submit(self, request: Request) -> Response:
+        form = await self.pages.read_form(request)  # the CSRF token first
+        user, tenant, connector = await self._secret_context(request)
+        actor = Actor(tenant_id=connector.tenant_id, sub=user.id)  # the human in the browser
+        try:
+            connector = await run_in_threadpool(
+                self.core.connectors.set_secret, connector.tenant_id, connector.id,
+                (form.get("clientSecret") or "")[:2048], actor,
+            )  # fmt: skip
+        except IdpError as exc:
+            return self._render_secret(request, user, tenant, connector, error=exc.message, status=exc.status)
+        return self._render_secret(request, user, tenant, connector, saved=True)
+
+    def _render_secret(
+        self, request: Request, user: User, tenant: Tenant, connector: Connector, *, error: str | None = None,
+        saved: bool = False, status: int = 200,
+    ) -> Response:  # fmt: skip
+        query = urlencode(
+            {"expires": request.query_params.get("expires", ""), "sig": request.query_params.get("sig", "")}
+        )
+        response = self.pages.render(
+            request, "console/connector_secret.html", status=status, user=user, tenant=tenant, connector=connector,
+            action=f"{secret_page_path(connector.tenant_id, connector.id)}?{query}", error=error, saved=saved,
+            callback_url=connector_callback_url(self.settings, connector.tenant_id, connector.id),
+            applications_url=f"/console/t/{quote(connector.tenant_id, safe='')}/applications",
+        )  # fmt: skip
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+class LinkInvalid(IdpError):
+    code = "connector.secret_link_invalid"
+    status = 403
