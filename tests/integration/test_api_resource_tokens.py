@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import jwt
 import pytest
+from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from idp_mcp.core.applications import Application
@@ -105,6 +106,31 @@ def test_client_credentials_with_a_resource_and_no_scope_gets_every_permission_t
     # A scope narrows the token to the permissions named (and held).
     narrowed = m2m.token(resource=api, scope="read:invoices").json()
     assert _claims(narrowed["access_token"])["scope"] == "read:invoices"
+
+
+def test_a_token_for_an_api_reads_the_apps_permissions_with_its_secrets_in_one_transaction(
+    client: TestClient, core: IdentityCore, api: str
+) -> None:
+    m2m = M2M(client, core)
+    role = _role(core, "Invoice service", "m2m", "read:invoices")
+    core.roles.assign("default", [role.id], actor=ACTOR, application_id=m2m.app.id)
+    transactions: list[object] = []
+
+    def began(conn: object) -> None:
+        transactions.append(conn)
+
+    assert m2m.token().status_code == 200  # the first token loads the signing keys
+    event.listen(core.db.engine, "begin", began)
+    try:
+        assert m2m.token().status_code == 200
+        plain = len(transactions)
+        transactions.clear()
+        response = m2m.token(resource=api)
+    finally:
+        event.remove(core.db.engine, "begin", began)
+
+    assert response.status_code == 200 and _claims(response.json()["access_token"])["scope"] == "read:invoices"
+    assert len(transactions) == plain == 1
 
 
 def test_permissions_the_app_does_not_hold_are_left_out_and_unknown_ones_are_refused(

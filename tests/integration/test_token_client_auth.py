@@ -66,9 +66,8 @@ def test_a_public_application_has_no_secrets_to_check(core: IdentityCore) -> Non
     found = core.secrets.client_for_authentication("default", spa.id)
 
     assert found is not None
-    client, secrets = found
-    assert client.client_id == spa.id and client.is_public
-    assert not secrets.verify("anything")
+    assert found.client.client_id == spa.id and found.client.is_public
+    assert not found.secrets.verify("anything")
     assert core.secrets.client_for_authentication("default", "no-such-client") is None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Select
+from sqlalchemy import Connection, Select
 
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import api_resources as resources_repo
@@ -87,9 +87,16 @@ class Permissions:
         """The resource named ``identifier`` and what ``subject`` holds on it now, in one read transaction; None
         when the tenant has no such resource (deleted in the meantime, or never there)."""
         with self._db.read() as conn:
-            rows = roles_repo.evaluate(conn, tenant_id, identifier, subject.id, source.held_permission_ids(subject))
-        if not rows:
-            return None
-        defined = frozenset(row.name for row in rows if row.name is not None)
-        held = frozenset(row.name for row in rows if row.name is not None and row.held)
-        return ResourceAccess(rows[0].identifier, defined, held, rows[0].access_token_ttl)
+            return evaluate_in(conn, tenant_id, subject, identifier, source=source)
+
+
+def evaluate_in(
+    conn: Connection, tenant_id: str, subject: Subject, identifier: str, *, source: RoleSource = TENANT_ROLES
+) -> ResourceAccess | None:
+    """:meth:`Permissions.evaluate` inside the caller's transaction (a use case that reads more in the same one)."""
+    rows = roles_repo.evaluate(conn, tenant_id, identifier, subject.id, source.held_permission_ids(subject))
+    if not rows:
+        return None
+    defined = frozenset(row.name for row in rows if row.name is not None)
+    held = frozenset(row.name for row in rows if row.name is not None and row.held)
+    return ResourceAccess(rows[0].identifier, defined, held, rows[0].access_token_ttl)

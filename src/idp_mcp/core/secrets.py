@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from idp_mcp.core.applications import ApplicationNotFound
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, digests_equal, new_id, new_secret, seal, unseal
+from idp_mcp.core.permissions import ResourceAccess, Subject, evaluate_in
 from idp_mcp.domain import Actor, Client, Clock, as_utc
 from idp_mcp.errors import Forbidden, NotFound, ValidationFailed
 from idp_mcp.store.db import Database
@@ -207,17 +208,37 @@ class ClientSecrets:
             rows = repo.for_client(conn, tenant_id, client_id)
         return StoredSecrets(rows, self._clock).verify(presented)
 
-    def client_for_authentication(self, tenant_id: str, client_id: str) -> tuple[Client, StoredSecrets] | None:
+    def client_for_authentication(
+        self, tenant_id: str, client_id: str, *, resource: str | None = None
+    ) -> ClientForToken | None:
         """A client and, for a confidential application, its secrets, read in one transaction (the token
         endpoint's client authentication needs both). Nothing is kept: each request reads them afresh, so a
-        revoked or expired secret is refused at once."""
+        revoked or expired secret is refused at once. With ``resource`` (a client-credentials request for an API),
+        what the application holds on that API is read in the same transaction; the grant uses it only once the
+        client has authenticated."""
         with self._db.read() as conn:
             client = clients_repo.get(conn, tenant_id, client_id)
             if client is None:
                 return None
             confidential = client.origin == "application" and not client.is_public
             rows = repo.for_client(conn, tenant_id, client_id) if confidential else []
-        return client, StoredSecrets(rows, self._clock)
+            access = (
+                evaluate_in(conn, tenant_id, Subject("application", client_id), resource)
+                if resource is not None and confidential
+                else None
+            )
+        return ClientForToken(client, StoredSecrets(rows, self._clock), resource if confidential else None, access)
+
+
+@dataclass(frozen=True)
+class ClientForToken:
+    """What :meth:`ClientSecrets.client_for_authentication` read: the client, its secrets and, when a resource was
+    named, the resource as the application holds it (None: no such resource)."""
+
+    client: Client
+    secrets: StoredSecrets
+    resource: str | None
+    access: ResourceAccess | None
 
 
 class StoredSecrets:

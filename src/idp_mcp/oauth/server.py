@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,8 @@ from idp_mcp.oauth.verifier import decode_signed
 # Compared against when client authentication fails, so an unknown client costs a digest and a compare as well.
 _DUMMY_DIGEST = digest("no client has this secret")
 CLIENT_AUTHENTICATION_FAILED = "Client authentication failed."
+#: The token request whose client is being authenticated (query_client reads what the grant will need with it).
+_authenticating: ContextVar[Any] = ContextVar("idp_mcp_authenticating", default=None)
 #: Where a token response keeps its access token's scope while the grant's scope is still needed (see handle_response).
 ACCESS_TOKEN_SCOPE = "_access_token_scope"
 
@@ -168,17 +171,32 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if client is None:
                 return None
             return OAuthClient(client, self.core.clock, self.default_scopes)
-        # The client and its secrets in one read transaction, for this request only.
-        found = self.core.secrets.client_for_authentication(self.tenant_id, client_id)
+        # The client and its secrets in one read transaction, for this request only; for a client-credentials
+        # request naming an API, what the application holds on it too (the grant takes it from the request).
+        request = _authenticating.get()
+        resource = self._api_of_client_credentials(request)
+        found = self.core.secrets.client_for_authentication(self.tenant_id, client_id, resource=resource)
         if found is None:
             return None
-        client, secrets = found
-        return OAuthClient(client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret))
+        if request is not None and found.resource is not None:
+            request.prefetched_access = (client_id, found.resource, found.access)
+        secrets = found.secrets
+        return OAuthClient(
+            found.client, self.core.clock, self.default_scopes, lambda _client, secret: secrets.verify(secret)
+        )
+
+    def _api_of_client_credentials(self, request: Any) -> str | None:
+        """The one API a client-credentials token request names, when this issuer has API resources."""
+        if self.targets is None or request is None or request.payload.grant_type != "client_credentials":
+            return None
+        requested = [value for value in request.payload.datalist.get("resource", []) if value != self.issuer]
+        return requested[0] if len(requested) == 1 else None
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> OAuthClient:
         """authlib's client authentication, with one answer for every failure: an unknown client, a wrong or
         expired secret and a wrong method must look alike (same status, body and WWW-Authenticate), or the token,
         revocation and introspection endpoints tell which client ids exist."""
+        authenticating = _authenticating.set(request if endpoint == "token" else None)
         try:
             client: OAuthClient = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
@@ -189,6 +207,8 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 status_code=401 if "client_secret_basic" in methods else 400,
                 description=CLIENT_AUTHENTICATION_FAILED,
             ) from None
+        finally:
+            _authenticating.reset(authenticating)
         return client
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:

@@ -25,7 +25,10 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         # A tenant issuer: the resource (one of the tenant's API resources, or the issuer) and the permissions the
         # application holds on it, read once; the scope must name permissions of that resource.
         self.request.target = self.server.targets.client_credentials(
-            self.request.payload.datalist.get("resource", []), self.request.payload.scope, self.request.client.client_id
+            self.request.payload.datalist.get("resource", []),
+            self.request.payload.scope,
+            self.request.client.client_id,
+            prefetched=getattr(self.request, "prefetched_access", None),
         )
 
     def validate_token_request(self) -> None:
