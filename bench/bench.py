@@ -340,6 +340,28 @@ class Bench:
             )
         return measured
 
+    def wrk_interleaved(self, runs: list[tuple[str, Server, str, list[str], dict[str, str]]], trials: int = 3) -> None:
+        """Run each scenario ``trials`` times, taking turns (a, b, a, b, ...), and record each one's median trial by
+        req/s: a ratio between two scenarios then does not hang on one moment of the machine."""
+        taken: dict[str, list[Measured]] = {label: [] for label, *_ in runs}
+        for _ in range(trials):
+            for label, server, path, bodies, headers in runs:
+                taken[label].append(self.wrk(label, server, path, bodies, headers, record=False))
+        for label, measured in taken.items():
+            median = sorted(measured, key=lambda each: each.rps)[len(measured) // 2]
+            self.results["measurements"][label] = {
+                **median.as_dict(),
+                "non2xx": sum(m.non2xx for m in measured),  # any refusal in any trial fails the row
+                "errors": sum(m.errors for m in measured),
+                "trials_rps": [round(m.rps) for m in measured],
+            }
+            print(
+                f"  {label:<28} {median.rps:8.0f} req/s  p50 {median.p50_ms:6.2f} ms  p99 {median.p99_ms:6.2f} ms"
+                f"  (median of {trials}: {', '.join(f'{m.rps:.0f}' for m in measured)})"
+                f"  non2xx={sum(m.non2xx for m in measured)} err={sum(m.errors for m in measured)}",
+                flush=True,
+            )
+
 
 # --- servers ---------------------------------------------------------------------------------------------------
 
@@ -660,9 +682,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
     print("bench: token endpoint", flush=True)
-    bench.wrk("cc/idp-mcp", idp, idp_token_path, [cc], {**form, "Authorization": f"Basic {idp_basic}"})
-    bench.wrk(
-        "cc-resource/idp-mcp", idp, idp_token_path, [cc_resource], {**form, "Authorization": f"Basic {idp_basic}"}
+    # Plain and with a resource in turns, median of three: the resource row is a ratio to the plain one.
+    bench.wrk_interleaved(
+        [
+            ("cc/idp-mcp", idp, idp_token_path, [cc], {**form, "Authorization": f"Basic {idp_basic}"}),
+            (
+                "cc-resource/idp-mcp",
+                idp,
+                idp_token_path,
+                [cc_resource],
+                {**form, "Authorization": f"Basic {idp_basic}"},
+            ),
+        ]
     )
     bench.wrk("cc/node", node, "/token", [cc], {**form, "Authorization": f"Basic {node_basic}"})
     floor = start_floor(free_port(), setup["m2m_client_id"], setup["m2m_secret"], work)
@@ -873,6 +904,8 @@ def table(res: dict[str, Any], read_tool: str) -> str:
         x, y = m[a], (m[b] if b else None)
         ratio = x["rps"] / y["rps"] if y else None
         text, result = verdict(key, ratio, x["p99_ms"]) if key else ("(report)", dash)
+        if x["non2xx"] or x["errors"] or (y is not None and (y["non2xx"] or y["errors"])):
+            result = "FAIL (non-2xx or errors)"  # a figure made of refusals or errors measures nothing
         ref_cells = f"{ref} | {figures(y)}" if y else f"{dash} | {dash} | {dash} | {dash} | {dash}"
         ratio_cell = f"{ratio:.2f}\u00d7" if ratio is not None else dash
         rows.append(f"| {label} | {figures(x)} | {ref_cells} | {ratio_cell} | {text} | {result} | {load} |")
