@@ -12,12 +12,8 @@ tokens from the real server decide what it answers.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +29,7 @@ from playwright.async_api import Page
 
 from tests.support.app_server import AppServer, run_app_server
 from tests.support.browser import BrowserAuthorizer
+from tests.support.guide_code import run_uvicorn_app
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port
 from tests.support.mcp_client import MemoryTokenStorage, connect
 
@@ -65,38 +62,9 @@ def api_code(markdown: str) -> str:
     return blocks[0]
 
 
-@contextmanager
-def run_api(folder: Path, env: dict[str, str]) -> Iterator[str]:
+def run_api(folder: Path, env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     """``python -m uvicorn api:app`` in ``folder``, as the guide says to run it; yields its base URL."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = folder / f"uvicorn-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"the guide's API exited:\n{log_path.read_text()}")
-                try:
-                    httpx.get(f"{base_url}/", timeout=1)
-                    break  # any HTTP answer: the API is up
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the guide's API did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    return run_uvicorn_app(folder, "api", free_port(), env)
 
 
 async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

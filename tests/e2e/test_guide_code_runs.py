@@ -9,24 +9,17 @@ hosted sign-in page → /callback → / shows the user's email.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from markdown_it import MarkdownIt
 from mcp import Client
 from playwright.async_api import Page
 
-from idp_mcp.guides import default_directory
 from tests.support.browser import BrowserAuthorizer
+from tests.support.guide_code import run_uvicorn_app
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port
 from tests.support.mcp_client import MemoryTokenStorage, connect
 
@@ -58,44 +51,6 @@ async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, 
     return dict(result.structured_content)
 
 
-@contextmanager
-def run_guide_app(folder: Path, port: int, secret: str) -> Iterator[str]:
-    """``python -m uvicorn app:app`` in ``folder``, as the guide tells a developer to run it; yields its base URL."""
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "IDP_CLIENT_SECRET": secret, "APP_BASE_URL": base_url}
-    log_path = folder / "uvicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"the guide's app exited:\n{log_path.read_text()}")
-                try:
-                    httpx.get(f"{base_url}/", timeout=1)
-                    break  # any HTTP answer: the app is up
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the guide's app did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-@pytest.mark.skipif(
-    not (default_directory() / f"{GUIDE_ID}.md").exists(),
-    reason=f"waits for the guide instructions/{GUIDE_ID}.md, not written yet",
-)
 async def test_fastapi_guide_code_signs_a_real_user_in(
     live_server: LiveServer, page: Page, callback_uri: str, tmp_path: Path
 ) -> None:
@@ -122,7 +77,9 @@ async def test_fastapi_guide_code_signs_a_real_user_in(
         folder.mkdir()
         (folder / "app.py").write_text(code, encoding="utf-8")
 
-        with run_guide_app(folder, port, secret) as base_url:
+        with run_uvicorn_app(
+            folder, "app", port, {"IDP_CLIENT_SECRET": secret, "APP_BASE_URL": f"http://127.0.0.1:{port}"}
+        ) as base_url:
             await page.goto(f"{base_url}/login")
             await page.wait_for_selector("input[name=identifier]")
             assert page.url.startswith(f"{live_server.url}/t/"), f"/login did not lead to the hosted page: {page.url}"
