@@ -120,7 +120,15 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
     assert all(tools[name]["annotations"]["readOnlyHint"] is False for name in WRITE_TOOLS)
     assert all(tools[name]["annotations"]["readOnlyHint"] for name in READ_TOOLS)
     destructive = {name for name, tool in tools.items() if tool["annotations"]["destructiveHint"]}
-    assert destructive == {"deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector"}
+    # Deletes, revocations and updates that replace a list (MCP: "may perform destructive updates").
+    assert destructive == {
+        "deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector", "revokeSecret",
+        "revokeTemporarySecrets", "removeRoles", "unlinkIdentity", "updateApplication", "updateSignInMethod",
+        "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector",
+    }  # fmt: skip
+    # Calling again with the same arguments changes nothing more: every read, update, delete and revocation; no create.
+    not_idempotent = {name for name, tool in tools.items() if not tool["annotations"]["idempotentHint"]}
+    assert not_idempotent == {name for name in tools if name.startswith("create")}
 
 
 def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:

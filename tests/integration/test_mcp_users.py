@@ -267,8 +267,13 @@ BAD_CALLS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"username": "dave", "password": "dave-is-great-1"},
         "must not contain your email or username",
     ),
-    "taken_email": ("createUser", {"email": "BOB@example.com", "password": PASSWORD}, "exists already"),
-    "taken_username": ("createUser", {"username": "bob", "password": PASSWORD}, "exists already"),
+    # The agent learns who has it already, so it can use that user instead of guessing.
+    "taken_email": ("createUser", {"email": "BOB@example.com", "password": PASSWORD}, "user {bob} has this email"),
+    "taken_username": (
+        "createUser",
+        {"username": "bob", "password": PASSWORD},
+        "user {bob} has this email or username",
+    ),
     "bad_username": ("createUser", {"username": "9lives", "password": PASSWORD}, "starting with a letter"),
     "email_too_long": ("createUser", {"email": "x" * 300 + "@example.com", "password": PASSWORD}, "'email'"),
     "name_too_long": ("createUser", {"username": "dave", "password": PASSWORD, "name": "x" * 129}, "'name'"),
@@ -295,6 +300,7 @@ def test_bad_call_is_an_error_that_explains_and_writes_nothing(
     session: McpSession, core: IdentityCore, bob: User, tool: str, arguments: dict[str, Any], explanation: str
 ) -> None:
     arguments = {key: bob.id if value == "{bob}" else value for key, value in arguments.items()}
+    explanation = explanation.replace("{bob}", bob.id)
     before = state(core)
 
     result = session.call_tool(tool, arguments)

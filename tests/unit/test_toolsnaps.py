@@ -37,6 +37,7 @@ def _snapshot(tool: ToolSpec[Any]) -> dict[str, Any]:
         "outputSchema": described.output_schema,
         "readOnlyHint": annotations.read_only_hint,
         "destructiveHint": annotations.destructive_hint,
+        "idempotentHint": annotations.idempotent_hint,
         "scope": tool.scope,
     }
 
@@ -99,6 +100,7 @@ def test_snapshot_records_the_fields_an_mcp_client_sees() -> None:
         "outputSchema",
         "readOnlyHint",
         "destructiveHint",
+        "idempotentHint",
         "scope",
     }
     assert snapshot["inputSchema"]["type"] == "object"

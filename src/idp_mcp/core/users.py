@@ -317,7 +317,7 @@ class TenantUsers:
             password_hash = passwords.hash_password_sync(password)
             return self._insert(
                 tenant_id, address, username, clean_name, password_hash, actor, "user.create",
-                email_verified=email_verified,
+                email_verified=email_verified, name_holder=True,
             )  # fmt: skip
 
         return await anyio.to_thread.run_sync(hash_and_insert)
@@ -343,14 +343,21 @@ class TenantUsers:
 
     def _insert(
         self, tenant_id: str, address: str | None, username: str | None, name: str | None, password_hash: str | None,
-        actor: Actor, action: str, *, email_verified: bool = False,
+        actor: Actor, action: str, *, email_verified: bool = False, name_holder: bool = False,
     ) -> User:  # fmt: skip
+        """Insert a user. ``name_holder``: an administrator's request, whose refusal names the user who has the
+        email or username already (never for sign-up, which must not tell who has an account)."""
         now = self._clock()
         user_id = new_id()
         try:
             with self._db.transaction() as conn:
-                if repo.exists_identifier(conn, tenant_id, email=address, username=username):
-                    raise UserAlreadyExists("A user with this email or username exists already in this tenant.")
+                holder = repo.holder_of(conn, tenant_id, email=address, username=username)
+                if holder is not None:
+                    raise UserAlreadyExists(
+                        f"The user {holder} has this email or username already (getUser shows them)."
+                        if name_holder
+                        else "A user with this email or username exists already in this tenant."
+                    )
                 repo.insert_user(
                     conn,
                     {

@@ -92,7 +92,13 @@ class ToolSpec(Generic[InputT]):
     toolset: str
     read_only: bool
     destructive: bool = False
+    #: Calling it again with the same arguments changes nothing more (MCP's idempotentHint). Read-only tools are.
+    idempotent: bool = False
     title: str | None = None
+
+    @property
+    def idempotent_hint(self) -> bool:
+        return self.read_only or self.idempotent
 
     def __post_init__(self) -> None:
         if not TOOL_NAME.match(self.name) or len(self.name) > 64:

@@ -415,6 +415,7 @@ def _describe(tool: ToolSpec[Any]) -> types.Tool:
             title=tool.title,
             read_only_hint=tool.read_only,
             destructive_hint=tool.destructive,
+            idempotent_hint=tool.idempotent_hint,
             open_world_hint=False,
         ),
     )

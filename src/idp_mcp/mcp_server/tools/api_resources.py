@@ -265,6 +265,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="api_resources",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="deleteApiResource",
@@ -277,6 +279,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="api_resources",
         read_only=False,
+        idempotent=True,
         destructive=True,
     ),
 ]

@@ -409,6 +409,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="applications",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="deleteApplication",
@@ -421,6 +423,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="applications",
         read_only=False,
+        idempotent=True,
         destructive=True,
     ),
     ToolSpec(
@@ -446,6 +449,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="applications",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="revokeTemporarySecrets",
@@ -458,5 +463,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="applications",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
 ]

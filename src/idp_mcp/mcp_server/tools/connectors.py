@@ -376,6 +376,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="connectors",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="deleteConnector",
@@ -388,6 +390,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="connectors",
         read_only=False,
+        idempotent=True,
         destructive=True,
     ),
     ToolSpec(
@@ -413,5 +416,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="connectors",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
 ]

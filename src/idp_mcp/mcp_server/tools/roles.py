@@ -339,6 +339,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="roles",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="deleteRole",
@@ -351,6 +353,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="roles",
         read_only=False,
+        idempotent=True,
         destructive=True,
     ),
     ToolSpec(
@@ -364,6 +367,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="roles",
         read_only=False,
+        idempotent=True,
     ),
     ToolSpec(
         name="removeRoles",
@@ -376,5 +380,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="roles",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
 ]

@@ -237,6 +237,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="sign_in_experience",
         read_only=False,
+        idempotent=True,
     ),
     ToolSpec(
         name="updateSignInMethod",
@@ -250,6 +251,8 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="sign_in_experience",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
     ToolSpec(
         name="updateSignUpMethod",
@@ -262,5 +265,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="sign_in_experience",
         read_only=False,
+        idempotent=True,
+        destructive=True,
     ),
 ]

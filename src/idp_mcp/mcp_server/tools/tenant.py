@@ -84,5 +84,6 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="tenant",
         read_only=False,
+        idempotent=True,
     ),
 ]

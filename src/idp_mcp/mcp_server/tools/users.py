@@ -284,6 +284,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="users",
         read_only=False,
+        idempotent=True,
     ),
     ToolSpec(
         name="deleteUser",
@@ -296,6 +297,7 @@ TOOLS: list[ToolSpec[Any]] = [
         scope=SCOPE_WRITE,
         toolset="users",
         read_only=False,
+        idempotent=True,
         destructive=True,
     ),
 ]

@@ -82,11 +82,17 @@ def delete_user(conn: Connection, tenant_id: str, user_id: str) -> None:
 
 
 def exists_identifier(conn: Connection, tenant_id: str, *, email: str | None, username: str | None) -> bool:
+    return holder_of(conn, tenant_id, email=email, username=username) is not None
+
+
+def holder_of(conn: Connection, tenant_id: str, *, email: str | None, username: str | None) -> str | None:
+    """The id of the user who has this email or this username already, if any."""
     clauses = []
     if email:
         clauses.append(users.c.email == email)
     if username:
         clauses.append(users.c.username == username)
     if not clauses:
-        return False
-    return conn.execute(select(users.c.id).where(users.c.tenant_id == tenant_id, or_(*clauses))).first() is not None
+        return None
+    row = conn.execute(select(users.c.id).where(users.c.tenant_id == tenant_id, or_(*clauses))).first()
+    return str(row.id) if row else None
