@@ -291,7 +291,7 @@ def test_the_hosted_page_renders_logo_colours_dark_mode_and_links_after_updates(
 
     css = client.get(f"/t/{TENANT}/branding.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    assert ":root { --primary: #ff5500; --primary-ink: #1b1b1f; }" in css.text
+    assert ":root { --primary: #ff5500; --primary-ink: #1b1b1f; --primary-text: #c74200; }" in css.text
     assert ":root.dark { --primary: #ffaa77;" in css.text
     assert ".card { border-radius: 2px; }" in css.text
 
@@ -327,3 +327,63 @@ def test_unknown_tenants_have_no_preview_or_stylesheet(client: TestClient) -> No
     assert client.get("/t/nope/preview").status_code == 404
     assert client.get("/t/nope/branding.css").status_code == 404
     assert client.get("/t/admin/preview").status_code == 404
+
+
+# --- readable brand colours -----------------------------------------------------------------------------------
+
+
+def _variables(css: str, selector: str) -> dict[str, str]:
+    block = re.search(re.escape(selector) + r" \{ ([^}]*) \}", css)
+    assert block, css
+    return dict(part.strip().split(": ") for part in block.group(1).strip(" ;").split(";"))
+
+
+def test_a_low_contrast_colour_on_the_light_page_is_adjusted_in_the_css_and_reported(
+    session: McpSession, client: TestClient, core: IdentityCore
+) -> None:
+    updated = ok(session.call_tool("updateBranding", {"primaryColor": "#ffff00", "darkMode": "off"}))
+
+    assert updated["adjusted"] == [
+        {"field": "primaryColor", "mode": "light", "use": "text", "given": "#ffff00", "used": "#747400",
+         "text": "#747400", "background": "#f4f4f7", "ratio": 4.51},
+    ]  # fmt: skip
+    assert "primaryColor #ffff00 as #747400 for text in light mode (4.51:1)" in updated["summary"]
+    # What the user asked for is what is stored: a later background or mode change starts again from it.
+    assert updated["branding"]["primaryColor"] == "#ffff00"
+    assert core.sign_in_experiences.get(TENANT).document()["branding"]["primaryColor"] == "#ffff00"
+    light = _variables(client.get(f"/t/{TENANT}/branding.css").text, ":root")
+    # Links and text use the readable variant; the yellow button keeps its colour under near-black ink.
+    assert light == {"--primary": "#ffff00", "--primary-ink": "#1b1b1f", "--primary-text": "#747400"}
+    assert ok(session.call_tool("getSignInExperience", {}))["adjusted"] == updated["adjusted"]
+
+
+def test_navy_in_dark_mode_is_lightened_in_the_css_and_reported(session: McpSession, client: TestClient) -> None:
+    updated = ok(session.call_tool("updateBranding", {"darkPrimaryColor": "#000080", "darkMode": "on"}))
+
+    [adjusted] = updated["adjusted"]
+    assert (adjusted["field"], adjusted["mode"], adjusted["use"], adjusted["given"]) == (
+        "darkPrimaryColor", "dark", "text", "#000080",
+    )  # fmt: skip
+    assert adjusted["used"] == "#7373ff" and adjusted["background"] == "#1c1c22" and adjusted["ratio"] >= 4.5
+    assert updated["branding"]["darkPrimaryColor"] == "#000080"
+    css = client.get(f"/t/{TENANT}/branding.css").text
+    dark = _variables(css, ":root.dark")
+    assert dark == {"--primary": "#000080", "--primary-ink": "#ffffff", "--primary-text": "#7373ff"}
+    assert _variables(css, ":root:not(.light)") == dark
+
+    # The same navy as the only primary colour: readable on the light page, lightened in dark mode (auto).
+    auto = ok(session.call_tool("updateBranding", {"primaryColor": "#000080", "darkPrimaryColor": None,
+                                                    "darkMode": "auto"}))  # fmt: skip
+    assert [(a["field"], a["mode"], a["used"]) for a in auto["adjusted"]] == [("primaryColor", "dark", "#7373ff")]
+
+
+def test_a_colour_that_reads_is_used_untouched(session: McpSession, client: TestClient) -> None:
+    updated = ok(session.call_tool("updateBranding", {"primaryColor": "#1a56db", "darkPrimaryColor": "#93b4ff"}))
+
+    assert updated["adjusted"] == []
+    assert "WCAG" not in updated["summary"]
+    css = client.get(f"/t/{TENANT}/branding.css").text
+    assert _variables(css, ":root") == {"--primary": "#1a56db", "--primary-ink": "#ffffff", "--primary-text": "#1a56db"}
+    assert _variables(css, ":root.dark") == {
+        "--primary": "#93b4ff", "--primary-ink": "#1b1b1f", "--primary-text": "#93b4ff",
+    }  # fmt: skip

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.brand_colours import BrandColours, brand_colours
 from idp_mcp.core.custom_css import check_custom_css
 from idp_mcp.domain import Actor, Clock
 from idp_mcp.errors import IdpError, ValidationFailed
@@ -64,6 +65,17 @@ class Branding:
         if self.dark_primary_color:
             return self.dark_primary_color
         return DEFAULT_DARK_PRIMARY_COLOR if self.primary_color == DEFAULT_PRIMARY_COLOR else self.primary_color
+
+    def colours(self) -> BrandColours:
+        """The colours the hosted pages use: the chosen ones where they read at WCAG AA (4.5:1), else the nearest
+        variants that do, with what was adjusted. The branding itself keeps the colours as chosen, so a later change
+        (of a colour or of the dark mode) starts again from them."""
+        return brand_colours(
+            self.primary_color,
+            self.effective_dark_primary_color,
+            dark_primary_field="darkPrimaryColor" if self.dark_primary_color else "primaryColor",
+            dark_mode=self.dark_mode,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from idp_mcp.core.brand_colours import Palette
 from idp_mcp.core.mail import Mailer, OutgoingEmail
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.core.sign_in import SignUpForm
@@ -36,28 +37,15 @@ _LABELS = {"email": "Email", "username": "Username"}
 # --- the branded stylesheet -----------------------------------------------------------------------------------
 
 
-def _luminance(hex_color: str) -> float:
-    digits = hex_color.lstrip("#")
-    if len(digits) == 3:
-        digits = "".join(char * 2 for char in digits)
-    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def ink_for(background: str) -> str:
-    """White or near-black, whichever reads better on ``background`` (WCAG contrast ratio)."""
-    lum = _luminance(background)
-    on_white = 1.05 / (lum + 0.05)
-    on_dark = (lum + 0.05) / (_luminance("#1b1b1f") + 0.05)
-    return "#ffffff" if on_white >= on_dark else "#1b1b1f"
-
-
 def branding_stylesheet(branding: Branding) -> str:
-    """CSS custom properties for the tenant's colours, then its (already validated) custom CSS."""
-    light, dark = branding.primary_color, branding.effective_dark_primary_color
-    light_vars = f"--primary: {light}; --primary-ink: {ink_for(light)};"
-    dark_vars = f"--primary: {dark}; --primary-ink: {ink_for(dark)};"
+    """CSS custom properties for the tenant's colours (their accessible variants: see ``core.brand_colours``), then
+    its (already validated) custom CSS."""
+    colours = branding.colours()
+
+    def variables(palette: Palette) -> str:
+        return f"--primary: {palette.button}; --primary-ink: {palette.ink}; --primary-text: {palette.text};"
+
+    light_vars, dark_vars = variables(colours.light), variables(colours.dark)
     css = (
         f":root {{ {light_vars} }}\n"
         f":root.dark {{ {dark_vars} }}\n"

@@ -60,6 +60,19 @@ class SignUpState(BaseModel):
     )
 
 
+class AdjustedColour(BaseModel):
+    field: Literal["primaryColor", "darkPrimaryColor"] = Field(description="The branding field the colour came from.")
+    mode: Literal["light", "dark"] = Field(description="The page mode the adjustment applies to.")
+    use: Literal["text", "button"] = Field(
+        description="text: links and text in the colour on the page; button: a button filled with it."
+    )
+    given: str = Field(description="The colour as set; kept in branding.")
+    used: str = Field(description="The variant the hosted pages show instead.")
+    text: str = Field(description="The foreground of the measured pair.")
+    background: str = Field(description="The background of the measured pair.")
+    ratio: float = Field(description="WCAG contrast ratio of text on background now (at least 4.5).")
+
+
 class SignInExperienceInfo(BaseModel):
     version: int = Field(description="Moves by one on every change; 0 is the default, never changed.")
     branding: BrandingState
@@ -67,6 +80,11 @@ class SignInExperienceInfo(BaseModel):
     signUp: SignUpState
     emailConnector: bool = Field(description="Whether this server can send email codes (an SMTP connector is set up).")
     previewUrl: str = Field(description="The hosted sign-in page as users will see it; show it to the user.")
+    adjusted: list[AdjustedColour] = Field(
+        default_factory=list,
+        description="Brand colours the hosted pages show as a darker or lighter variant, because as given they "
+        "would not reach WCAG AA contrast (4.5:1); empty when every colour is shown as set. Tell the user.",
+    )
     updatedAt: datetime | None
 
 
@@ -81,14 +99,24 @@ def _info(ctx: ToolContext, experience: SignInExperience) -> dict[str, Any]:
         "version": experience.version,
         "emailConnector": ctx.core.sign_in_experiences.email_connector,
         "previewUrl": sign_in_preview_url(ctx.settings, experience.tenant_id),
+        "adjusted": [adjustment.document() for adjustment in experience.branding.colours().adjusted],
         "updatedAt": as_utc(experience.updated_at) if experience.updated_at else None,
     }
 
 
+def _adjusted_sentence(adjusted: list[dict[str, Any]]) -> str:
+    parts = [
+        f"{item['field']} {item['given']} as {item['used']} for {'text' if item['use'] == 'text' else 'buttons'} in "
+        f"{item['mode']} mode ({item['ratio']}:1)"
+        for item in adjusted
+    ]
+    return " For WCAG AA contrast the pages show " + "; ".join(parts) + "." if parts else ""
+
+
 def _updated(ctx: ToolContext, update: ExperienceUpdate) -> UpdatedSignInExperience:
-    return UpdatedSignInExperience(
-        **_info(ctx, update.experience), changed=list(update.changed), summary=update.summary
-    )
+    info = _info(ctx, update.experience)
+    summary = update.summary + _adjusted_sentence(info["adjusted"]) if update.changed else update.summary
+    return UpdatedSignInExperience(**info, changed=list(update.changed), summary=summary)
 
 
 # --- getSignInExperience --------------------------------------------------------------------------------------
@@ -114,7 +142,10 @@ class UpdateBrandingInput(BaseModel):
     )
     faviconUrl: str | None = Field(default=None, max_length=2048, description="https URL of the favicon.")
     primaryColor: str | None = Field(
-        default=None, max_length=16, description="Buttons and links, #rgb or #rrggbb; null: the default colour."
+        default=None,
+        max_length=16,
+        description="Buttons and links, #rgb or #rrggbb; null: the default colour. Kept as given; where it would not "
+        "reach WCAG AA contrast the page shows the nearest variant that does (see adjusted in the result).",
     )
     darkPrimaryColor: str | None = Field(
         default=None, max_length=16, description="The primary colour in dark mode; null: primaryColor."
@@ -229,8 +260,9 @@ TOOLS: list[ToolSpec[Any]] = [
         name="updateBranding",
         title="Update branding",
         description="Change how the hosted sign-in page looks: display name, logos, favicon, colours, dark mode, "
-        "custom CSS, terms and privacy links. Only the fields given change, null resets one, and the result has a "
-        "previewUrl to show the user.",
+        "custom CSS, terms and privacy links. Only the fields given change (null resets one), a colour too faint to "
+        "read is shown as its nearest WCAG AA variant (listed in adjusted), and the result has a previewUrl to show "
+        "the user.",
         input_model=UpdateBrandingInput,
         output_model=UpdatedSignInExperience,
         handler=update_branding,

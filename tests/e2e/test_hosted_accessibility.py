@@ -1,0 +1,136 @@
+"""The tenant's hosted pages pass axe-core's WCAG 2 A/AA rules in Chromium after an agent sets brand colours that
+would not be readable as given (yellow on the light page, navy in dark mode): the sign-in page, the sign-up page,
+the email-code page and the previews, at desktop and phone widths, in light and dark mode (pinned or following the
+device)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from mcp import Client
+from playwright.async_api import Page
+
+from tests.e2e.conftest import assert_no_secrets_in_logs
+from tests.support.axe import axe_violations, describe
+from tests.support.browser import BrowserAuthorizer
+from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
+from tests.support.mcp_client import MemoryTokenStorage, connect
+from tests.support.smtp import SmtpSink, run_smtp_server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+CALLBACK = "http://127.0.0.1:9/callback"  # never reached: the pages are checked before any redirect
+WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+# (darkMode set through updateBranding, the device's colour scheme): pinned light, pinned dark, and following the
+# device both ways.
+MODES = [("off", "light"), ("on", "dark"), ("auto", "light"), ("auto", "dark")]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with run_smtp_server() as sink:
+        yield sink
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveServer]:
+    with run_live_server(tmp_path / "server", database_url, extra_env=smtp.env()) as live:
+        created = live.cli("admin", "create", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
+        assert created.returncode == 0, created.stderr
+        yield live
+    assert_no_secrets_in_logs(live)
+
+
+async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await mcp.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+async def _authorization_url(app: dict[str, Any], page: Page) -> str:
+    discovery = await (await page.context.request.get(app["discoveryUrl"])).json()
+    async with AsyncOAuth2Client(
+        client_id=app["clientId"], redirect_uri=CALLBACK, scope="openid email", code_challenge_method="S256",
+        token_endpoint_auth_method="none",
+    ) as oidc:  # fmt: skip
+        url, _ = oidc.create_authorization_url(discovery["authorization_endpoint"], code_verifier=generate_token(48))
+    return str(url)
+
+
+async def _assert_accessible(page: Page, what: str) -> None:
+    await page.locator("h1").wait_for()
+    violations = await axe_violations(page)
+    assert not violations, f"{what}:\n{describe(violations)}"
+
+
+async def _check_hosted_pages(visitor: Page, preview: str, app: dict[str, Any], scheme: str, where: str,
+                              email: str) -> None:  # fmt: skip
+    """Both previews, then a real sign-in page, its sign-up page and the email-code page: each free of violations."""
+    await visitor.goto(preview)
+    await _assert_accessible(visitor, f"preview of sign-in ({where})")
+    await visitor.goto(f"{preview}?screen=sign-up")
+    await _assert_accessible(visitor, f"preview of sign-up ({where})")
+
+    await visitor.goto(await _authorization_url(app, visitor))
+    await _assert_accessible(visitor, f"sign-in ({where})")
+    sign_in_url = visitor.url
+    # The link really is in the readable variant (#747400 light, #7373ff dark), not the colour as given.
+    link = visitor.get_by_role("link", name="Create account")
+    colour = await link.evaluate("el => getComputedStyle(el).color")
+    assert colour == ("rgb(116, 116, 0)" if scheme == "light" else "rgb(115, 115, 255)"), where
+    await link.click()
+    await _assert_accessible(visitor, f"sign-up ({where})")
+
+    await visitor.goto(sign_in_url)
+    await visitor.fill("form[action$='/sign-in/code'] input[name=email]", email)
+    await visitor.get_by_role("button", name="Email me a code").click()
+    await visitor.get_by_role("heading", name="Check your email").wait_for()
+    await _assert_accessible(visitor, f"email code ({where})")
+
+
+async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
+    server: LiveServer, page: Page, callback_uri: str
+) -> None:
+    authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
+    browser = page.context.browser
+    assert browser is not None
+    checked: list[str] = []
+    with anyio.fail_after(300):
+        async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
+            await _call(mcp, "updateSignUpMethod", {"enabled": True, "identifiers": ["email"], "password": True})
+            await _call(
+                mcp, "updateSignInMethod",
+                {"methods": [{"identifier": "email", "password": True, "verificationCode": True},
+                             {"identifier": "username", "password": True}]},
+            )  # fmt: skip
+            app = await _call(
+                mcp, "createApplication", {"name": "Acme shop", "type": "spa", "redirectUris": [CALLBACK]}
+            )
+            for dark_mode, scheme in MODES:
+                branded = await _call(
+                    mcp, "updateBranding",
+                    {"displayName": "Acme", "primaryColor": "#ffff00", "darkPrimaryColor": "#000080",
+                     "darkMode": dark_mode, "termsOfUseUrl": "https://acme.example/terms",
+                     "privacyPolicyUrl": "https://acme.example/privacy"},
+                )  # fmt: skip
+                shown = {"off": {"light"}, "on": {"dark"}, "auto": {"light", "dark"}}[dark_mode]
+                assert {item["mode"] for item in branded["adjusted"]} == shown, branded["adjusted"]
+                for width, viewport in WIDTHS.items():
+                    context = await browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+                    where = f"darkMode {dark_mode}, device {scheme}, {width}"
+                    try:
+                        # One address per round: codes asked for one address are rate-limited.
+                        email = f"dana{len(checked)}@example.com"
+                        await _check_hosted_pages(await context.new_page(), branded["previewUrl"], app, scheme, where,
+                                                  email)  # fmt: skip
+                    finally:
+                        await context.close()
+                    checked.append(where)
+    assert len(checked) == len(MODES) * len(WIDTHS)
