@@ -50,8 +50,6 @@ def _serve(args: argparse.Namespace) -> int:
         # the port actually served (a default of :8000 with --port 8765 sent every client to a closed port).
         public_url, wildcard = public_url_for_bind(args.host, args.port)
         settings = Settings(public_url=public_url)
-        # uvicorn's worker processes build their settings from the environment (create_app_from_env).
-        os.environ["IDP_MCP_PUBLIC_URL"] = settings.public_url
         if wildcard:
             notes.append(
                 f"note: listening on every interface ({args.host or '*'}); the URLs above use 127.0.0.1, which "
@@ -84,6 +82,9 @@ def _serve(args: argparse.Namespace) -> int:
     print(_start_banner(settings, core, args.host, args.port, notes), flush=True)
     if args.workers > 1:
         core.close()
+        # uvicorn's worker processes build their settings from the environment (create_app_from_env): they must
+        # advertise the URL derived here too.
+        os.environ["IDP_MCP_PUBLIC_URL"] = settings.public_url
         uvicorn.run("idp_mcp.app:create_app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
         return 0
     uvicorn.run(app, **options)  # type: ignore[arg-type]

@@ -34,8 +34,10 @@ def test_serve_without_a_public_url_advertises_the_port_it_listens_on_and_prints
     with serving(serve_command(port), env, port, tmp_path / "first.log", cwd=tmp_path) as served:
         url = f"http://127.0.0.1:{port}"
         assert metadata(port) == (url, f"{url}/mcp")
-        # The setup page's form posts to, and its links name, the served origin too.
-        assert f"{url}/setup" in served.output()
+        # Every endpoint a client is sent to names the served origin too.
+        discovery = httpx.get(f"{url}/.well-known/openid-configuration", timeout=10).json()
+        for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "jwks_uri"):
+            assert discovery[name].startswith(f"{url}/"), (name, discovery[name])
     out = served.output()
     assert f"idp-mcp is starting on 127.0.0.1:{port}" in out
     assert f"Open in a browser:  {url}/" in out
