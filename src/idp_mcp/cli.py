@@ -136,11 +136,17 @@ def _start_banner(settings: Settings, core: IdentityCore, host: str, port: int, 
 
 def database_text(settings: Settings) -> str:
     """The database in use, as a person can find it again: the SQLite file's path, or the URL without its password."""
+    location = database_location(settings)
+    return f"{location} (SQLite)" if location.startswith("/") else location
+
+
+def database_location(settings: Settings) -> str:
+    """The SQLite file's absolute path, or the database URL with its password masked."""
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.resolved_database_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        return f"{url.database} (SQLite)"
+    if url.get_backend_name() == "sqlite" and url.database and url.database.startswith("/"):
+        return url.database
     return url.render_as_string(hide_password=True)
 
 
@@ -230,7 +236,7 @@ def _no_such_administrator(core: IdentityCore, email: str) -> str:
     if not core.users.administrators_exist():
         # The usual cause: another database than the one meant (another data directory or database URL).
         return (
-            f"error: this database ({database_text(core.settings)}) has no administrator yet; create one with: "
+            f"error: this database ({database_location(core.settings)}) has no administrator yet; create one with: "
             f"idp-mcp admin create --email {email} --password '<a long passphrase>' (or, if the administrator is in "
             "another database, point at it with IDP_MCP_DATA_DIR or IDP_MCP_DATABASE_URL)"
         )

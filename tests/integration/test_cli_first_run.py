@@ -158,6 +158,8 @@ def test_a_command_that_needs_an_administrator_says_plainly_when_the_database_ha
             r"--email ada@example\.com",
             refused.stderr,
         ), refused.stderr
+        if DB_KIND == "sqlite":  # the file's path, as a person finds it again
+            assert f"this database ({database_url.removeprefix('sqlite:///')}) has" in refused.stderr
 
     assert cli(env, "admin", "create", *ADA).returncode == 0
     refused = cli(env, "tenant", "create", "--id", "acme", "--name", "Acme", "--admin", "bob@example.com")
