@@ -105,7 +105,8 @@ def create_app(
     settings: Settings | None = None, core: IdentityCore | None = None, *, announce_setup_code: bool = True
 ) -> Starlette:
     """The whole app. ``announce_setup_code``: while no administrator exists, log a fresh one-time setup code for
-    the first-administrator page (off in uvicorn's worker processes: their parent announced one already)."""
+    the first-administrator page (off for ``idp-mcp serve``, which prints it in its start-up block, and in uvicorn's
+    worker processes, whose parent announced one already)."""
     settings = settings or Settings()
     core = core or IdentityCore.from_settings(settings)
     core.bootstrap()

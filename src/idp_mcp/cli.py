@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from idp_mcp.errors import IdpError
 from idp_mcp.logs import configure_logging
-from idp_mcp.settings import Settings
+from idp_mcp.settings import (
+    DATABASE_FILE,
+    LEGACY_DATA_DIR,
+    WILDCARD_HOSTS,
+    Settings,
+    default_data_dir,
+    is_loopback_host,
+    public_url_for_bind,
+)
 
 if TYPE_CHECKING:
     from idp_mcp.core.identity import IdentityCore
@@ -34,6 +44,24 @@ def _serve(args: argparse.Namespace) -> int:
     from idp_mcp.app import create_app
 
     settings = Settings()
+    notes: list[str] = []
+    if "public_url" not in settings.model_fields_set:
+        # Nothing says where clients reach us: the bind does, so the issuer, the MCP resource and every link name
+        # the port actually served (a default of :8000 with --port 8765 sent every client to a closed port).
+        public_url, wildcard = public_url_for_bind(args.host, args.port)
+        settings = Settings(public_url=public_url)
+        if wildcard:
+            notes.append(
+                f"note: listening on every interface ({args.host or '*'}); the URLs above use 127.0.0.1, which "
+                "only this machine reaches. Set IDP_MCP_PUBLIC_URL to the URL other machines use."
+            )
+    else:
+        mismatch = _public_url_mismatch(settings.public_url, args.host, args.port)
+        if mismatch:
+            notes.append(mismatch)
+    legacy = _legacy_database_note(settings)
+    if legacy:
+        notes.append(legacy)
     configure_logging(settings.log_level)
     options: dict[str, object] = {
         "host": args.host,
@@ -44,30 +72,113 @@ def _serve(args: argparse.Namespace) -> int:
         "forwarded_allow_ips": args.forwarded_allow_ips,
         "access_log": False,
     }
+    if args.workers > 1 and not settings.mcp_stateless:
+        print(WORKERS_NEED_STATELESS.format(workers=args.workers), file=sys.stderr)
+        return 2
+    # Migrations run here, before any worker starts (each one then finds nothing to do), and a broken configuration
+    # stops this command instead of sending workers into a restart loop. The setup code is announced here, once.
+    app = create_app(settings, announce_setup_code=False)
+    core: IdentityCore = app.state.core
+    print(_start_banner(settings, core, args.host, args.port, notes), flush=True)
     if args.workers > 1:
-        if not settings.mcp_stateless:
-            print(WORKERS_NEED_STATELESS.format(workers=args.workers), file=sys.stderr)
-            return 2
-        # Build the app once here: migrations run before the workers start (each one then finds nothing to do),
-        # and a broken configuration stops this command instead of sending the workers into a restart loop.
-        create_app(settings).state.core.close()
-        print(f"idp-mcp {settings.public_url}  ·  MCP server URL: {settings.mcp_resource}", flush=True)
+        core.close()
+        # uvicorn's worker processes build their settings from the environment (create_app_from_env): they must
+        # advertise the URL derived here too.
+        os.environ["IDP_MCP_PUBLIC_URL"] = settings.public_url
         uvicorn.run("idp_mcp.app:create_app_from_env", factory=True, workers=args.workers, **options)  # type: ignore[arg-type]
         return 0
-    app = create_app(settings)
-    print(f"idp-mcp {settings.public_url}  ·  MCP server URL: {settings.mcp_resource}", flush=True)
     uvicorn.run(app, **options)  # type: ignore[arg-type]
     return 0
 
 
-def _migrate(_: argparse.Namespace) -> int:
-    from idp_mcp.core.identity import IdentityCore
+def _public_url_mismatch(public_url: str, host: str, port: int) -> str | None:
+    """A warning when IDP_MCP_PUBLIC_URL names this machine on another port than the one served: clients would
+    follow the advertised URLs to a closed port. (A public URL on another host is a proxy's: no warning.)"""
+    parts = urlsplit(public_url)
+    if not is_loopback_host(parts.hostname or "") or not (is_loopback_host(host) or host.strip() in WILDCARD_HOSTS):
+        return None
+    advertised = parts.port or (443 if parts.scheme == "https" else 80)
+    if advertised == port:
+        return None
+    served, _ = public_url_for_bind(host, port)
+    return (
+        f"warning: IDP_MCP_PUBLIC_URL is {public_url}, but this server listens on {host}:{port}. Clients follow the "
+        f"advertised URLs to port {advertised} and will not reach it (unless a proxy there forwards to {port}). "
+        f"Unset IDP_MCP_PUBLIC_URL to derive it from --host/--port, or set it to {served}."
+    )
 
-    core = IdentityCore.from_settings(Settings())
-    core.bootstrap()
-    core.close()
-    print("database is up to date")
-    return 0
+
+def _start_banner(settings: Settings, core: IdentityCore, host: str, port: int, notes: list[str]) -> str:
+    """The one block a person reads at start: what to open, what to paste, whether an administrator exists (and
+    how to make the first one), and which database this is."""
+    from idp_mcp.core.setup_codes import is_loopback_url
+
+    code = core.setup_codes.issue()  # a fresh code while no administrator exists, else None
+    lines = [
+        f"idp-mcp is starting on {host}:{port}",
+        f"  Open in a browser:  {settings.url('/')}",
+        f"  MCP server URL:     {settings.mcp_resource}   (paste it into your agent's MCP settings)",
+        f"  Database:           {database_text(settings)}",
+    ]
+    if code is None:
+        lines.append(f"  Administrator:      yes (sign in at {settings.url('/')})")
+    else:
+        # Shown on purpose, once, like Jupyter's token: whoever reads this console may create the first administrator.
+        local = " (not asked in a browser on this machine)" if is_loopback_url(settings.public_url) else ""
+        lines += [
+            "  Administrator:      none yet. Create the first one:",
+            f"    - in a browser at {settings.url('/setup')} with the one-time setup code {code}{local}",
+            "    - or run: idp-mcp admin create --email you@example.com --password '<a long passphrase>'",
+        ]
+    lines += [f"  {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def database_text(settings: Settings) -> str:
+    """The database in use, as a person can find it again: the SQLite file's path, or the URL without its password."""
+    location = database_location(settings)
+    return f"{location} (SQLite)" if location.startswith("/") else location
+
+
+def database_location(settings: Settings) -> str:
+    """The SQLite file's absolute path, or the database URL with its password masked."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database.startswith("/"):
+        return url.database
+    return url.render_as_string(hide_password=True)
+
+
+def _announce_database(settings: Settings) -> None:
+    """Every command says which database it works on (to stderr: stdout stays the command's result)."""
+    print(f"database: {database_text(settings)}", file=sys.stderr)
+    note = _legacy_database_note(settings)
+    if note:
+        print(note, file=sys.stderr)
+
+
+def _legacy_database_note(settings: Settings) -> str | None:
+    """A database in the old default place (./.idp-mcp, relative to the current directory) that is not the one in
+    use: said plainly, since its data is not lost but is not what this command sees."""
+    legacy = (LEGACY_DATA_DIR / DATABASE_FILE).resolve()
+    if settings.database_url is not None or legacy == (settings.data_dir / DATABASE_FILE).resolve():
+        return None
+    if not legacy.is_file():
+        return None
+    return (
+        f"note: {legacy} (the default before the data directory moved to {default_data_dir()}) is not in use. "
+        f"To keep using it, set IDP_MCP_DATA_DIR={legacy.parent}, or move its files into {settings.data_dir} "
+        "while no server runs."
+    )
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    def migrated(core: IdentityCore) -> int:
+        print("database is up to date")
+        return 0
+
+    return _with_core(migrated)
 
 
 def _membership_text(memberships: list[tuple[Tenant, str]]) -> str:
@@ -96,7 +207,7 @@ def _tenant_create(args: argparse.Namespace) -> int:
     def create(core: IdentityCore) -> int:
         owner = core.users.find_administrator(args.admin)
         if owner is None:
-            print(f"error: no administrator with the email {args.admin}; create one first", file=sys.stderr)
+            print(_no_such_administrator(core, args.admin), file=sys.stderr)
             return 1
         tenant = core.tenants.create(
             args.id, args.name, owner_user_id=owner.id, actor=Actor(tenant_id=ADMIN_TENANT_ID, sub=owner.id)
@@ -111,7 +222,7 @@ def _tenant_add_member(args: argparse.Namespace) -> int:
     def add(core: IdentityCore) -> int:
         admin = core.users.find_administrator(args.admin)
         if admin is None:
-            print(f"error: no administrator with the email {args.admin}; create one first", file=sys.stderr)
+            print(_no_such_administrator(core, args.admin), file=sys.stderr)
             return 1
         before = core.tenants.set_member(args.tenant, admin.id, args.role, _cli_actor(args.tenant))
         was = "" if before is None else f" (was {before})" if before != args.role else " (unchanged)"
@@ -121,15 +232,34 @@ def _tenant_add_member(args: argparse.Namespace) -> int:
     return _with_core(add)
 
 
+def _no_such_administrator(core: IdentityCore, email: str) -> str:
+    if not core.users.administrators_exist():
+        # The usual cause: another database than the one meant (another data directory or database URL).
+        return (
+            f"error: this database ({database_location(core.settings)}) has no administrator yet; create one with: "
+            f"idp-mcp admin create --email {email} --password '<a long passphrase>' (or, if the administrator is in "
+            "another database, point at it with IDP_MCP_DATA_DIR or IDP_MCP_DATABASE_URL)"
+        )
+    return f"error: no administrator with the email {email} in this database; create one first"
+
+
 def _with_core(action: Callable[[IdentityCore], int]) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from idp_mcp.core.identity import IdentityCore
 
-    core = IdentityCore.from_settings(Settings())
+    settings = Settings()
+    _announce_database(settings)
+    core = IdentityCore.from_settings(settings)
     try:
         core.bootstrap()
         return action(core)
     except IdpError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        # The driver's own words (no password in them), not a traceback.
+        print(f"error: cannot use the database {database_text(settings)}: {exc.orig}", file=sys.stderr)
         return 1
     finally:
         core.close()
@@ -191,8 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (migrations run first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface); default 127.0.0.1"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on, default 8000; unless IDP_MCP_PUBLIC_URL is set, the advertised URLs use it too",
+    )
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxies trusted for X-Forwarded-*")
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (more than one needs IDP_MCP_MCP_STATELESS=true)"

@@ -24,6 +24,9 @@ CHATTY_LOGGERS = (
     "httpcore",
     "httpx2",
 )
+# Loggers that narrate routine start-up (Alembic: "Context impl SQLiteImpl", one line per plugin and migration):
+# only worth reading when debugging, so they speak at DEBUG and are held at WARNING otherwise.
+NARRATING_LOGGERS = ("alembic",)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _TOKEN_FIELD = re.compile(
     r"(?i)(['\"]?(?:access_token|refresh_token|id_token|client_secret|code_verifier|password|code)['\"]?\s*[:=]\s*['\"]?)"
@@ -62,3 +65,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+    for name in NARRATING_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+        )

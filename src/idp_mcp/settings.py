@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -9,6 +11,48 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The data directory before it had a stable default: relative to wherever a command ran.
+LEGACY_DATA_DIR = Path(".idp-mcp")
+DATABASE_FILE = "idp-mcp.db"
+#: Addresses that mean "every interface": a URL cannot name them, so the public URL uses 127.0.0.1 instead.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 (recognised, not bound to)
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/idp-mcp``, else ``~/.local/share/idp-mcp``: the same directory whichever directory a command
+    runs from (the XDG base directory rule: a relative XDG_DATA_HOME is ignored)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "idp-mcp"
+    try:
+        return Path.home() / ".local" / "share" / "idp-mcp"
+    except RuntimeError:  # no HOME and no passwd entry (a bare container): the old default, made absolute
+        return LEGACY_DATA_DIR.resolve()
+
+
+def public_url_for_bind(host: str, port: int) -> tuple[str, bool]:
+    """The URL clients reach a server bound to ``host``:``port`` on from this machine, and whether ``host`` was a
+    wildcard (every interface; the URL then names 127.0.0.1, which other machines cannot use)."""
+    wildcard = host.strip() in WILDCARD_HOSTS
+    name = "127.0.0.1" if wildcard else host.strip().strip("[]").lower()
+    try:
+        if ipaddress.ip_address(name).version == 6:
+            name = f"[{name}]"
+    except ValueError:
+        pass  # a host name such as localhost
+    return (f"http://{name}" if port == 80 else f"http://{name}:{port}"), wildcard
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -18,7 +62,10 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Where clients reach this server; issuer, MCP resource and links derive from it.",
     )
-    data_dir: Path = Field(default=Path("./.idp-mcp"), description="Signing keys fallback, SQLite file.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the SQLite database lives; default $XDG_DATA_HOME/idp-mcp, else ~/.local/share/idp-mcp.",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default is a SQLite file in the data dir."
     )
@@ -199,7 +246,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'idp-mcp.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / DATABASE_FILE).resolve()}"
 
     def url(self, path: str) -> str:
         """An absolute URL on this server for a path that starts with '/'."""

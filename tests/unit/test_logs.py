@@ -44,3 +44,13 @@ def test_payload_logging_libraries_stay_quiet_even_at_debug() -> None:
         assert logging.getLogger("idp_mcp").getEffectiveLevel() == logging.DEBUG
     finally:
         configure_logging("WARNING")
+
+
+def test_alembic_narrates_migrations_only_at_debug() -> None:
+    try:
+        configure_logging("INFO")
+        assert logging.getLogger("alembic.runtime.migration").getEffectiveLevel() == logging.WARNING
+        configure_logging("DEBUG")
+        assert logging.getLogger("alembic.runtime.migration").getEffectiveLevel() == logging.DEBUG
+    finally:
+        configure_logging("WARNING")

@@ -212,3 +212,49 @@ def test_bad_database_engine_settings_are_refused_naming_the_setting(
         Settings()
     message = str(excinfo.value)
     assert name.removeprefix("IDP_MCP_").lower() in message and says in message
+
+
+# --- First run: the default data directory and the URL a bind implies ---------------------------------------
+
+
+def test_the_default_data_directory_is_under_xdg_data_home_whatever_the_current_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "xdg" / "idp-mcp"
+    assert Settings().resolved_database_url == f"sqlite:///{tmp_path / 'xdg' / 'idp-mcp' / 'idp-mcp.db'}"
+
+
+@pytest.mark.parametrize("xdg", ["", "relative/dir"], ids=["unset", "relative-ignored"])
+def test_without_an_absolute_xdg_data_home_the_data_directory_is_under_the_home_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, xdg: str
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", xdg)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Settings().data_dir == tmp_path / "home" / ".local" / "share" / "idp-mcp"
+
+
+def test_an_explicit_data_directory_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("IDP_MCP_DATA_DIR", str(tmp_path / "mine"))
+    assert Settings().data_dir == tmp_path / "mine"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "url", "wildcard"),
+    [
+        ("127.0.0.1", 8765, "http://127.0.0.1:8765", False),
+        ("localhost", 9000, "http://localhost:9000", False),
+        ("0.0.0.0", 8765, "http://127.0.0.1:8765", True),
+        ("::", 8765, "http://127.0.0.1:8765", True),
+        ("", 8765, "http://127.0.0.1:8765", True),
+        ("::1", 8765, "http://[::1]:8765", False),
+        ("192.0.2.7", 80, "http://192.0.2.7", False),
+    ],
+)
+def test_the_public_url_a_bind_implies(host: str, port: int, url: str, wildcard: bool) -> None:
+    from idp_mcp.settings import public_url_for_bind
+
+    assert public_url_for_bind(host, port) == (url, wildcard)
+    assert Settings(public_url=url).public_url == url  # a URL the settings take as it is
