@@ -3,6 +3,7 @@ signing each of them in on the in-process app."""
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,6 @@ def csrf(client: TestClient, page: str = "/console") -> str:
     return csrf_from(client.get(page).text)
 
 
-def text_of(html: str) -> str:
+def text_of(page: str) -> str:
     """The page's text without tags, whitespace folded: what a reader sees."""
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
