@@ -1,5 +1,6 @@
 """The console in headless Chromium against a real server: sign in, read the audit log filtered by tool, find the
-connected agent, revoke it, and its next /mcp call is refused."""
+connected agent, revoke it, and its next /mcp call is refused; and axe-core on every console page (and the 404 page)
+at desktop and phone widths."""
 
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ async def test_every_console_page_has_no_wcag_a_or_aa_violation(live_server: Liv
         "audit-bad-filter": f"{tenant}/audit?since=yesterday",
         "agents": f"{tenant}/agents",
         "revoke-agent": f"{tenant}/agents/revoke?client={agent.client_id}",
+        "not-found": f"{live_server.url}/no-such-page",
     }
     async with launch_browser() as browser:
         # axe is injected as an inline script, which the console's CSP (rightly) refuses: bypass it for the check.
