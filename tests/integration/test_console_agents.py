@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from idp_mcp.core.audit import AuditQuery
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.domain import DEFAULT_TENANT_ID
+from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor
 from tests.support.console import (
     READER_EMAIL,
     READER_PASSWORD,
@@ -21,7 +21,7 @@ from tests.support.console import (
     signed_in,
     text_of,
 )
-from tests.support.inprocess import refresh
+from tests.support.inprocess import authorize, exchange_code, refresh, register_client
 from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession
 from tests.support.tokens import IssuedToken, obtain_access_token
@@ -141,3 +141,25 @@ def test_an_agent_name_with_markup_is_shown_as_text(client: TestClient, people: 
         html = client.get(page).text
         assert XSS not in html
         assert "&lt;script&gt;" in html
+
+
+def test_revoking_an_agent_on_one_tenant_leaves_its_grant_on_another(
+    client: TestClient, core: IdentityCore, people: Cast
+) -> None:
+    """One client, approved by the owner for two tenants: the default tenant's page revokes only that tenant's grant."""
+    core.tenants.set_member("acme", people.owner_id, "admin", Actor(tenant_id=ADMIN_TENANT_ID, sub=people.stranger_id))
+    registered = register_client(client, client_name="Two-tenant agent")
+    tokens = {}
+    for tenant in (DEFAULT_TENANT_ID, "acme"):
+        result = authorize(client, registered["client_id"], tenant=tenant)
+        response = exchange_code(client, registered["client_id"], result)
+        assert response.status_code == 200, response.text
+        tokens[tenant] = response.json()["access_token"]
+    assert [agent.name for agent in core.agents.list("acme")] == ["Two-tenant agent"]
+
+    signed_in(client)
+    assert _revoke(client, registered["client_id"], csrf(client, AGENTS)) == 303
+    assert not _still_connected(core, registered["client_id"])
+    assert [agent.name for agent in core.agents.list("acme")] == ["Two-tenant agent"]
+    assert McpSession(client, tokens[DEFAULT_TENANT_ID]).initialize_response().status_code == 401
+    assert McpSession(client, tokens["acme"]).initialize_response().status_code == 200
