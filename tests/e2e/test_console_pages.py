@@ -113,14 +113,26 @@ async def test_every_console_page_has_no_wcag_a_or_aa_violation(live_server: Liv
             await page.fill("input[name=password]", ADMIN_PASSWORD)
             await page.click("button[type=submit]")
             await page.wait_for_url("**/console/t/default/applications")
-            found = {}
-            for name, url in pages.items():
-                await page.goto(url)
+            found: dict[str, list[dict[str, object]]] = {}
+
+            async def check(name: str) -> None:
                 if width == 390:  # nothing wider than the phone's screen but the tables' own scrolling boxes
                     overflow = await page.evaluate("document.documentElement.scrollWidth")
                     wide = await page.evaluate(WIDER_THAN_PHONE)
                     assert overflow <= 390, f"{name} is {overflow} px wide: {wide}"
                 if problems := await violations(page):
                     found[name] = problems
+
+            for name, url in pages.items():
+                await page.goto(url)
+                await check(name)
+            # The secret pages, reached as a person does: the revoke confirmation, then a new production secret.
+            await page.goto(pages["application"])
+            await page.click("a:has-text('Revoke')")
+            await check("revoke-secret")
+            await page.goto(pages["application"])
+            await page.click("button:has-text('Create production secret')")
+            await page.wait_for_url("**/reveal")
+            await check("secret-created")
         await context.close()
     assert not found, found
