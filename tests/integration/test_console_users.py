@@ -88,9 +88,20 @@ def test_creating_a_user_opens_their_page_and_is_audited(client: TestClient, cor
     assert response.status_code == 303
     page = client.get(response.headers["location"])
     assert "ada.l@example.com" in page.text and "adal" in page.text and "Active" in page.text
+    assert "(not verified)" in page.text  # only when the administrator says so, as with createUser
     (row,) = core.audit.search(DEFAULT_TENANT_ID, AuditQuery(action="user.create"))
     assert row.actor_sub == people.owner_id and row.actor_client_id is None
     assert PASSWORD not in str(row.details)
+
+
+def test_an_administrator_may_vouch_for_the_email_address(client: TestClient, core: IdentityCore, people: Cast) -> None:
+    signed_in(client)
+    form = {"csrf_token": csrf(client, USERS), "email": "v@example.com", "password": PASSWORD, "emailVerified": "true"}
+    response = client.post(USERS, data=form, follow_redirects=False)
+    assert response.status_code == 303
+    assert "(verified)" in client.get(response.headers["location"]).text
+    no_email = client.post(USERS, data=form | {"email": "", "username": "nomail"})
+    assert no_email.status_code == 400 and "emailVerified needs an email address." in no_email.text
 
 
 @pytest.mark.parametrize(

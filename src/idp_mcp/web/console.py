@@ -359,13 +359,14 @@ class Console:
         """Create a user with an email and/or username and a password, as the createUser tool does."""
         form = await self.pages.read_form(request)
         user, tenant = await self._tenant(request, write=True)
-        fields = {key: str(form.get(key) or "").strip() for key in ("email", "username", "name")}
+        fields = {key: str(form.get(key) or "").strip() for key in ("email", "username", "name", "emailVerified")}
         password = str(form.get("password") or "")
         actor = Actor(tenant_id=tenant.id, sub=user.id)
         try:
             created = await self.core.tenant_users.create(
                 tenant.id, password=password, actor=actor, email=fields["email"] or None,
                 username=fields["username"] or None, name=fields["name"] or None,
+                email_verified=fields["emailVerified"] == "true",
             )  # fmt: skip
         except IdpError as exc:
             return await self._users_page(
