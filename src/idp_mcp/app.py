@@ -183,6 +183,7 @@ def create_app(
         middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits=limits)],
         mcp_endpoint=BodyLimit(mcp, limits),
         mcp_methods=MCP_METHODS,
+        exception_handlers={404: pages.not_found},
     )
     app.state.core = core
     app.state.settings = settings

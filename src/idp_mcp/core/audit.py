@@ -65,6 +65,7 @@ class AuditQuery:
     agent: str | None = None  # the OAuth client: its id or its name
     action: str | None = None  # e.g. "application.update" or "tool.createApplication"
     target_id: str | None = None
+    before: int | None = None  # only rows older than this event id (in the listing's order): the next page
 
 
 class AuditLog:
@@ -217,19 +218,32 @@ class AuditLog:
     def search(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
         """A tenant's rows that match ``query``, newest first, queued rows of this process included."""
         self.flush()
-        email = query.actor.strip().lower() if query.actor and "@" in query.actor else None
         with self._db.read() as conn:
-            return repo.search(
-                conn,
-                tenant_id,
-                limit=query.limit,
-                since=query.since,
-                actor_sub=query.actor if query.actor and email is None else None,
-                actor_email=email,
-                agent=query.agent,
-                action=query.action,
-                target_id=query.target_id,
-            )
+            return self._search(conn, tenant_id, query)
+
+    def search_with_people(self, tenant_id: str, query: AuditQuery) -> tuple[list[AuditEntry], dict[str, str]]:
+        """:meth:`search`, and the email of each human in the rows who still exists (user id → email), in one read:
+        what the console shows."""
+        self.flush()
+        with self._db.read() as conn:
+            entries = self._search(conn, tenant_id, query)
+            subjects = sorted({entry.actor_sub for entry in entries if entry.actor_sub})
+            return entries, repo.emails(conn, tenant_id, subjects)
+
+    def _search(self, conn: Connection, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
+        email = query.actor.strip().lower() if query.actor and "@" in query.actor else None
+        return repo.search(
+            conn,
+            tenant_id,
+            limit=query.limit,
+            since=query.since,
+            actor_sub=query.actor if query.actor and email is None else None,
+            actor_email=email,
+            agent=query.agent,
+            action=query.action,
+            target_id=query.target_id,
+            before=query.before,
+        )
 
 
 def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:

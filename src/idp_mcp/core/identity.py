@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from idp_mcp.core.agents import ConnectedAgents
 from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
@@ -58,6 +59,7 @@ class IdentityCore:
             RegistrationLimits(settings.registration_max_per_address, settings.registration_window),
         )
         self.grants = Grants(db, clock, self.audit)
+        self.agents = ConnectedAgents(db, clock, self.audit)
         self.api_resources = ApiResources(db, clock, self.audit, settings.public_url)
         self.roles = Roles(db, clock, self.audit)
         self.permissions = Permissions(db)

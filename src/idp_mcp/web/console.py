@@ -1,5 +1,5 @@
-"""The administrators' web console: their tenants, each tenant's applications, and their secrets (production ones
-created and shown once, any one revoked by id).
+"""The administrators' web console: their tenants; each tenant's applications and their secrets (production ones
+created and shown once, any one revoked by id), users, audit log and connected agents.
 
 It reuses the pages' rendering, error page, session and CSRF-checked form parsing. Every tenant page checks
 membership first, and every application is read by (tenant, id), so one tenant's data never shows in another's.
@@ -7,22 +7,27 @@ membership first, and every application is read by (tenant, id), so one tenant's
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from idp_mcp.core.agents import AgentNotConnected
 from idp_mcp.core.applications import Application, ApplicationNotFound
+from idp_mcp.core.audit import AuditQuery
 from idp_mcp.core.secrets import SecretInfo, SecretNotFound
 from idp_mcp.core.tenants import ReadOnlyMember, may_write
-from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Tenant, User
-from idp_mcp.errors import Forbidden, IdpError
+from idp_mcp.core.users import UserChanges
+from idp_mcp.domain import ADMIN_TENANT_ID, Actor, AuditEntry, Tenant, User, as_utc
+from idp_mcp.errors import Forbidden, IdpError, UserNotFound, ValidationFailed
 from idp_mcp.settings import Settings
 from idp_mcp.web.pages import Pages
 
@@ -37,6 +42,11 @@ TYPE_LABELS = {
 NOT_MEMBER = "You are not an administrator of this tenant."
 NO_APPLICATION = "There is no such application in this tenant."
 NO_SECRET = "There is no such secret for this application."
+NO_USER = "There is no such user in this tenant."
+AUDIT_LIMITS = (25, 50, 100, 200)
+USERS_PER_PAGE = 25
+_TOOL = re.compile(r"^[a-z][A-Za-z0-9]{0,63}$")
+_FILTER_MAX = 512
 
 
 class _SignInFirst(Exception):
@@ -53,6 +63,14 @@ def applications_url(tenant_id: str) -> str:
 
 def application_url(tenant_id: str, application_id: str) -> str:
     return f"{applications_url(tenant_id)}/{quote(application_id, safe='')}"
+
+
+def tenant_url(tenant_id: str, page: str) -> str:
+    return f"/console/t/{quote(tenant_id, safe='')}/{page}"
+
+
+def user_url(tenant_id: str, user_id: str, page: str = "") -> str:
+    return tenant_url(tenant_id, f"users/{quote(user_id, safe='')}" + (f"/{page}" if page else ""))
 
 
 def secret_url(tenant_id: str, application_id: str, secret_id: str, page: str) -> str:
@@ -75,6 +93,16 @@ class Console:
             Route(f"{application}/secrets/{{secret_id}}/reveal", self._page(self.reveal_secret), methods=["GET"]),
             Route(f"{application}/secrets/{{secret_id}}/revoke", self._page(self.confirm_revoke), methods=["GET"]),
             Route(f"{application}/secrets/{{secret_id}}/revoke", self._page(self.revoke_secret), methods=["POST"]),
+            Route("/console/t/{tenant}/audit", self._page(self.audit), methods=["GET"]),
+            Route("/console/t/{tenant}/agents", self._page(self.agents), methods=["GET"]),
+            Route("/console/t/{tenant}/agents/revoke", self._page(self.confirm_revoke_agent), methods=["GET"]),
+            Route("/console/t/{tenant}/agents/revoke", self._page(self.revoke_agent), methods=["POST"]),
+            Route("/console/t/{tenant}/users", self._page(self.users), methods=["GET"]),
+            Route("/console/t/{tenant}/users", self._page(self.create_user), methods=["POST"]),
+            Route("/console/t/{tenant}/users/{user_id}", self._page(self.user), methods=["GET"]),
+            Route("/console/t/{tenant}/users/{user_id}/suspension", self._page(self.suspend_user), methods=["POST"]),
+            Route("/console/t/{tenant}/users/{user_id}/delete", self._page(self.confirm_delete_user), methods=["GET"]),
+            Route("/console/t/{tenant}/users/{user_id}/delete", self._page(self.delete_user), methods=["POST"]),
         ]
 
     def _page(self, handler: Handler) -> Handler:
@@ -134,6 +162,13 @@ class Console:
         tenant, application = context.get("tenant"), context.get("application")
         if tenant is not None:
             context["applications_url"] = applications_url(tenant.id)
+            context["tenant_nav"] = [
+                ("applications", "Applications", applications_url(tenant.id)),
+                ("users", "Users", tenant_url(tenant.id, "users")),
+                ("audit", "Audit log", tenant_url(tenant.id, "audit")),
+                ("agents", "Connected agents", tenant_url(tenant.id, "agents")),
+            ]
+            context.setdefault("section", "applications")
             if application is not None:
                 context["url"] = application_url(tenant.id, application.id)
         return self.pages.render(request, template, type_labels=TYPE_LABELS, **context)
@@ -220,6 +255,179 @@ class Console:
             raise SecretNotFound(NO_SECRET) from None
         return RedirectResponse(application_url(tenant.id, application.id), status_code=303)
 
+    # --- audit log -------------------------------------------------------------------------------------
+
+    async def audit(self, request: Request) -> Response:
+        """The tenant's audit log, newest first, narrowed by the filters in the query string; an "older" link pages
+        on from the last row shown."""
+        user, tenant = await self._tenant(request)
+        filters = {key: (request.query_params.get(key) or "").strip() for key in _AUDIT_FILTERS}
+        try:
+            query, limit = _audit_query(filters)
+        except ValidationFailed as exc:
+            return self._render(
+                request, "console/audit.html", status=400, user=user, tenant=tenant, section="audit",
+                filters=filters, limits=AUDIT_LIMITS, error=exc.message, rows=[], older_url="",
+            )  # fmt: skip
+        entries, people = await run_in_threadpool(self.core.audit.search_with_people, tenant.id, query)
+        older_url = ""
+        if len(entries) > limit:
+            entries = entries[:limit]
+            kept = {key: value for key, value in filters.items() if value and key != "before"}
+            older_url = f"{tenant_url(tenant.id, 'audit')}?{urlencode({**kept, 'before': entries[-1].id})}"
+        return self._render(
+            request, "console/audit.html", user=user, tenant=tenant, section="audit", filters=filters,
+            limits=AUDIT_LIMITS, error="", rows=[_audit_row(entry, people) for entry in entries], older_url=older_url,
+        )  # fmt: skip
+
+    # --- connected agents -------------------------------------------------------------------------------
+
+    async def agents(self, request: Request) -> Response:
+        """The MCP clients holding grants that act on this tenant, who approved them, and revoking one."""
+        user, tenant = await self._tenant(request)
+        agents = await run_in_threadpool(self.core.agents.list, tenant.id)
+        revoke = tenant_url(tenant.id, "agents/revoke")
+        rows = [
+            {
+                "client_id": agent.client_id, "name": agent.name, "approved_by": ", ".join(agent.approved_by),
+                "scopes": " ".join(agent.scopes), "grants": agent.grants, "connected": _when(agent.connected_at),
+                "last_used": _when(agent.last_used_at, "Unknown"),
+                "revoke_url": f"{revoke}?{urlencode({'client': agent.client_id})}",
+            }
+            for agent in agents
+        ]  # fmt: skip
+        return self._render(
+            request, "console/agents.html", user=user, tenant=tenant, section="agents", agents=rows,
+            may_write=may_write(request.state.role), revoked=request.query_params.get("revoked") == "1",
+        )  # fmt: skip
+
+    async def confirm_revoke_agent(self, request: Request) -> Response:
+        """Ask before revoking an agent: its next call to /mcp is refused and it must be connected again."""
+        user, tenant = await self._tenant(request)
+        client_id = request.query_params.get("client", "")
+        agents = await run_in_threadpool(self.core.agents.list, tenant.id)
+        agent = next((agent for agent in agents if agent.client_id == client_id), None)
+        if agent is None:
+            raise AgentNotConnected("This agent holds no grant on this tenant (it may be revoked already).")
+        return self._render(
+            request, "console/revoke_agent.html", user=user, tenant=tenant, section="agents", agent=agent,
+            action=tenant_url(tenant.id, "agents/revoke"), back=tenant_url(tenant.id, "agents"),
+            approved_by=", ".join(agent.approved_by), scopes=" ".join(agent.scopes),
+        )  # fmt: skip
+
+    async def revoke_agent(self, request: Request) -> Response:
+        """Revoke every grant one agent holds on this tenant; CSRF first, then the write role."""
+        form = await self.pages.read_form(request)
+        back = tenant_url(request.path_params["tenant"], "agents")
+        user, tenant = await self._tenant(request, next_url=back, write=True)
+        actor = Actor(tenant_id=tenant.id, sub=user.id)
+        await run_in_threadpool(self.core.agents.revoke, tenant.id, str(form.get("client_id") or ""), actor)
+        return RedirectResponse(f"{back}?revoked=1", status_code=303)
+
+    # --- users ------------------------------------------------------------------------------------------
+
+    async def users(self, request: Request) -> Response:
+        user, tenant = await self._tenant(request)
+        return await self._users_page(request, user, tenant)
+
+    async def _users_page(
+        self, request: Request, user: User, tenant: Tenant, *, status: int = 200, error: str = "",
+        form: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        search = (request.query_params.get("q") or "").strip()[:100]
+        try:
+            page = max(1, int(request.query_params.get("page") or 1))
+        except ValueError:
+            page = 1
+        found, total = await run_in_threadpool(
+            partial(self.core.tenant_users.list, tenant.id, query=search or None, page=page, page_size=USERS_PER_PAGE)
+        )
+        base = tenant_url(tenant.id, "users")
+
+        def page_url(number: int) -> str:
+            return f"{base}?{urlencode({'q': search, 'page': number} if search else {'page': number})}"
+
+        return self._render(
+            request, "console/users.html", status=status, user=user, tenant=tenant, section="users",
+            users=[{"user": found_user, "url": user_url(tenant.id, found_user.id)} for found_user in found],
+            total=total, search=search, error=error, form=form or {}, may_write=may_write(request.state.role),
+            newer_url=page_url(page - 1) if page > 1 else "",
+            more_url=page_url(page + 1) if page * USERS_PER_PAGE < total else "",
+        )  # fmt: skip
+
+    async def create_user(self, request: Request) -> Response:
+        """Create a user with an email and/or username and a password, as the createUser tool does."""
+        form = await self.pages.read_form(request)
+        user, tenant = await self._tenant(request, write=True)
+        fields = {key: str(form.get(key) or "").strip() for key in ("email", "username", "name", "emailVerified")}
+        password = str(form.get("password") or "")
+        actor = Actor(tenant_id=tenant.id, sub=user.id)
+        try:
+            created = await self.core.tenant_users.create(
+                tenant.id, password=password, actor=actor, email=fields["email"] or None,
+                username=fields["username"] or None, name=fields["name"] or None,
+                email_verified=fields["emailVerified"] == "true",
+            )  # fmt: skip
+        except IdpError as exc:
+            return await self._users_page(
+                request, user, tenant, status=exc.status if 400 <= exc.status < 500 else 400, error=exc.message,
+                form=fields,
+            )  # fmt: skip
+        return RedirectResponse(user_url(tenant.id, created.id), status_code=303)
+
+    async def _tenant_user(self, request: Request, *, write: bool = False) -> tuple[User, Tenant, User]:
+        next_url = user_url(request.path_params["tenant"], request.path_params["user_id"])
+        admin, tenant = await self._tenant(request, next_url, write=write)
+        try:
+            found = await run_in_threadpool(self.core.tenant_users.get, tenant.id, request.path_params["user_id"])
+        except UserNotFound:
+            raise UserNotFound(NO_USER) from None
+        return admin, tenant, found
+
+    async def user(self, request: Request) -> Response:
+        """One user: identifiers, status, live sessions and consents; suspend, reactivate or delete."""
+        admin, tenant, found = await self._tenant_user(request)
+        access = await run_in_threadpool(self.core.agents.user_access, tenant.id, found.id)
+        return self._render(
+            request, "console/user.html", user=admin, tenant=tenant, section="users", person=found,
+            created=_when(found.created_at), may_write=may_write(request.state.role),
+            sessions=[(_when(signed_in), _when(expires)) for signed_in, expires in access.sessions],
+            grants=[
+                {"client_id": client_id, "name": name, "scope": scope, "at": _when(at)}
+                for client_id, name, scope, at in access.grants
+            ],
+            suspension_url=user_url(tenant.id, found.id, "suspension"),
+            delete_url=user_url(tenant.id, found.id, "delete"), users_url=tenant_url(tenant.id, "users"),
+        )  # fmt: skip
+
+    async def suspend_user(self, request: Request) -> Response:
+        """Suspend (ends their sessions, grants and tokens at once) or reactivate a user."""
+        form = await self.pages.read_form(request)
+        admin, tenant, found = await self._tenant_user(request, write=True)
+        suspended = {"suspend": True, "reactivate": False}.get(str(form.get("action") or ""))
+        if suspended is None:
+            raise ValidationFailed("Choose suspend or reactivate.")
+        actor = Actor(tenant_id=tenant.id, sub=admin.id)
+        await run_in_threadpool(
+            self.core.tenant_users.update, tenant.id, found.id, UserChanges(suspended=suspended), actor
+        )
+        return RedirectResponse(user_url(tenant.id, found.id), status_code=303)
+
+    async def confirm_delete_user(self, request: Request) -> Response:
+        admin, tenant, found = await self._tenant_user(request)
+        return self._render(
+            request, "console/delete_user.html", user=admin, tenant=tenant, section="users", person=found,
+            action=user_url(tenant.id, found.id, "delete"), back=user_url(tenant.id, found.id),
+        )  # fmt: skip
+
+    async def delete_user(self, request: Request) -> Response:
+        """Delete a user, their sessions, grants and tokens; CSRF first, then the write role."""
+        await self.pages.read_form(request)
+        admin, tenant, found = await self._tenant_user(request, write=True)
+        actor = Actor(tenant_id=tenant.id, sub=admin.id)
+        await run_in_threadpool(self.core.tenant_users.delete, tenant.id, found.id, actor)
+        return RedirectResponse(tenant_url(tenant.id, "users"), status_code=303)
+
     async def _secret(self, tenant_id: str, application_id: str, secret_id: str) -> SecretInfo:
         secrets = await run_in_threadpool(self.core.secrets.list, tenant_id, application_id)
         found = next((secret for secret in secrets if secret.id == secret_id), None)
@@ -244,4 +452,50 @@ def _secret_row(secret: SecretInfo, tenant_id: str | None = None, application_id
         "created": _when(secret.created_at),
         "expires": _when(secret.expires_at),
         "status": status,
+    }
+
+
+_AUDIT_FILTERS = ("actor", "agent", "tool", "target", "since", "limit", "before")
+
+
+def _audit_query(filters: dict[str, str]) -> tuple[AuditQuery, int]:
+    """The audit query for the page's filters (one more row than shown, to know whether older ones exist)."""
+    for key in ("actor", "agent", "target"):
+        if len(filters[key]) > _FILTER_MAX:
+            raise ValidationFailed(f"The {key} filter is too long: at most {_FILTER_MAX} characters.")
+    tool = filters["tool"]
+    if tool and not _TOOL.match(tool):
+        raise ValidationFailed("A tool is its MCP name, such as createApplication (letters and digits).")
+    since: datetime | None = None
+    if filters["since"]:
+        try:
+            since = datetime.fromisoformat(filters["since"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed("Since is a date and time, such as 2026-12-01T09:30 (UTC).") from None
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since  # the form's local time is UTC
+    limit = int(filters["limit"]) if filters["limit"] in {str(n) for n in AUDIT_LIMITS} else AUDIT_LIMITS[1]
+    before = int(filters["before"]) if filters["before"].isdigit() and len(filters["before"]) < 19 else None
+    query = AuditQuery(
+        limit=limit + 1, since=since, actor=filters["actor"] or None, agent=filters["agent"] or None,
+        action=f"tool.{tool}" if tool else None, target_id=filters["target"] or None, before=before,
+    )  # fmt: skip
+    return query, limit
+
+
+def _audit_row(entry: AuditEntry, people: dict[str, str]) -> dict[str, Any]:
+    details = [
+        (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True))
+        for key, value in sorted(entry.details.items())
+    ]
+    return {
+        "id": entry.id,
+        "at": as_utc(entry.at).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "human": people.get(entry.actor_sub, entry.actor_sub) if entry.actor_sub else "",
+        "human_id": entry.actor_sub or "",
+        "agent": entry.actor_client_name or entry.actor_client_id or "",
+        "agent_id": entry.actor_client_id or "",
+        "target": " ".join(part for part in (entry.target_type, entry.target_id) if part),
+        "details": details,
     }

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -79,6 +79,13 @@ class Pages:
 
     async def error_page(self, request: Request, error: str, description: str, status: int) -> Response:
         return self.render(request, "error.html", status=status, error=error, description=description)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """No route matched: a styled page for a browser (it asks for HTML), the plain answer for anything else
+        (API and MCP clients keep getting what they always got)."""
+        if "text/html" not in request.headers.get("accept", ""):
+            return PlainTextResponse("Not Found", status_code=404)
+        return self.render(request, "not_found.html", status=404)
 
     async def _session(self, request: Request) -> BrowserSession | None:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, or_, select
+from sqlalchemy import Connection, Row, and_, insert, or_, select
 
 from idp_mcp.domain import ADMIN_TENANT_ID, AuditEntry
 from idp_mcp.store.tables import audit_log, users
@@ -33,9 +33,11 @@ def search(
     agent: str | None = None,
     action: str | None = None,
     target_id: str | None = None,
+    before: int | None = None,
 ) -> list[AuditEntry]:
     """A tenant's rows, newest first, narrowed by every filter given. ``agent`` matches the client id or name;
-    ``actor_email`` the email of the administrator (or tenant user) who acted."""
+    ``actor_email`` the email of the administrator (or tenant user) who acted; ``before`` an event id: only rows
+    after it in this order (older, or as old with a smaller id), so pages never overlap or skip a row."""
     statement = select(audit_log).where(audit_log.c.tenant_id == tenant_id)
     if since is not None:
         statement = statement.where(audit_log.c.at >= since)
@@ -52,9 +54,30 @@ def search(
         statement = statement.where(audit_log.c.action == action)
     if target_id is not None:
         statement = statement.where(audit_log.c.target_id == target_id)
+    if before is not None:
+        cursor = conn.execute(
+            select(audit_log.c.at).where(audit_log.c.tenant_id == tenant_id, audit_log.c.id == before)
+        ).first()
+        if cursor is None:
+            return []
+        statement = statement.where(
+            or_(audit_log.c.at < cursor.at, and_(audit_log.c.at == cursor.at, audit_log.c.id < before))
+        )
     # By time first: a queued row (a read tool's call) may be inserted after rows of a later change.
     rows = conn.execute(statement.order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(limit)).all()
     return [_entry(row) for row in rows]
+
+
+def emails(conn: Connection, tenant_id: str, user_ids: list[str]) -> dict[str, str]:
+    """The email of each of these users (administrators or the tenant's own) that has one."""
+    if not user_ids:
+        return {}
+    rows = conn.execute(
+        select(users.c.id, users.c.email).where(
+            users.c.tenant_id.in_((ADMIN_TENANT_ID, tenant_id)), users.c.id.in_(user_ids), users.c.email.is_not(None)
+        )
+    ).all()
+    return {row.id: row.email for row in rows}
 
 
 def _entry(row: Row[Any]) -> AuditEntry:
