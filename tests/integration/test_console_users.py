@@ -107,7 +107,7 @@ def test_an_administrator_may_vouch_for_the_email_address(client: TestClient, co
 @pytest.mark.parametrize(
     ("fields", "status", "message"),
     [
-        ({"email": "linus@example.com"}, 409, "exists already"),
+        ({"email": "linus@example.com"}, 409, "has this email or username already"),
         ({"email": "new@example.com", "password": "short"}, 400, "password"),
         ({"username": "1bad"}, 400, "A username is 3 to 64"),
         ({}, 400, "Give the user an email, a username, or both."),
