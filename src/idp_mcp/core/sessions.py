@@ -81,7 +81,7 @@ class Sessions:
     def get(self, raw: str | None) -> BrowserSession | None:
         if not raw or len(raw) > 128:
             return None
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_session(conn, digest(raw), self._clock())
         return BrowserSession(row.tenant_id, row.user_id, row.auth_time) if row else None
 
@@ -117,7 +117,7 @@ class Sessions:
     def get_interaction(self, raw: str) -> Interaction | None:
         if not raw or len(raw) > 128:
             return None
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.get_interaction(conn, digest(raw), self._clock())
         return Interaction(raw, row.tenant_id, row.client_id, dict(row.params)) if row else None
 

@@ -266,12 +266,12 @@ class HostedSignIn:
         return experience.branding.display_name or self._tenants.get(tenant_id).name
 
     def _find_by_email(self, tenant_id: str, address: str) -> User | None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             found = users_repo.find_by_identifier(conn, tenant_id, address)
         return found[0] if found and found[0].email == address else None
 
     def _taken(self, tenant_id: str, email: str | None, username: str | None) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return users_repo.exists_identifier(conn, tenant_id, email=email, username=username)
 
 

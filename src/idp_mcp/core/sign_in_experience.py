@@ -402,7 +402,7 @@ class SignInExperiences:
 
     def get(self, tenant_id: str) -> SignInExperience:
         """The tenant's experience; the default one (version 0) until it is first changed."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return _from_row(tenant_id, repo.get(conn, tenant_id))
 
     def update_branding(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
