@@ -21,6 +21,7 @@ _WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|UPSERT)\b|\bFOR UPDATE\
 class RecordedTransaction:
     read_only: bool  # opened by Database.read (a deferred BEGIN on SQLite, no write lock)
     thread: int
+    thread_name: str
     statements: list[str] = field(default_factory=list)
 
     @property
@@ -70,6 +71,7 @@ class TransactionRecorder:
             recorded = RecordedTransaction(
                 read_only=bool(conn.get_execution_options().get("idp_read_only", False)),
                 thread=threading.get_ident(),
+                thread_name=threading.current_thread().name,
             )
             self.transactions.append(recorded)
             self._open[id(conn.connection.dbapi_connection)] = recorded
@@ -85,10 +87,19 @@ class TransactionRecorder:
             self._open.pop(id(conn.connection.dbapi_connection), None)
 
 
+AUDIT_WRITER = "idp-mcp-audit-writer"  # the thread that commits queued audit rows in batches (core/audit.py)
+
+
+def of_requests(transactions: list[RecordedTransaction]) -> list[RecordedTransaction]:
+    """Without the audit writer's batches: rows queued by this or earlier requests land whenever it wakes, so they
+    are not the work of the use case under test."""
+    return [t for t in transactions if t.thread_name != AUDIT_WRITER]
+
+
 def summary(transactions: list[RecordedTransaction]) -> list[str]:
     """One line per transaction, for assertion messages."""
     return [
-        f"{'read' if t.read_only else 'WRITE'} ({t.writes} writing statements): "
+        f"{'read' if t.read_only else 'WRITE'} on {t.thread_name} ({t.writes} writing statements): "
         + "; ".join(s.split("\n", 1)[0][:80] for s in t.statements)
         for t in transactions
     ]

@@ -83,7 +83,8 @@ class IdentityCore:
         )  # fmt: skip
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
-            experiences=self.sign_in_experiences, codes=self.verification_codes,
+            experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,
+            connectors=self.connectors,
         )  # fmt: skip
 
     @classmethod

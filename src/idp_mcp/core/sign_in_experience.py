@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
@@ -403,7 +404,11 @@ class SignInExperiences:
     def get(self, tenant_id: str) -> SignInExperience:
         """The tenant's experience; the default one (version 0) until it is first changed."""
         with self._db.read() as conn:
-            return _from_row(tenant_id, repo.get(conn, tenant_id))
+            return self.get_in(conn, tenant_id)
+
+    def get_in(self, conn: Connection, tenant_id: str) -> SignInExperience:
+        """:meth:`get`, read in the caller's transaction."""
+        return _from_row(tenant_id, repo.get(conn, tenant_id))
 
     def update_branding(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
         """Change the branding fields given; None puts a field back to its default."""
