@@ -48,8 +48,8 @@ class IdentityCore:
         )
         self.setup_codes = SetupCodes(db, clock, ADMIN_TENANT_ID)
         self.tenant_users = TenantUsers(db, clock, self.audit)
-        self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
+        self.applications = Applications(db, clock, self.audit, self.secrets)
         self.clients = Clients(
             db,
             clock,
