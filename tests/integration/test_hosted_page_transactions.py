@@ -11,10 +11,14 @@ import anyio
 import pytest
 from starlette.testclient import TestClient
 
+from idp_mcp.app import create_app
 from idp_mcp.core.applications import Application
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
+from idp_mcp.settings import Settings
 from tests.support import hosted
+from tests.support.hops import HopCounter
+from tests.support.inprocess import PUBLIC_URL
 from tests.support.transactions import TransactionRecorder, of_requests, summary
 
 TENANT = "default"
@@ -59,6 +63,24 @@ def test_the_hosted_sign_in_page_is_one_read_transaction(
     assert f"/t/{TENANT}/interaction/{request.interaction_id}/sign-up" in html
     # The same again (nothing cached that would hide a second transaction the first time only).
     one_read(recorder, core, client, request.path)
+
+
+def test_the_hosted_sign_in_page_is_one_thread_hop(
+    settings: Settings, core: IdentityCore, app: Application, recorder: TransactionRecorder
+) -> None:
+    """Hops counted by the interpreter's profiling hook on anyio's worker threads (tests/support/hops.py)."""
+    counter = HopCounter()
+    with counter.installed(), TestClient(create_app(settings, core), base_url=PUBLIC_URL) as client:
+        request = hosted.start(client, app.id)
+        request.page()  # the first render of this app (templates compiled): still counted below on its own
+        for _ in range(2):
+            with counter.counting():
+                html = one_read(recorder, core, client, request.path)
+            assert "Shop app" in html
+            assert counter.hops == 1, counter.hops
+        with counter.counting():  # the counter does see hops: the authorization request makes several
+            hosted.start(client, app.id)
+        assert counter.hops >= 1
 
 
 def test_the_hosted_sign_up_page_and_the_preview_are_one_read_transaction_each(
