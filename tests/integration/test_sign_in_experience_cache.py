@@ -113,7 +113,7 @@ def test_concurrent_reads_and_a_change_never_mix_versions(core: IdentityCore, ot
                 group.start_soon(reader)
             for name in names.values():
                 await anyio.to_thread.run_sync(
-                    lambda n=name: other_replica.sign_in_experiences.update_branding(TENANT, {"displayName": n}, ACTOR)
+                    other_replica.sign_in_experiences.update_branding, TENANT, {"displayName": name}, ACTOR
                 )
 
     anyio.run(main)

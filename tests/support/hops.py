@@ -30,7 +30,7 @@ class HopCounter:
         try:
             yield self
         finally:
-            threading.setprofile(None)  # type: ignore[arg-type]  # None removes the hook
+            threading.setprofile(None)  # None removes the hook
 
     @contextmanager
     def counting(self) -> Iterator[HopCounter]:
