@@ -83,12 +83,13 @@ def test_the_hosted_sign_in_page_is_one_thread_hop(
         assert counter.hops >= 1
 
 
-def test_the_hosted_sign_up_page_and_the_preview_are_one_read_transaction_each(
+def test_the_sign_up_page_the_preview_and_the_stylesheet_are_one_read_transaction_each(
     client: TestClient, core: IdentityCore, app: Application, recorder: TransactionRecorder
 ) -> None:
     request = hosted.start(client, app.id)
     assert 'name="password"' in one_read(recorder, core, client, f"{request.path}/sign-up")
     assert "Shop" in one_read(recorder, core, client, f"/t/{TENANT}/preview")
+    assert "--primary" in one_read(recorder, core, client, f"/t/{TENANT}/branding.css")
 
 
 def test_a_signed_in_browser_still_goes_on_to_the_application(
