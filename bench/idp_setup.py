@@ -84,6 +84,12 @@ def main() -> None:
     )  # fmt: skip
     core.roles.assign(TENANT, [role.id], actor=actor, application_id=m2m.id)
     spa = core.applications.create(TENANT, name="bench spa", app_type="spa", redirect_uris=[REDIRECT_URI], actor=actor)
+    # A tenant that made its hosted page its own (what the page render scenario parses, or reuses from its cache).
+    css = "".join(f".bench-{i} {{ color: #{i:06x}; margin: {i}px; }}\n" for i in range(40))
+    core.sign_in_experiences.update_branding(
+        TENANT, {"displayName": "Bench Shop", "primaryColor": "#117a3d", "customCss": css}, actor
+    )
+    core.sign_in_experiences.update_sign_up(TENANT, {"enabled": True}, actor)
     user = asyncio.run(core.tenant_users.create(TENANT, password=PASSWORD, actor=actor, email="bench-user@example.com"))
     issuer = tenant_issuer(settings.public_url, TENANT)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
+
+from sqlalchemy import Connection
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
@@ -16,11 +18,28 @@ from idp_mcp.store.db import Database
 from idp_mcp.store.repos import clients as repo
 from idp_mcp.store.repos import grants as grants_repo
 
+if TYPE_CHECKING:  # secrets.py imports this module
+    from idp_mcp.core.secrets import IssuedSecret
+
 ApplicationType = Literal["traditional", "spa", "native", "m2m"]
 IdTokenAlg = Literal["ES256", "RS256"]
 APPLICATION_TYPES: tuple[str, ...] = get_args(ApplicationType)
 MAX_NAME, MAX_DESCRIPTION, MAX_URIS = 128, 1000, 20
 LINE_BREAKS = "\n\r\t"  # a description may span lines; a name may not
+
+
+class TemporarySecretMaker(Protocol):
+    """Makes an application's secret inside the caller's transaction (``ClientSecrets`` does)."""
+
+    def insert_in(
+        self, conn: Connection, tenant_id: str, client_id: str, kind: Literal["temporary"], actor: Actor
+    ) -> IssuedSecret: ...
+
+
+@dataclass(frozen=True)
+class NewApplication:
+    application: Application
+    temporary_secret: IssuedSecret | None  # for confidential applications; its value is known only now
 
 
 class ApplicationNotFound(NotFound):
@@ -191,10 +210,11 @@ def _apply(current: Application, changes: ApplicationChanges) -> tuple[set[str],
 
 
 class Applications:
-    def __init__(self, db: Database, clock: Clock, audit: AuditLog) -> None:
+    def __init__(self, db: Database, clock: Clock, audit: AuditLog, secrets: TemporarySecretMaker) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        self._secrets = secrets
 
     def create(
         self,
@@ -211,6 +231,58 @@ class Applications:
         third_party: bool = False,
     ) -> Application:
         """Create an application; every field is validated before anything is written."""
+        values = self._new_values(
+            tenant_id, name=name, app_type=app_type, description=description, redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout_redirect_uris, cors_origins=cors_origins,
+            id_token_alg=id_token_alg, third_party=third_party,
+        )  # fmt: skip
+        with self._db.transaction() as conn:
+            return self._insert(conn, values, actor)
+
+    def create_with_secret(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        app_type: str,
+        actor: Actor,
+        description: str = "",
+        redirect_uris: list[str] | None = None,
+        post_logout_redirect_uris: list[str] | None = None,
+        cors_origins: list[str] | None = None,
+        id_token_alg: str = "ES256",
+        third_party: bool = False,
+    ) -> NewApplication:
+        """Create an application and, when it is confidential (traditional, m2m), its first temporary secret: one
+        transaction with both audit rows, so an application never exists without the secret it was created with."""
+        values = self._new_values(
+            tenant_id, name=name, app_type=app_type, description=description, redirect_uris=redirect_uris,
+            post_logout_redirect_uris=post_logout_redirect_uris, cors_origins=cors_origins,
+            id_token_alg=id_token_alg, third_party=third_party,
+        )  # fmt: skip
+        with self._db.transaction() as conn:
+            application = self._insert(conn, values, actor)
+            secret = (
+                self._secrets.insert_in(conn, tenant_id, application.id, "temporary", actor)
+                if application.confidential
+                else None
+            )
+        return NewApplication(application, secret)
+
+    def _new_values(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        app_type: str,
+        description: str,
+        redirect_uris: list[str] | None,
+        post_logout_redirect_uris: list[str] | None,
+        cors_origins: list[str] | None,
+        id_token_alg: str,
+        third_party: bool,
+    ) -> dict[str, Any]:
+        """The row of a new application, every field validated (nothing is written here)."""
         if app_type not in APPLICATION_TYPES:
             raise ValidationFailed(
                 f"Unknown application type '{app_type[:40]}'; use one of {', '.join(APPLICATION_TYPES)}."
@@ -252,13 +324,19 @@ class Applications:
             "created_at": now,
             "updated_at": now,
         }
-        with self._db.transaction() as conn:
-            repo.insert_client(conn, values)
-            self._audit.write(
-                conn, actor, "application.create", target_type="application", target_id=client_id, tenant_id=tenant_id,
-                details={"name": name, "type": app_type, "redirect_uris": redirects, "third_party": third_party},
-            )  # fmt: skip
-            client = repo.get(conn, tenant_id, client_id)
+        return values
+
+    def _insert(self, conn: Connection, values: dict[str, Any], actor: Actor) -> Application:
+        tenant_id, client_id, metadata = values["tenant_id"], values["client_id"], values["metadata"]
+        repo.insert_client(conn, values)
+        self._audit.write(
+            conn, actor, "application.create", target_type="application", target_id=client_id, tenant_id=tenant_id,
+            details={
+                "name": values["name"], "type": metadata["application_type"], "redirect_uris": values["redirect_uris"],
+                "third_party": metadata["third_party"],
+            },
+        )  # fmt: skip
+        client = repo.get(conn, tenant_id, client_id)
         assert client is not None
         return _from_client(client)
 

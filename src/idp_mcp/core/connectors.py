@@ -420,7 +420,16 @@ class Connectors:
         """The usable connectors among ``connector_ids``, in that order (the buttons of the hosted page)."""
         if not connector_ids:
             return []
-        by_id = {connector.id: connector for connector in self.list(tenant_id)}
+        with self._db.read() as conn:
+            return self.social_in(conn, tenant_id, connector_ids)
+
+    def social_in(self, conn: Connection, tenant_id: str, connector_ids: tuple[str, ...]) -> builtins.list[Connector]:
+        """:meth:`social`, read in the caller's transaction."""
+        if not connector_ids:
+            return []
+        rows = repo.list_for_tenant(conn, tenant_id)
+        secrets = repo.secret_info(conn, tenant_id, [row.id for row in rows])
+        by_id = {row.id: _to_connector(row, secrets.get(row.id)) for row in rows}
         return [by_id[cid] for cid in connector_ids if cid in by_id and by_id[cid].usable]
 
     def client_secret(self, tenant_id: str, connector_id: str) -> str | None:

@@ -49,8 +49,8 @@ class IdentityCore:
         )
         self.setup_codes = SetupCodes(db, clock, ADMIN_TENANT_ID)
         self.tenant_users = TenantUsers(db, clock, self.audit)
-        self.applications = Applications(db, clock, self.audit)
         self.secrets = ClientSecrets(db, clock, self.audit, settings.temporary_secret_ttl)
+        self.applications = Applications(db, clock, self.audit, self.secrets)
         self.clients = Clients(
             db,
             clock,
@@ -85,7 +85,8 @@ class IdentityCore:
         )  # fmt: skip
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
-            experiences=self.sign_in_experiences, codes=self.verification_codes,
+            experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,
+            connectors=self.connectors,
         )  # fmt: skip
 
     @classmethod

@@ -227,7 +227,7 @@ class KeyRing:
 
     def list_keys(self, tenant_id: str | None = None) -> list[KeyInfo]:
         """Every key, retired ones included, oldest first; of one tenant when ``tenant_id`` is given."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return _statuses(repo.all_keys(conn, tenant_id))
 
     def _retire(self, tenant_id: str, chosen: Any, *, actor: Actor | None, force: bool) -> list[KeyInfo]:

@@ -76,7 +76,7 @@ class ClientSecrets:
     def create(self, tenant_id: str, client_id: str, kind: SecretKind, actor: Actor) -> IssuedSecret:
         """Create a secret for a confidential application; the audit row names it by id, never by value."""
         with self._db.transaction() as conn:
-            return self._insert(conn, tenant_id, client_id, kind, actor)
+            return self.insert_in(conn, tenant_id, client_id, kind, actor)
 
     def create_production_to_reveal(self, tenant_id: str, client_id: str, actor: Actor, session_id: str) -> str:
         """Create a production secret and keep its value for one showing to the browser session ``session_id``
@@ -88,7 +88,7 @@ class ClientSecrets:
         """
         with self._db.transaction() as conn:
             repo.purge_reveals(conn, self._clock())
-            issued = self._insert(conn, tenant_id, client_id, "production", actor)
+            issued = self.insert_in(conn, tenant_id, client_id, "production", actor)
             binding = _binding(tenant_id, client_id, issued.id)
             repo.insert_reveal(
                 conn,
@@ -116,7 +116,10 @@ class ClientSecrets:
         value = unseal(session_id, _REVEAL_PURPOSE, row.sealed, _binding(tenant_id, client_id, secret_id))
         return IssuedSecret(secret_id, value, "production", None) if value is not None else None
 
-    def _insert(self, conn: Connection, tenant_id: str, client_id: str, kind: SecretKind, actor: Actor) -> IssuedSecret:
+    def insert_in(
+        self, conn: Connection, tenant_id: str, client_id: str, kind: SecretKind, actor: Actor
+    ) -> IssuedSecret:
+        """Create a secret inside the caller's transaction, with its audit row (see :meth:`create`)."""
         now = self._clock()
         value = new_secret(32)
         secret_id = new_id(8)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from idp_mcp.core import devices
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_secret
@@ -81,8 +83,15 @@ class Sessions:
     def get(self, raw: str | None) -> BrowserSession | None:
         if not raw or len(raw) > 128:
             return None
-        with self._db.transaction() as conn:
-            row = repo.get_session(conn, digest(raw), self._clock())
+        with self._db.read() as conn:
+            return self.session_in(conn, raw)
+
+    def session_in(self, conn: Connection, raw: str | None) -> BrowserSession | None:
+        """The live session of cookie value ``raw``, read in the caller's transaction (one use case, one
+        transaction)."""
+        if not raw or len(raw) > 128:
+            return None
+        row = repo.get_session(conn, digest(raw), self._clock())
         return BrowserSession(row.tenant_id, row.user_id, row.auth_time) if row else None
 
     def end(self, raw: str | None) -> None:
@@ -117,8 +126,14 @@ class Sessions:
     def get_interaction(self, raw: str) -> Interaction | None:
         if not raw or len(raw) > 128:
             return None
-        with self._db.transaction() as conn:
-            row = repo.get_interaction(conn, digest(raw), self._clock())
+        with self._db.read() as conn:
+            return self.interaction_in(conn, raw)
+
+    def interaction_in(self, conn: Connection, raw: str) -> Interaction | None:
+        """The pending interaction ``raw``, read in the caller's transaction."""
+        if not raw or len(raw) > 128:
+            return None
+        row = repo.get_interaction(conn, digest(raw), self._clock())
         return Interaction(raw, row.tenant_id, row.client_id, dict(row.params)) if row else None
 
     def finish_interaction(self, raw: str) -> bool:

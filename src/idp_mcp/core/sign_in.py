@@ -12,17 +12,29 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import anyio.to_thread
+from sqlalchemy import Connection
 
 from idp_mcp.core import passwords
 from idp_mcp.core.audit import AuditLog
+from idp_mcp.core.connectors import Connector, Connectors
 from idp_mcp.core.mail import OutgoingEmail
+from idp_mcp.core.sessions import BrowserSession, Interaction, Sessions
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
 from idp_mcp.core.users import USERNAME, TenantUsers, Users, normalise_email
 from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, VerificationCodes
-from idp_mcp.domain import Actor, Clock, User
-from idp_mcp.errors import Forbidden, InvalidCredentials, UserAlreadyExists, UserSuspended, ValidationFailed
+from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Clock, Tenant, User
+from idp_mcp.errors import (
+    Forbidden,
+    InvalidCredentials,
+    TenantNotFound,
+    UserAlreadyExists,
+    UserSuspended,
+    ValidationFailed,
+)
 from idp_mcp.store.db import Database
+from idp_mcp.store.repos import clients as clients_repo
+from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as users_repo
 
 _LABELS = {"email": "email", "username": "username"}
@@ -60,10 +72,37 @@ class SignUpStarted:
     sign_in_email: str | None = None
 
 
+@dataclass(frozen=True)
+class HostedPage:
+    """What every hosted page of a tenant shows: the tenant, its sign-in experience, the usable connectors of its
+    'Continue with …' buttons (in order), and whether email codes can be offered now."""
+
+    tenant: Tenant
+    experience: SignInExperience
+    social: tuple[Connector, ...]
+    email_codes: bool
+
+    @property
+    def brand_name(self) -> str:
+        return self.experience.branding.display_name or self.tenant.name
+
+
+@dataclass(frozen=True)
+class InteractionPage:
+    """What the hosted page of a pending authorization request needs. ``interaction`` is None when the request
+    expired, was finished, or belongs to another tenant (then nothing else about it is read)."""
+
+    page: HostedPage
+    interaction: Interaction | None
+    application: str | None  # the client's name
+    session: BrowserSession | None  # the browser's session with this tenant, if any
+
+
 class HostedSignIn:
     def __init__(
         self, db: Database, clock: Clock, audit: AuditLog, *, tenants: Tenants, users: Users,
-        tenant_users: TenantUsers, experiences: SignInExperiences, codes: VerificationCodes,
+        tenant_users: TenantUsers, experiences: SignInExperiences, codes: VerificationCodes, sessions: Sessions,
+        connectors: Connectors,
     ) -> None:  # fmt: skip
         self._db = db
         self._clock = clock
@@ -73,9 +112,47 @@ class HostedSignIn:
         self._tenant_users = tenant_users
         self._experiences = experiences
         self._codes = codes
+        self._sessions = sessions
+        self._connectors = connectors
 
     def experience(self, tenant_id: str) -> SignInExperience:
         return self._experiences.get(tenant_id)
+
+    # --- the pages ------------------------------------------------------------------------------------------
+
+    def page(self, tenant_id: str) -> HostedPage:
+        """Everything a hosted page of ``tenant_id`` shows, in one read transaction; :class:`TenantNotFound` for
+        an unknown tenant (or the admin tenant, which has no hosted pages)."""
+        with self._db.read() as conn:
+            return self._page(conn, tenant_id)
+
+    def interaction_page(self, tenant_id: str, interaction_id: str, session_id: str | None) -> InteractionPage:
+        """The hosted sign-in page of a pending authorization request, in one read transaction: the tenant and its
+        experience (:meth:`page`), the interaction, its application's name and the browser's tenant session."""
+        with self._db.read() as conn:
+            page = self._page(conn, tenant_id)
+            interaction = self._sessions.interaction_in(conn, interaction_id)
+            if interaction is None or interaction.tenant_id != tenant_id:
+                return InteractionPage(page, None, None, None)
+            client = clients_repo.get(conn, tenant_id, interaction.client_id)
+            session = self._sessions.session_in(conn, session_id)
+        return InteractionPage(
+            page,
+            interaction,
+            client.name if client else None,
+            session if session is not None and session.tenant_id == tenant_id else None,
+        )
+
+    def _page(self, conn: Connection, tenant_id: str) -> HostedPage:
+        # NUL: PostgreSQL refuses it in a string; ids are at most 64 characters.
+        tenant = None
+        if tenant_id != ADMIN_TENANT_ID and len(tenant_id) <= 64 and "\x00" not in tenant_id:
+            tenant = tenants_repo.get(conn, tenant_id)
+        if tenant is None:
+            raise TenantNotFound(f"Tenant '{tenant_id[:64]}' does not exist.")
+        experience = self._experiences.get_in(conn, tenant_id)
+        social = self._connectors.social_in(conn, tenant_id, experience.social)
+        return HostedPage(tenant, experience, tuple(social), self.email_codes_offered(experience))
 
     def email_codes_offered(self, experience: SignInExperience) -> bool:
         """Email codes are shown only while the server can send them (the connector may have been removed since)."""
@@ -266,12 +343,12 @@ class HostedSignIn:
         return experience.branding.display_name or self._tenants.get(tenant_id).name
 
     def _find_by_email(self, tenant_id: str, address: str) -> User | None:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             found = users_repo.find_by_identifier(conn, tenant_id, address)
         return found[0] if found and found[0].email == address else None
 
     def _taken(self, tenant_id: str, email: str | None, username: str | None) -> bool:
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             return users_repo.exists_identifier(conn, tenant_id, email=email, username=username)
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
@@ -411,11 +412,29 @@ class SignInExperiences:
         self._clock = clock
         self._audit = audit
         self.email_connector = email_connector
+        # The parsed, validated experience of each tenant as last read, reused while the stored version is the same.
+        # Checked against the database on every read (one small query), so a change made through another replica
+        # shows on the next read; never expired by time. One entry per tenant; plain dict operations are atomic.
+        self._cache: dict[str, SignInExperience] = {}
 
     def get(self, tenant_id: str) -> SignInExperience:
         """The tenant's experience; the default one (version 0) until it is first changed."""
-        with self._db.transaction() as conn:
-            return _from_row(tenant_id, repo.get(conn, tenant_id))
+        with self._db.read() as conn:
+            return self.get_in(conn, tenant_id)
+
+    def get_in(self, conn: Connection, tenant_id: str) -> SignInExperience:
+        """:meth:`get`, read in the caller's transaction: the stored version is read, and the document only when
+        it differs from the cached one (parsing and validating it is most of the cost of a read)."""
+        stamp = repo.stamp(conn, tenant_id)
+        if stamp is None:
+            self._cache.pop(tenant_id, None)
+            return default_experience(tenant_id)
+        cached = self._cache.get(tenant_id)
+        if cached is not None and (cached.version, cached.updated_at) == stamp:
+            return cached
+        experience = _from_row(tenant_id, repo.get(conn, tenant_id))
+        self._cache[tenant_id] = experience
+        return experience
 
     def update_branding(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
         """Change the branding fields given; None puts a field back to its default."""

@@ -138,7 +138,7 @@ class VerificationCodes:
 
     def pending_payload(self, tenant_id: str, purpose: Purpose, identifier: str) -> dict[str, Any] | None:
         """What the latest code for ``identifier`` was confirming, while a new code may still be asked for it."""
-        with self._db.transaction() as conn:
+        with self._db.read() as conn:
             row = repo.latest(conn, tenant_id, purpose, identifier)
         if row is None or as_utc(row.created_at) <= self._clock() - PENDING_TTL:
             return None

@@ -138,17 +138,26 @@ class HostedPages:
         return RedirectResponse(location, status_code=303)
 
     async def interaction_page(self, request: Request) -> Response:
-        provider = await self._provider(request)
-        if provider is None:
+        tenant_id = request.path_params["tenant"]
+        try:  # one hop, one read transaction: tenant, experience, interaction, application, session
+            found = await run_in_threadpool(
+                self.core.hosted_sign_in.interaction_page, tenant_id, request.path_params["id"],
+                self.cookies.session_id(request, tenant_id),
+            )  # fmt: skip
+        except TenantNotFound:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        interaction = await self._interaction(provider, request.path_params["id"])
+        interaction = found.interaction
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        session = await self._session(request, provider.tenant_id)
         prompts = " ".join(interaction.params.get("prompt", [])).split()
-        if session is None or "login" in prompts:
-            return await self._render_sign_in(request, provider, interaction)
-        return await self._complete(request, provider, interaction, session)
+        if found.session is None or "login" in prompts:
+            return await self.view.sign_in(
+                request, tenant_id, interaction_id=interaction.id, application=found.application, page=found.page
+            )
+        provider = await self._provider(request)  # signed in already: the flow decides what comes next
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+        return await self._complete(request, provider, interaction, found.session)
 
     async def sign_in_submit(self, request: Request) -> Response:
         provider = await self._provider(request)

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, Route
 from idp_mcp.core.brand_colours import Palette
 from idp_mcp.core.mail import Mailer, OutgoingEmail
 from idp_mcp.core.sessions import Interaction
-from idp_mcp.core.sign_in import SignUpForm
-from idp_mcp.core.sign_in_experience import Branding, SignInExperience
+from idp_mcp.core.sign_in import HostedPage, SignUpForm
+from idp_mcp.core.sign_in_experience import Branding
 from idp_mcp.core.verification_codes import Purpose
 from idp_mcp.domain import User
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
@@ -66,25 +66,32 @@ class ExperienceView:
         self.pages = pages
         self.core = pages.core
 
+    async def load(self, tenant_id: str) -> HostedPage:
+        """The tenant's page data (tenant, experience, connector buttons): one hop, one read transaction."""
+        return await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
+
     async def render(
-        self, request: Request, template: str, tenant_id: str, *, status: int = 200, **context: Any
-    ) -> Response:
-        tenant = await run_in_threadpool(self.core.tenants.get, tenant_id)
-        experience: SignInExperience = await run_in_threadpool(self.core.hosted_sign_in.experience, tenant_id)
+        self, request: Request, template: str, tenant_id: str, *, status: int = 200, page: HostedPage | None = None,
+        **context: Any,
+    ) -> Response:  # fmt: skip
+        page = page or await self.load(tenant_id)
+        experience = page.experience
         return self.pages.render(
-            request, template, status=status, tenant=tenant, experience=experience, branding=experience.branding,
-            brand_name=experience.branding.display_name or tenant.name, sign_up=experience.sign_up,
+            request, template, status=status, tenant=page.tenant, experience=experience,
+            branding=experience.branding, brand_name=page.brand_name, sign_up=experience.sign_up,
             **{"preview": False, **context},
         )  # fmt: skip
 
     async def sign_in(
         self, request: Request, tenant_id: str, *, interaction_id: str | None, application: str | None,
         error: str | None = None, identifier: str = "", email: str = "", notice: str | None = None,
-        status: int = 200,
+        status: int = 200, page: HostedPage | None = None,
     ) -> Response:  # fmt: skip
-        """The sign-in page: a password form and an email-code form, in the order of the tenant's methods."""
-        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, tenant_id)
-        codes = self.core.hosted_sign_in.email_codes_offered(experience)
+        """The sign-in page: a password form and an email-code form, in the order of the tenant's methods.
+        ``page``: the tenant's page data when the caller has read it already (else one hop reads it)."""
+        page = page or await self.load(tenant_id)
+        experience = page.experience
+        codes = page.email_codes
         sections: list[str] = []  # "password" and "code" forms, in the order of the first method using each
         for method in experience.sign_in_methods:
             for section, offered in (("password", method.password), ("code", method.verification_code and codes)):
@@ -100,22 +107,22 @@ class ExperienceView:
                 if preview
                 else f"/t/{tenant_id}/interaction/{interaction_id}/sign-up"
             )
-        social = await run_in_threadpool(self.core.connectors.social, tenant_id, experience.social)
         return await self.render(
-            request, "hosted_sign_in.html", tenant_id, status=status, interaction_id=interaction_id or "",
+            request, "hosted_sign_in.html", tenant_id, status=status, page=page, interaction_id=interaction_id or "",
             application=application, error=error, identifier=identifier, email=email, notice=notice,
             sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
-            sign_up_url=sign_up_url, preview=preview, social=social,
+            sign_up_url=sign_up_url, preview=preview, social=list(page.social),
         )  # fmt: skip
 
     async def sign_up(
         self, request: Request, tenant_id: str, *, interaction_id: str | None, application: str | None,
         error: str | None = None, values: dict[str, str] | None = None, status: int = 200,
+        page: HostedPage | None = None,
     ) -> Response:  # fmt: skip
         preview = interaction_id is None
         sign_in_url = f"/t/{tenant_id}/preview" if preview else f"/t/{tenant_id}/interaction/{interaction_id}"
         return await self.render(
-            request, "hosted_sign_up.html", tenant_id, status=status, interaction_id=interaction_id or "",
+            request, "hosted_sign_up.html", tenant_id, status=status, page=page, interaction_id=interaction_id or "",
             application=application, error=error, values={"email": "", "username": "", **(values or {})},
             sign_in_url=sign_in_url, preview=preview,
         )  # fmt: skip
@@ -200,12 +207,12 @@ class HostedExperiencePages:
     # --- stylesheet and preview ---------------------------------------------------------------------------------
 
     async def stylesheet(self, request: Request) -> Response:
-        provider = await self._provider(request)
-        if provider is None:
+        try:  # one hop, one read transaction (the experience comes from its versioned cache when unchanged)
+            page = await self.view.load(request.path_params["tenant"])
+        except TenantNotFound:
             return Response("/* no such tenant */\n", status_code=404, media_type="text/css")
-        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, provider.tenant_id)
         return Response(
-            branding_stylesheet(experience.branding),
+            branding_stylesheet(page.experience.branding),
             media_type="text/css",
             # Pages link it with ?v=<version>, so a change shows at once; the short max-age bounds a stale copy.
             headers={"Cache-Control": "public, max-age=60"},
@@ -213,12 +220,14 @@ class HostedExperiencePages:
 
     async def preview(self, request: Request) -> Response:
         """The hosted page as users will see it with the current experience; its forms are inactive."""
-        provider = await self._provider(request)
-        if provider is None:
+        tenant_id = request.path_params["tenant"]
+        try:
+            page = await self.view.load(tenant_id)
+        except TenantNotFound:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         if request.query_params.get("screen") == "sign-up":
-            return await self.view.sign_up(request, provider.tenant_id, interaction_id=None, application=None)
-        return await self.view.sign_in(request, provider.tenant_id, interaction_id=None, application=None)
+            return await self.view.sign_up(request, tenant_id, interaction_id=None, application=None, page=page)
+        return await self.view.sign_in(request, tenant_id, interaction_id=None, application=None, page=page)
 
     # --- sign-in with an email code -----------------------------------------------------------------------------
 
@@ -267,21 +276,22 @@ class HostedExperiencePages:
     # --- sign-up ------------------------------------------------------------------------------------------------
 
     async def sign_up_page(self, request: Request) -> Response:
-        provider = await self._provider(request)
-        if provider is None:
+        tenant_id = request.path_params["tenant"]
+        try:  # one hop, one read transaction for everything the page shows
+            found = await run_in_threadpool(
+                self.core.hosted_sign_in.interaction_page, tenant_id, request.path_params["id"], None
+            )
+        except TenantNotFound:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        interaction = await self._interaction(provider, request.path_params["id"])
-        if interaction is None:
+        if found.interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        experience = await run_in_threadpool(self.core.hosted_sign_in.experience, provider.tenant_id)
-        if not experience.sign_up.enabled:
+        if not found.page.experience.sign_up.enabled:
             return await self.pages.error_page(
                 request, "sign_up.disabled", "Creating an account is not available here. Go back and sign in.", 403
             )
         return await self.view.sign_up(
-            request, provider.tenant_id, interaction_id=interaction.id,
-            application=await self._application(provider, interaction),
-        )  # fmt: skip
+            request, tenant_id, interaction_id=found.interaction.id, application=found.application, page=found.page
+        )
 
     async def sign_up_submit(self, request: Request) -> Response:
         found = await self._form(request)

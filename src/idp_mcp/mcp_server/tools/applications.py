@@ -184,9 +184,9 @@ class CreateApplicationInput(BaseModel):
 
 
 async def create_application(ctx: ToolContext, args: CreateApplicationInput) -> CreatedApplication:
-    """Create an application, and a temporary secret for confidential ones."""
-    app = await run_in_threadpool(
-        lambda: ctx.core.applications.create(
+    """Create an application, and a temporary secret for confidential ones (one use case, one transaction)."""
+    created = await run_in_threadpool(
+        lambda: ctx.core.applications.create_with_secret(
             ctx.actor.tenant_id,
             name=args.name,
             app_type=args.type,
@@ -199,9 +199,9 @@ async def create_application(ctx: ToolContext, args: CreateApplicationInput) -> 
             third_party=args.thirdParty,
         )
     )
-    if not app.confidential:
+    app, secret = created.application, created.temporary_secret
+    if secret is None:
         return CreatedApplication(**_info(ctx, app), temporarySecret=None, next=_first_steps(app))
-    secret = await run_in_threadpool(ctx.core.secrets.create, ctx.actor.tenant_id, app.id, "temporary", ctx.actor)
     hint = _first_steps(app) + _secret_hint(ctx, app.id, secret)
     return CreatedApplication(**_info(ctx, app), temporarySecret=_temporary(secret), next=hint)
 

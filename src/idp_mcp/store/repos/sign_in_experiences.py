@@ -14,6 +14,16 @@ def get(conn: Connection, tenant_id: str, *, for_update: bool = False) -> Any:
     return conn.execute(statement.with_for_update() if for_update else statement).first()
 
 
+def stamp(conn: Connection, tenant_id: str) -> tuple[int, datetime] | None:
+    """The stored version and its time, without the document: what a cached copy is checked against."""
+    row = conn.execute(
+        select(sign_in_experiences.c.version, sign_in_experiences.c.updated_at).where(
+            sign_in_experiences.c.tenant_id == tenant_id
+        )
+    ).first()
+    return (int(row.version), row.updated_at) if row else None
+
+
 def insert_first(conn: Connection, tenant_id: str, document: dict[str, Any], now: datetime) -> None:
     conn.execute(insert(sign_in_experiences).values(tenant_id=tenant_id, version=1, document=document, updated_at=now))
 
