@@ -66,6 +66,13 @@ def test_token_endpoint_auth_method_is_kept() -> None:
     assert scrub(details) == details
 
 
+def test_settings_about_tokens_are_kept() -> None:
+    # They name how tokens are made, not a token: an audit row that hid them would not say what changed.
+    details = {"idTokenAlg": "RS256", "id_token_alg": "ES256", "accessTokenTtl": 600, "access_token_ttl": 900}
+    assert scrub(details) == details
+    assert scrub({"idToken": "eyJ...", "accessToken": "x"}) == {"idToken": "[redacted]", "accessToken": "[redacted]"}
+
+
 def test_ordinary_values_are_kept_unchanged() -> None:
     details: dict[str, Any] = {"name": "Acme", "count": 3, "enabled": True, "nothing": None, "ids": ["a", "b"]}
     assert scrub(details) == details

@@ -20,7 +20,11 @@ from idp_mcp.store.repos import audit as repo
 # Keys whose values are never written, whatever a caller passes in ``details``.
 _SECRET_WORDS = ("secret", "token", "password", "code_verifier", "credential", "authorization", "cookie")
 # Keys that contain such a word but name no secret: a secret's id says which one was created or revoked.
-_NOT_SECRET = ("token_endpoint_auth_method", "secret_id", "secretid")
+# Keys that name a setting about tokens or secrets, not one: their values are kept.
+_NOT_SECRET = (
+    "token_endpoint_auth_method", "secret_id", "secretid", "idtokenalg", "id_token_alg", "accesstokenttl",
+    "access_token_ttl",
+)  # fmt: skip
 _REDACTED = "[redacted]"
 _MAX_DETAIL_CHARS = 500
 
