@@ -721,14 +721,25 @@ class Connectors:
         with self._db.transaction() as conn:
             connector = self._get(conn, tenant_id, connector_id)
             actor = Actor(tenant_id=tenant_id, sub=None)
-            found = repo.find_identity(conn, tenant_id, connector_id, profile.subject)
-            if found is not None:
+
+            def known_identity() -> SignedInUpstream | None:
+                found = repo.find_identity(conn, tenant_id, connector_id, profile.subject)
+                if found is None:
+                    return None
                 user = _require_active(users_repo.get(conn, tenant_id, found.user_id))
                 repo.update_identity(conn, tenant_id, connector_id, profile.subject, identity_values)
                 self._signed_in(conn, user, connector)
                 return SignedInUpstream(user, created=False, linked=False)
+
+            if (signed_in := known_identity()) is not None:
+                return signed_in
             verified_email = email if identity_values["email_verified"] else None
             existing = _user_by_email(conn, tenant_id, verified_email) if verified_email else None
+            # On PostgreSQL each statement sees what was committed before it began: a first sign-in of this same
+            # identity may have committed its user (and, in the same transaction, the identity) between the two reads
+            # above. Look again before telling the person their account is not connected.
+            if existing is not None and not connector.link_by_email and (signed_in := known_identity()) is not None:
+                return signed_in
             if existing is not None and connector.link_by_email:
                 user = _require_active(existing)
                 if not user.email_verified:  # the provider proved the address the account is linked by
