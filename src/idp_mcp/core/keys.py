@@ -136,12 +136,20 @@ def _statuses(rows: list[Any]) -> list[KeyInfo]:
     ]
 
 
+@dataclass(frozen=True)
+class _Published:
+    """One load of a tenant's published keys; replaced whole by the next load, so a reader holding one sees one
+    consistent load even while a background reload runs."""
+
+    by_kid: dict[str, SigningKey] = field(default_factory=dict)
+    signing: dict[str, SigningKey] = field(default_factory=dict)  # alg → the key that signs
+
+
 @dataclass
 class _TenantKeys:
     """One tenant's published keys as last loaded, and what is known not to be among them."""
 
-    by_kid: dict[str, SigningKey] = field(default_factory=dict)
-    signing: dict[str, SigningKey] = field(default_factory=dict)  # alg → the key that signs
+    published: _Published = field(default_factory=_Published)
     loaded_at: float = float("-inf")
     last_miss_reload: float = float("-inf")
     unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # kid → when a reload did not find it
@@ -175,7 +183,7 @@ class KeyRing:
 
     def ensure(self, tenant_id: str, alg: str = "ES256") -> SigningKey:
         """The key that signs for ``tenant_id`` with ``alg``; generated and stored on first use."""
-        key = self._fresh(tenant_id).signing.get(alg)
+        key = self._fresh(tenant_id)[1].signing.get(alg)
         if key is not None:
             return key
         values = _new_key_values(tenant_id, alg, self._clock())
@@ -185,7 +193,7 @@ class KeyRing:
                     repo.insert_key(conn, values)
         except IntegrityError:
             pass  # another replica stored one first; load it below
-        return self._reload(tenant_id).signing[alg]
+        return self._reload(tenant_id).published.signing[alg]
 
     def rotate(self, tenant_id: str, alg: str = "ES256", *, actor: Actor | None = None) -> KeyInfo:
         """A new key for ``tenant_id`` and ``alg`` that signs from now on (on other replicas within the cache
@@ -271,19 +279,19 @@ class KeyRing:
         return [info for info in self.list_keys(tenant_id) if info.kid in retired]
 
     def signing_key(self, tenant_id: str, alg: str = "ES256") -> SigningKey:
-        key = self._fresh(tenant_id).signing.get(alg)
+        key = self._fresh(tenant_id)[1].signing.get(alg)
         return key if key is not None else self.ensure(tenant_id, alg)
 
     def verification_key(self, kid: str, *, tenant_id: str) -> SigningKey | None:
         """The published key of ``tenant_id`` with this ``kid``, or None. An unknown kid reloads the tenant's keys,
         at most once per ``miss_reload_seconds``; one still unknown after a reload is refused without a reload for
         the cache interval. May read the database: from async code, ask :meth:`cached_verification_key` first."""
-        keys = self._fresh(tenant_id)
-        key = keys.by_kid.get(kid)
+        keys, published = self._fresh(tenant_id)
+        key = published.by_kid.get(kid)
         if key is not None or not self._may_reload_for(keys, kid, claim=True):
             return key
         keys = self._reload(tenant_id)
-        key = keys.by_kid.get(kid)
+        key = keys.published.by_kid.get(kid)
         if key is None:
             self._remember_unknown(keys, kid)
         return key
@@ -296,14 +304,14 @@ class KeyRing:
             keys = self._tenants.get(tenant_id)
             if keys is None or now - keys.loaded_at > self._refresh_seconds:
                 return False, None
-            key = keys.by_kid.get(kid)
+            key = keys.published.by_kid.get(kid)
         self._refresh_ahead(tenant_id, keys, now)
         if key is not None:
             return True, key
         return (not self._may_reload_for(keys, kid, claim=False)), None
 
     def jwks(self, tenant_id: str) -> dict[str, Any]:
-        return {"keys": [key.public_jwk for key in self._fresh(tenant_id).by_kid.values()]}
+        return {"keys": [key.public_jwk for key in self._fresh(tenant_id)[1].by_kid.values()]}
 
     def _may_reload_for(self, keys: _TenantKeys, kid: str, *, claim: bool) -> bool:
         """Whether an unknown ``kid`` may reload the tenant's keys now: not one a recent reload did not find, and
@@ -326,15 +334,18 @@ class KeyRing:
             while len(keys.unknown) > UNKNOWN_KIDS_PER_TENANT:
                 keys.unknown.popitem(last=False)
 
-    def _fresh(self, tenant_id: str) -> _TenantKeys:
-        """The tenant's keys, loaded first when never loaded or older than the cache interval."""
+    def _fresh(self, tenant_id: str) -> tuple[_TenantKeys, _Published]:
+        """The tenant's keys and the load to answer from, loaded first when never loaded or older than the cache
+        interval. The load is taken before a refresh ahead starts, so this use answers from memory."""
         with self._lock:
             keys = self._tenants.get(tenant_id)
+            published = keys.published if keys is not None else None
         now = self._monotonic()
-        if keys is not None and now - keys.loaded_at <= self._refresh_seconds:
+        if keys is not None and published is not None and now - keys.loaded_at <= self._refresh_seconds:
             self._refresh_ahead(tenant_id, keys, now)
-            return keys
-        return self._reload(tenant_id, only_if_older_than=self._refresh_seconds)
+            return keys, published
+        keys = self._reload(tenant_id, only_if_older_than=self._refresh_seconds)
+        return keys, keys.published
 
     def _refresh_ahead(self, tenant_id: str, keys: _TenantKeys, now: float) -> None:
         """Start one background reload of keys that are getting old (see the module's docstring); never waits."""
@@ -382,8 +393,7 @@ class KeyRing:
                 by_kid[row.kid] = key
                 signing[row.alg] = key  # newest wins
             with self._lock:
-                keys.by_kid = by_kid
-                keys.signing = signing
+                keys.published = _Published(by_kid, signing)
                 keys.loaded_at = self._monotonic()
                 for kid in by_kid:
                     keys.unknown.pop(kid, None)
