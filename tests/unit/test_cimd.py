@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from idp_mcp.errors import ClientMetadataDocumentError
-from idp_mcp.oauth.cimd import _is_public_address, check_host_is_public, check_metadata_url, looks_like_metadata_url
+from idp_mcp.oauth.cimd import _is_public_address, check_metadata_url, looks_like_metadata_url, resolve_host
 
 # --- check_metadata_url --------------------------------------------------------------------------------------
 
@@ -97,15 +97,15 @@ def test_public_address_is_accepted(address: str) -> None:
     assert _is_public_address(address) is True
 
 
-# --- check_host_is_public ------------------------------------------------------------------------------------
+# --- resolve_host ---------------------------------------------------------------------------------------------
 
 
 def test_localhost_is_refused_as_a_metadata_document_host() -> None:
     with pytest.raises(ClientMetadataDocumentError, match="resolves to a non-public address"):
-        check_host_is_public("localhost", 443)
+        resolve_host("localhost", 443)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.1", "::1", "169.254.169.254"])
 def test_ip_literal_hosts_that_are_not_public_are_refused(host: str) -> None:
     with pytest.raises(ClientMetadataDocumentError, match="non-public address"):
-        check_host_is_public(host, 443)
+        resolve_host(host, 443)

@@ -59,11 +59,6 @@ def resolve_host(host: str, port: int, *, allow_private: bool = False) -> list[s
         raise ClientMetadataDocumentError(exc.message) from exc
 
 
-def check_host_is_public(host: str, port: int) -> list[str]:
-    """The public addresses of ``host``; :class:`ClientMetadataDocumentError` if any of them is not public."""
-    return resolve_host(host, port)
-
-
 def fetch_policy(settings: Settings) -> FetchPolicy:
     return FetchPolicy(
         what=WHAT,
