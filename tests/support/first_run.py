@@ -7,13 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.support.processes import answers, running
 
 REPO = Path(__file__).resolve().parents[2]
 #: Kept from the test run's environment: the suite's own switches (loop guard, lifted registration limit).
@@ -61,30 +60,11 @@ def serving(
     command: Sequence[str], env: dict[str, str], port: int, log_path: Path, *, cwd: Path | None = None
 ) -> Iterator[Served]:
     """Run ``command`` (a serve command) until the block ends; it is up once 127.0.0.1:``port`` answers /healthz."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield Served(process, log_path)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    ready = answers(f"http://127.0.0.1:{port}/healthz")
+    with running(
+        command, what="the server", log_path=log_path, ready=ready, env=env, cwd=cwd, start_timeout=60, stop_timeout=15
+    ) as process:
+        yield Served(process, log_path)
 
 
 def serve_command(port: int, *args: str) -> list[str]:

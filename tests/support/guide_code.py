@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from tests.support.processes import answers, running
 
 
 @contextmanager
@@ -19,29 +17,8 @@ def run_uvicorn_app(folder: Path, module: str, port: int, env: dict[str, str]) -
     environment; yields its base URL once it answers anything over HTTP, and stops it afterwards."""
     base_url = f"http://127.0.0.1:{port}"
     log_path = folder / f"uvicorn-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=folder, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"the guide's {module}.py exited:\n{log_path.read_text()}")
-                try:
-                    httpx.get(f"{base_url}/", timeout=1)
-                    break  # any HTTP answer: it is up
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the guide's {module}.py did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    command = [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port)]
+    ready = answers(f"{base_url}/", any_status=True)  # any HTTP answer: it is up
+    with running(command, what=f"the guide's {module}.py", log_path=log_path, ready=ready, env={**os.environ, **env},
+                 cwd=folder):  # fmt: skip
+        yield base_url

@@ -6,13 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.support.processes import answers, running
 
 ADMIN_EMAIL = "ada@example.com"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -71,41 +70,6 @@ def run_live_server(
     }
     log_path = data_dir / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "idp_mcp.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield LiveServer(url=url, port=port, log_path=log_path, env=env, process=process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    assert_no_loop_blocking(log_path)
-
-
-#: What the loop guard (idp_mcp.store.loop_guard) logs when it refuses database work on the event loop.
-LOOP_GUARD_MESSAGE = "blocking database work on the event loop"
-
-
-def assert_no_loop_blocking(log_path: Path) -> None:
-    """The server never started database work on its event loop (the guard raised and logged it)."""
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if LOOP_GUARD_MESSAGE in line]
-    assert not lines, "the server ran database work on its event loop:\n" + "\n".join(lines[:5])
+    command = [sys.executable, "-m", "idp_mcp.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args]
+    with running(command, what="the server", log_path=log_path, ready=answers(f"{url}/healthz"), env=env) as process:
+        yield LiveServer(url=url, port=port, log_path=log_path, env=env, process=process)

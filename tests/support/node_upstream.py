@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.support.processes import answers, running
 
 UPSTREAM_DIR = Path(__file__).resolve().parents[1] / "upstream"
 
@@ -52,27 +51,7 @@ def run_node_provider(
     config.write_text(json.dumps({"port": port, "clients": clients, "accounts": accounts}))
     log_path = directory / f"upstream-{port}.log"
     issuer = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            ["node", str(UPSTREAM_DIR / "server.mjs"), str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"node-oidc-provider exited:\n{log_path.read_text()}")
-                try:
-                    if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"node-oidc-provider did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield NodeProvider(issuer, log_path)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    command = ["node", str(UPSTREAM_DIR / "server.mjs"), str(config)]
+    ready = answers(f"{issuer}/.well-known/openid-configuration")
+    with running(command, what="node-oidc-provider", log_path=log_path, ready=ready):
+        yield NodeProvider(issuer, log_path)
