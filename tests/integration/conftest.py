@@ -13,6 +13,8 @@ from idp_mcp.settings import Settings
 from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.mcp_http import McpSession
+from tests.support.tokens import IssuedToken, obtain_access_token
 
 
 @pytest.fixture
@@ -40,3 +42,25 @@ def client(settings: Settings, core: IdentityCore) -> Iterator[TestClient]:
     """The whole app in process, lifespan included (the MCP session manager runs)."""
     with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def issued(client: TestClient) -> IssuedToken:
+    """A real token from the code flow, for an MCP client named "Claude Test", with write access."""
+    return obtain_access_token(client, client_name="Claude Test")
+
+
+@pytest.fixture
+def session(client: TestClient, issued: IssuedToken) -> McpSession:
+    """An initialised MCP session speaking with ``issued``."""
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+    return mcp
+
+
+@pytest.fixture
+def read_only_session(client: TestClient) -> McpSession:
+    """An initialised MCP session whose token was approved read-only."""
+    mcp = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
+    mcp.initialize()
+    return mcp

@@ -10,13 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
-from starlette.testclient import TestClient
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.store.tables import audit_log, clients
 from tests.support.mcp_http import McpSession
-from tests.support.tokens import obtain_access_token
 from tests.support.transactions import RecordedTransaction, TransactionRecorder, of_requests, summary
 
 TENANT = "default"
@@ -29,13 +27,6 @@ def recorder(core: IdentityCore) -> Iterator[TransactionRecorder]:
     recorder = TransactionRecorder(core.db.engine)
     yield recorder
     recorder.close()
-
-
-@pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, client_name="Claude Test").access_token)
-    mcp.initialize()
-    return mcp
 
 
 def refuse_new_secrets(core: IdentityCore) -> None:

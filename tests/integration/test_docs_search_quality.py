@@ -15,7 +15,6 @@ from starlette.testclient import TestClient
 
 from idp_mcp.guides import default_directory
 from tests.support.mcp_http import McpSession, text_of
-from tests.support.tokens import obtain_access_token
 
 # query -> guide ids that may rightly come first (the first id is the one the case was written for)
 REALISTIC_QUERIES: dict[str, tuple[str, ...]] = {
@@ -34,13 +33,6 @@ REALISTIC_QUERIES: dict[str, tuple[str, ...]] = {
     "Google sign-in": ("social-sign-in",),
     "single sign-on with the company identity provider": ("enterprise-sso",),
 }
-
-
-@pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client).access_token)
-    mcp.initialize()
-    return mcp
 
 
 def search(session: McpSession, query: str, limit: int = 5) -> list[dict[str, Any]]:

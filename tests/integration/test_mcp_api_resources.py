@@ -30,13 +30,6 @@ PERMISSIONS = [{"name": "read:invoices", "description": "Read invoices"}, {"name
 
 
 @pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, client_name="Claude Test").access_token)
-    mcp.initialize()
-    return mcp
-
-
-@pytest.fixture
 def bob(core: IdentityCore) -> User:
     return anyio.run(
         lambda: core.tenant_users.create(TENANT, email="bob@example.com", password="violet staple 7", actor=ACTOR)

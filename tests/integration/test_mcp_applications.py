@@ -23,7 +23,7 @@ from idp_mcp.settings import Settings
 from tests.support.elicitation import eliciting_client, serve_in_thread
 from tests.support.inprocess import PUBLIC_URL
 from tests.support.mcp_http import McpSession, text_of
-from tests.support.tokens import IssuedToken, obtain_access_token
+from tests.support.tokens import IssuedToken
 
 TENANT = "default"
 ISSUER = f"{PUBLIC_URL}/t/{TENANT}/oidc"
@@ -34,25 +34,6 @@ ACTOR = Actor(tenant_id=TENANT, sub="test-admin")
 
 def console_url(application_id: str, tenant: str = TENANT) -> str:
     return f"{PUBLIC_URL}/console/t/{tenant}/applications/{application_id}"
-
-
-@pytest.fixture
-def issued(client: TestClient) -> IssuedToken:
-    return obtain_access_token(client, client_name="Claude Test")
-
-
-@pytest.fixture
-def session(client: TestClient, issued: IssuedToken) -> McpSession:
-    mcp = McpSession(client, issued.access_token)
-    mcp.initialize()
-    return mcp
-
-
-@pytest.fixture
-def read_only_session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
-    mcp.initialize()
-    return mcp
 
 
 @pytest.fixture

@@ -39,13 +39,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, client_name="Claude Test").access_token)
-    mcp.initialize()
-    return mcp
-
-
-@pytest.fixture
 def provider() -> Iterator[FakeProvider]:
     with run_provider() as upstream:
         yield upstream

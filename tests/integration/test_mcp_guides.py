@@ -20,7 +20,6 @@ from idp_mcp.settings import Settings
 from tests.support.inprocess import PUBLIC_URL
 from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession, text_of
-from tests.support.tokens import obtain_access_token
 
 FIXTURE_GUIDES = Path(__file__).parents[1] / "fixtures" / "guides"
 TENANT = "default"
@@ -35,13 +34,6 @@ def client(settings: Settings, core: IdentityCore, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("idp_mcp.app.default_directory", lambda: FIXTURE_GUIDES)
     with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client).access_token)
-    mcp.initialize()
-    return mcp
 
 
 @pytest.fixture

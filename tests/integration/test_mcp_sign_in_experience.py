@@ -38,13 +38,6 @@ def settings(tmp_path: Path, database_url: str, smtp_configured: bool) -> Settin
     return Settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url, **smtp)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, client_name="Claude Test").access_token)
-    mcp.initialize()
-    return mcp
-
-
 def ok(result: dict[str, Any]) -> dict[str, Any]:
     assert result.get("isError") is not True, text_of(result)
     structured: dict[str, Any] = result["structuredContent"]

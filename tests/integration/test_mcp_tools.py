@@ -36,25 +36,6 @@ WRITE_TOOLS = {
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
 
-@pytest.fixture
-def issued(client: TestClient) -> IssuedToken:
-    return obtain_access_token(client, client_name="Claude Test")
-
-
-@pytest.fixture
-def session(client: TestClient, issued: IssuedToken) -> McpSession:
-    mcp = McpSession(client, issued.access_token)
-    mcp.initialize()
-    return mcp
-
-
-@pytest.fixture
-def read_only_session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
-    mcp.initialize()
-    return mcp
-
-
 def tenant_name(core: IdentityCore) -> str:
     return core.tenants.get("default").name
 

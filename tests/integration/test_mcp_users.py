@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-from starlette.testclient import TestClient
 
 from idp_mcp.app import create_app
 from idp_mcp.core.identity import IdentityCore
@@ -20,30 +19,11 @@ from idp_mcp.errors import NotFound
 from idp_mcp.settings import Settings
 from tests.support.elicitation import eliciting_client, serve_in_thread
 from tests.support.mcp_http import McpSession, text_of
-from tests.support.tokens import IssuedToken, obtain_access_token
+from tests.support.tokens import IssuedToken
 
 TENANT = "default"
 ACTOR = Actor(tenant_id=TENANT, sub="test-admin")
 PASSWORD = "violet staple horizon 7"
-
-
-@pytest.fixture
-def issued(client: TestClient) -> IssuedToken:
-    return obtain_access_token(client, client_name="Claude Test")
-
-
-@pytest.fixture
-def session(client: TestClient, issued: IssuedToken) -> McpSession:
-    mcp = McpSession(client, issued.access_token)
-    mcp.initialize()
-    return mcp
-
-
-@pytest.fixture
-def read_only_session(client: TestClient) -> McpSession:
-    mcp = McpSession(client, obtain_access_token(client, allow_write=False).access_token)
-    mcp.initialize()
-    return mcp
 
 
 def make_user(core: IdentityCore, tenant: str = TENANT, **fields: Any) -> User:
