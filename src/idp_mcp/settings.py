@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         le=3600,
         description="How often each process reloads the signing keys, so a rotation done elsewhere signs everywhere.",
     )
+    audit_flush_interval: float = Field(
+        default=0.05,
+        gt=0,
+        le=3600,
+        description="How long a read tool call's audit row may wait in memory before it is committed (s); writes "
+        "commit their rows before they answer.",
+    )
     log_level: str = Field(default="INFO")
     max_body_bytes: int = Field(
         default=64 * 1024,

@@ -18,8 +18,11 @@ from tests.support.tokens import IssuedToken, obtain_access_token
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url)
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
+    """The server's settings; a test changes some with
+    ``@pytest.mark.parametrize("settings", [{"name": value}], indirect=True)``."""
+    changes = getattr(request, "param", {})
+    return Settings(public_url=PUBLIC_URL, data_dir=tmp_path, database_url=database_url, **changes)
 
 
 @pytest.fixture

@@ -318,11 +318,11 @@ def test_a_read_tool_calls_row_is_committed_within_the_flush_interval_without_an
         time.sleep(FLUSH_INTERVAL_SECONDS / 5)
 
 
+# Rows that may be queued wait an hour: only a row committed before the answer can be seen below.
+@pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
 def test_a_write_tool_calls_row_is_committed_before_its_answer(
     client: TestClient, core: IdentityCore, issued: IssuedToken
 ) -> None:
-    # Rows that may be queued would wait an hour: only a row committed before the answer can be seen below.
-    core.audit._flush_interval = 3600.0
     mcp = McpSession(client, issued.access_token)
     mcp.initialize()
 
@@ -335,8 +335,9 @@ def test_a_write_tool_calls_row_is_committed_before_its_answer(
     assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
 
 
+# The writer thread would not commit the queued rows in this test's lifetime.
+@pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
 def test_queued_rows_are_committed_when_the_app_shuts_down(settings: Settings, core: IdentityCore) -> None:
-    core.audit._flush_interval = 3600.0  # the writer thread would not commit them in this test's lifetime
     with TestClient(create_app(settings, core), base_url=PUBLIC_URL) as client:
         mcp = McpSession(client, obtain_access_token(client).access_token)
         mcp.initialize()

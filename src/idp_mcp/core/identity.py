@@ -33,7 +33,7 @@ class IdentityCore:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.audit = AuditLog(db, clock)
+        self.audit = AuditLog(db, clock, flush_interval=settings.audit_flush_interval)
         self.tenants = Tenants(db, clock, self.audit)
         self.rate_limits = RateLimits(db, clock)
         self.users = Users(
