@@ -33,7 +33,7 @@ def clock() -> Clock:
 @pytest.fixture
 def core(settings: Settings, clock: Clock) -> Iterator[IdentityCore]:
     """The identity core on a fresh database, with an administrator, on a clock the test controls."""
-    core = IdentityCore.from_settings(settings, clock)
+    core = IdentityCore.from_settings(settings, clock, clock.monotonic)
     core.bootstrap()
     anyio.run(core.users.create_administrator, ADMIN_EMAIL, ADMIN_PASSWORD)
     yield core

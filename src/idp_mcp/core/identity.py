@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from idp_mcp.core.agents import ConnectedAgents
 from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
@@ -29,7 +32,9 @@ from idp_mcp.store.loop_guard import blocking_allowed
 
 
 class IdentityCore:
-    def __init__(self, settings: Settings, db: Database, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, clock: Clock = utcnow, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -69,6 +74,7 @@ class IdentityCore:
             settings.key_cache_seconds,
             audit=self.audit,
             token_lifetime_seconds=settings.access_token_ttl,
+            monotonic=monotonic,  # the key cache's clock (tests move it instead of sleeping)
         )
         self.sessions = Sessions(
             db, clock, self.audit, settings.session_ttl, settings.interaction_ttl, settings.known_device_ttl
@@ -90,8 +96,10 @@ class IdentityCore:
         )  # fmt: skip
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Clock = utcnow) -> IdentityCore:
-        return cls(settings, Database(engine_from_settings(settings)), clock)
+    def from_settings(
+        cls, settings: Settings, clock: Clock = utcnow, monotonic: Callable[[], float] = time.monotonic
+    ) -> IdentityCore:
+        return cls(settings, Database(engine_from_settings(settings)), clock, monotonic)
 
     def bootstrap(self) -> None:
         """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start.
