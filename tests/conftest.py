@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,17 @@ def _no_database_work_on_the_event_loop(_loop_guard_on: None) -> Iterator[None]:
     caused = loop_guard.VIOLATIONS[before:]
     del loop_guard.VIOLATIONS[before:]
     assert not caused, "database work ran on the event loop:\n" + "\n".join(caused)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Code under test that sets up logging (the CLI, configure_logging) replaces the root handler with one that
+    writes to the real stderr; put the test run's own handlers and levels back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, before in levels.items():
+        logging.getLogger(name).setLevel(before)
