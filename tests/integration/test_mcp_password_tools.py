@@ -157,3 +157,20 @@ def test_without_an_email_connector_there_is_no_reset_and_the_tool_says_how_to_g
     assert result["isError"] is True and "IDP_MCP_SMTP_HOST" in text_of(result) and "setUserPassword" in text_of(result)
     assert plain_client.get(f"/t/{TENANT}/forgot-password").status_code == 404
     assert ok(mcp.call_tool("setUserPassword", {"userId": bob.id, "password": NEW}))["passwordSet"] is True
+
+
+RECOVERY_SECTIONS = {
+    ("sign-in-and-sign-up-methods", "4. Forgotten passwords (recovery)"),
+    ("test-users", "Set or reset a password"),
+}
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["user forgot their password", "forgot password reset email code", "set a test user's password",
+     "setUserPassword", "sendPasswordReset link"],
+)  # fmt: skip
+def test_search_docs_finds_the_recovery_guides(session: McpSession, query: str) -> None:
+    results = ok(session.call_tool("searchDocs", {"query": query, "limit": 3}))["results"]
+    first = (results[0]["citation"]["guideId"], results[0]["citation"]["heading"]) if results else None
+    assert first in RECOVERY_SECTIONS, [r["citation"] for r in results]
