@@ -252,3 +252,41 @@ def test_a_suspended_user_gets_no_email_and_a_tenant_without_passwords_offers_no
 def test_the_reset_page_without_a_csrf_token_is_refused(client: TestClient, carol: User, smtp: SmtpSink) -> None:
     refused = client.post(f"/t/{TENANT}/forgot-password", data={"email": CAROL}, follow_redirects=False)
     assert refused.status_code in (400, 403) and smtp.to(CAROL) == []
+
+
+def test_a_password_with_the_username_is_refused_after_the_code_and_the_code_still_works(
+    client: TestClient, core: IdentityCore, smtp: SmtpSink
+) -> None:
+    # The username is only known once the code proved the inbox: that refusal rolls back and keeps the code.
+    anyio.run(lambda: core.tenant_users.create(TENANT, email="cj@example.com", username="carolyn", password=OLD,
+                                               actor=ACTOR))  # fmt: skip
+    sent = ask(client, None, "cj@example.com")
+    code = code_in(smtp.wait_for("cj@example.com"))
+    refused = reset(client, sent.text, "cj@example.com", code, "carolyn-rules-1")
+    assert refused.status_code == 400 and "must not contain your email or username" in refused.text
+    assert reset(client, sent.text, "cj@example.com", code, NEW).status_code == 303
+    assert core.users.authenticate_sync(TENANT, "carolyn", NEW).username == "carolyn"
+
+
+def test_send_a_new_code_from_the_reset_page_replaces_the_first(
+    client: TestClient, core: IdentityCore, carol: User, smtp: SmtpSink
+) -> None:
+    sent = ask(client, None, CAROL)
+    first = code_in(smtp.wait_for(CAROL))
+    data = {"csrf_token": csrf_from(sent.text), "interaction": "", "email": CAROL, "resend": "1"}
+    resent = client.post(f"/t/{TENANT}/forgot-password", data=data)
+    assert resent.status_code == 200 and "We sent a new code" in resent.text
+    second = code_in(smtp.wait_for(CAROL, count=2))
+    if first != second:
+        assert reset(client, resent.text, CAROL, first, NEW).status_code == 400
+    assert reset(client, resent.text, CAROL, second, NEW).status_code == 303
+    assert signs_in(core, NEW)
+
+
+def test_the_reset_link_of_an_email_opens_the_form_for_that_address(client: TestClient, carol: User) -> None:
+    page = client.get(f"/t/{TENANT}/forgot-password/reset", params={"email": CAROL})
+    assert page.status_code == 200 and f'name="email" value="{CAROL}"' in page.text
+    assert "back to sign in" not in page.text  # no pending request to go back to
+    empty = client.get(f"/t/{TENANT}/forgot-password/reset")
+    assert empty.status_code == 200 and "Reset your password" in empty.text
+    assert client.get("/t/nope/forgot-password/reset").status_code == 404
