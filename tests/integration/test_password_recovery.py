@@ -25,6 +25,7 @@ from tests.support.hosted import HostedRequest
 from tests.support.inprocess import csrf_from
 from tests.support.smtp import SmtpSink, body_of, code_in, smtp_fixtures
 from tests.support.tokens import TENANT_CALLBACK, tenant_authorization_code
+from tests.support.transactions import TransactionRecorder, of_requests, summary
 
 TENANT = "default"
 ACTOR = Actor(tenant_id=TENANT, sub="test-admin")
@@ -290,3 +291,23 @@ def test_the_reset_link_of_an_email_opens_the_form_for_that_address(client: Test
     empty = client.get(f"/t/{TENANT}/forgot-password/reset")
     assert empty.status_code == 200 and "Reset your password" in empty.text
     assert client.get("/t/nope/forgot-password/reset").status_code == 404
+
+
+def test_the_reset_is_one_write_transaction_with_its_audit_row(
+    client: TestClient, core: IdentityCore, carol: User, smtp: SmtpSink
+) -> None:
+    sent = ask(client, None, CAROL)
+    code = code_in(smtp.wait_for(CAROL))
+    core.audit.flush()
+    recorder = TransactionRecorder(core.db.engine)
+    try:
+        with recorder.recording() as recorded:
+            assert reset(client, sent.text, CAROL, code, NEW).status_code == 303
+        writes = [t for t in of_requests(recorded) if not t.read_only]
+    finally:
+        recorder.close()
+    assert len(writes) == 1, summary(of_requests(recorded))
+    statements = " ".join(writes[0].statements).lower()
+    for part in ("update verification_codes", "update users", "update grants", "delete from web_sessions",
+                 "insert into audit"):  # fmt: skip
+        assert part in statements, part
