@@ -36,6 +36,7 @@ from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.recovery import RecoveryPages
 from idp_mcp.web.session import CookieJar
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def create_app(
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
+        *RecoveryPages(hosted).routes(),
         *connector_pages.routes(),
         *pages.routes(),
         *console.routes(),

@@ -1,7 +1,7 @@
 """The tenant's hosted pages pass axe-core's WCAG 2 A/AA rules in Chromium after an agent sets brand colours that
 would not be readable as given (yellow on the light page, navy in dark mode): the sign-in page, the sign-up page,
-the email-code page and the previews, at desktop and phone widths, in light and dark mode (pinned or following the
-device)."""
+the email-code page, the forgot-password pages and the previews, at desktop and phone widths, in light and dark
+mode (pinned or following the device)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,14 @@ async def _check_hosted_pages(visitor: Page, preview: str, app: dict[str, Any], 
     await visitor.get_by_role("button", name="Email me a code").click()
     await visitor.get_by_role("heading", name="Check your email").wait_for()
     await _assert_accessible(visitor, f"email code ({where})")
+
+    await visitor.goto(sign_in_url)  # account recovery: ask for a code, then the code and new password form
+    await visitor.get_by_role("link", name="Forgot password?").click()
+    await _assert_accessible(visitor, f"forgot password ({where})")
+    await visitor.fill("input[name=email]", email)
+    await visitor.get_by_role("button", name="Email me a code").click()
+    await visitor.get_by_role("heading", name="Choose a new password").wait_for()
+    await _assert_accessible(visitor, f"reset password ({where})")
 
 
 async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(

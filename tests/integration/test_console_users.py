@@ -134,7 +134,7 @@ def test_a_user_s_page_shows_their_sessions_and_consents(client: TestClient, cor
     page = text_of(client.get(f"{USERS}/{linus.id}").text)
     assert "Signed in" in page and "No active session" not in page
     assert "App " in page and "openid profile email offline_access" in page
-    assert "Setting a password from the console is not available yet." in page
+    assert "Set password" in page and "New password again" in page
 
 
 def test_suspending_ends_access_and_reactivating_lets_them_back(

@@ -31,7 +31,7 @@ WRITE_TOOLS = {
     "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
     "updateSignInMethod", "updateSignUpMethod", "createApiResource", "updateApiResource", "deleteApiResource",
     "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles", "createConnector", "updateConnector",
-    "deleteConnector", "unlinkIdentity",
+    "deleteConnector", "unlinkIdentity", "setUserPassword", "sendPasswordReset",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
@@ -105,11 +105,14 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
     assert destructive == {
         "deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector", "revokeSecret",
         "revokeTemporarySecrets", "removeRoles", "unlinkIdentity", "updateApplication", "updateSignInMethod",
-        "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector",
+        "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector", "setUserPassword",
     }  # fmt: skip
-    # Calling again with the same arguments changes nothing more: every read, update, delete and revocation; no create.
+    # Calling again with the same arguments changes nothing more: every read, update, delete and revocation; no create,
+    # and not what acts on the user again (another reset email, another sign-out everywhere).
     not_idempotent = {name for name, tool in tools.items() if not tool["annotations"]["idempotentHint"]}
-    assert not_idempotent == {name for name in tools if name.startswith("create")}
+    assert not_idempotent == {name for name in tools if name.startswith("create")} | {
+        "setUserPassword", "sendPasswordReset",
+    }  # fmt: skip
 
 
 def test_read_only_consent_hides_write_tools(read_only_session: McpSession) -> None:

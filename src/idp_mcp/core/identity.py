@@ -16,6 +16,7 @@ from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
 from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
+from idp_mcp.core.recovery import PasswordRecovery
 from idp_mcp.core.roles import Roles
 from idp_mcp.core.secrets import ClientSecrets
 from idp_mcp.core.sessions import Sessions
@@ -93,6 +94,10 @@ class IdentityCore:
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
             experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,
             connectors=self.connectors,
+        )  # fmt: skip
+        self.password_recovery = PasswordRecovery(
+            db, clock, self.audit, tenants=self.tenants, experiences=self.sign_in_experiences,
+            codes=self.verification_codes, rate_limits=self.rate_limits, public_url=settings.public_url,
         )  # fmt: skip
 
     @classmethod

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import Connection
+
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, digests_equal, new_id
 from idp_mcp.domain import Actor, Clock, as_utc
@@ -21,7 +23,7 @@ from idp_mcp.errors import IdpError
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import verification_codes as repo
 
-Purpose = Literal["sign_in", "sign_up"]
+Purpose = Literal["sign_in", "sign_up", "password_reset"]
 CODE_TTL = timedelta(minutes=10)
 SEND_WINDOW = timedelta(minutes=15)
 MAX_SENDS = 5
@@ -30,6 +32,7 @@ MAX_ATTEMPTS = 5
 PENDING_TTL = timedelta(hours=1)
 _KEEP = timedelta(days=1)
 _SIX_DIGITS = re.compile(r"^[0-9]{6}$")
+EXPIRED_OR_USED = "This code expired or was already used. Ask for a new code."
 
 
 class TooManyCodes(IdpError):
@@ -53,6 +56,14 @@ class VerifiedCode:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RefusedCode:
+    """Why a code was not accepted: ``reason`` for the audit log, ``message`` for the person."""
+
+    reason: str
+    message: str
+
+
 def _digest(code_id: str, code: str) -> str:
     # The row id is mixed in so two rows with the same code never share a digest.
     return digest(f"{code_id}:{code}")
@@ -65,11 +76,13 @@ class VerificationCodes:
         self._audit = audit
 
     def issue(
-        self, tenant_id: str, purpose: Purpose, identifier: str, *, payload: dict[str, Any] | None = None
-    ) -> IssuedCode:
-        """A new code for ``identifier`` (earlier ones stop working), or :class:`TooManyCodes`."""
+        self, tenant_id: str, purpose: Purpose, identifier: str, *, payload: dict[str, Any] | None = None,
+        actor: Actor | None = None,
+    ) -> IssuedCode:  # fmt: skip
+        """A new code for ``identifier`` (earlier ones stop working), or :class:`TooManyCodes`. ``actor``: the
+        administrator who had it sent, for the audit log (else nobody: the person asked on the hosted page)."""
         now = self._clock()
-        actor = Actor(tenant_id=tenant_id, sub=None)
+        actor = actor or Actor(tenant_id=tenant_id, sub=None)
         with self._db.transaction() as conn:
             repo.purge_before(conn, now - _KEEP)
             limited = repo.count_sent_since(conn, tenant_id, identifier, now - SEND_WINDOW) >= MAX_SENDS
@@ -100,41 +113,52 @@ class VerificationCodes:
 
     def verify(self, tenant_id: str, purpose: Purpose, identifier: str, code: str) -> VerifiedCode:
         """Use the latest code sent to ``identifier``: it works once, before it expires, within its attempts."""
+        with self._db.transaction() as conn:
+            outcome = self.use_in(conn, tenant_id, purpose, identifier, code)
+        return self.settle(tenant_id, purpose, identifier, outcome)
+
+    def use_in(
+        self, conn: Connection, tenant_id: str, purpose: Purpose, identifier: str, code: str
+    ) -> VerifiedCode | RefusedCode:
+        """:meth:`verify` inside the caller's transaction, so a use case can spend the code and do what it proves
+        atomically. A refusal is returned, not raised: the caller commits (a wrong attempt must stay counted), then
+        passes it to :meth:`settle`. Rolling back after a success gives the code back."""
         now = self._clock()
         typed = "".join(code.split())
-        actor = Actor(tenant_id=tenant_id, sub=None)
-        failure: tuple[str, str] | None = None
-        with self._db.transaction() as conn:
-            row = repo.latest(conn, tenant_id, purpose, identifier)
-            if row is None or row.consumed_at is not None or as_utc(row.expires_at) <= now:
-                failure = ("expired", "This code expired or was already used. Ask for a new code.")
-            elif row.attempts >= MAX_ATTEMPTS:
-                failure = ("too_many_attempts", "Too many wrong codes were entered. Ask for a new code.")
-            elif not (_SIX_DIGITS.match(typed) and digests_equal(_digest(row.id, typed), row.digest)):
-                repo.count_attempt(conn, row.id, MAX_ATTEMPTS)
-                left = MAX_ATTEMPTS - row.attempts - 1
-                failure = (
-                    "wrong",
-                    f"That code is not right. Check the latest email and try again ({left} attempts left)."
-                    if left
-                    else "That code is not right, and that was the last attempt. Ask for a new code.",
-                )
-            elif not repo.consume(conn, row.id, now):
-                failure = ("expired", "This code expired or was already used. Ask for a new code.")
-            else:
-                self._audit.write(
-                    conn, actor, "verification_code.verify", target_type="email", target_id=identifier,
-                    tenant_id=tenant_id, details={"purpose": purpose},
-                )  # fmt: skip
-                verified = VerifiedCode(identifier, dict(row.payload or {}))
-        if failure is not None:
-            # The wrong attempt was counted in the transaction above, which committed.
-            self._audit.write_failure(
-                actor, "verification_code.verify", target_type="email", target_id=identifier, tenant_id=tenant_id,
-                details={"purpose": purpose, "reason": failure[0]},
-            )  # fmt: skip
-            raise CodeRejected(failure[1])
-        return verified
+        row = repo.latest(conn, tenant_id, purpose, identifier)
+        if row is None or row.consumed_at is not None or as_utc(row.expires_at) <= now:
+            return RefusedCode("expired", EXPIRED_OR_USED)
+        if row.attempts >= MAX_ATTEMPTS:
+            return RefusedCode("too_many_attempts", "Too many wrong codes were entered. Ask for a new code.")
+        if not (_SIX_DIGITS.match(typed) and digests_equal(_digest(row.id, typed), row.digest)):
+            repo.count_attempt(conn, row.id, MAX_ATTEMPTS)
+            left = MAX_ATTEMPTS - row.attempts - 1
+            return RefusedCode(
+                "wrong",
+                f"That code is not right. Check the latest email and try again ({left} attempts left)."
+                if left
+                else "That code is not right, and that was the last attempt. Ask for a new code.",
+            )
+        if not repo.consume(conn, row.id, now):
+            return RefusedCode("expired", EXPIRED_OR_USED)
+        self._audit.write(
+            conn, Actor(tenant_id=tenant_id, sub=None), "verification_code.verify", target_type="email",
+            target_id=identifier, tenant_id=tenant_id, details={"purpose": purpose},
+        )  # fmt: skip
+        return VerifiedCode(identifier, dict(row.payload or {}))
+
+    def settle(
+        self, tenant_id: str, purpose: Purpose, identifier: str, outcome: VerifiedCode | RefusedCode
+    ) -> VerifiedCode:
+        """The verified code, or (after the transaction of :meth:`use_in` committed) the refusal audited and raised
+        as :class:`CodeRejected`."""
+        if isinstance(outcome, VerifiedCode):
+            return outcome
+        self._audit.write_failure(
+            Actor(tenant_id=tenant_id, sub=None), "verification_code.verify", target_type="email",
+            target_id=identifier, tenant_id=tenant_id, details={"purpose": purpose, "reason": outcome.reason},
+        )  # fmt: skip
+        raise CodeRejected(outcome.message)
 
     def pending_payload(self, tenant_id: str, purpose: Purpose, identifier: str) -> dict[str, Any] | None:
         """What the latest code for ``identifier`` was confirming, while a new code may still be asked for it."""

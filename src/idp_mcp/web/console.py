@@ -45,6 +45,7 @@ NO_SECRET = "There is no such secret for this application."
 NO_USER = "There is no such user in this tenant."
 AUDIT_LIMITS = (25, 50, 100, 200)
 USERS_PER_PAGE = 25
+MAX_PASSWORD_FIELD = 1024  # longer than any allowed password: the policy then says it is too long
 _TOOL = re.compile(r"^[a-z][A-Za-z0-9]{0,63}$")
 _FILTER_MAX = 512
 
@@ -101,6 +102,7 @@ class Console:
             Route("/console/t/{tenant}/users", self._page(self.create_user), methods=["POST"]),
             Route("/console/t/{tenant}/users/{user_id}", self._page(self.user), methods=["GET"]),
             Route("/console/t/{tenant}/users/{user_id}/suspension", self._page(self.suspend_user), methods=["POST"]),
+            Route("/console/t/{tenant}/users/{user_id}/password", self._page(self.set_password), methods=["POST"]),
             Route("/console/t/{tenant}/users/{user_id}/delete", self._page(self.confirm_delete_user), methods=["GET"]),
             Route("/console/t/{tenant}/users/{user_id}/delete", self._page(self.delete_user), methods=["POST"]),
         ]
@@ -385,12 +387,21 @@ class Console:
         return admin, tenant, found
 
     async def user(self, request: Request) -> Response:
-        """One user: identifiers, status, live sessions and consents; suspend, reactivate or delete."""
+        """One user: identifiers, status, live sessions and consents; suspend, reactivate, set a password or
+        delete."""
         admin, tenant, found = await self._tenant_user(request)
+        return await self._user_page(request, admin, tenant, found)
+
+    async def _user_page(
+        self, request: Request, admin: User, tenant: Tenant, found: User, *, status: int = 200,
+        password_error: str = "",
+    ) -> Response:  # fmt: skip
         access = await run_in_threadpool(self.core.agents.user_access, tenant.id, found.id)
         return self._render(
-            request, "console/user.html", user=admin, tenant=tenant, section="users", person=found,
+            request, "console/user.html", status=status, user=admin, tenant=tenant, section="users", person=found,
             created=_when(found.created_at), may_write=may_write(request.state.role),
+            password_url=user_url(tenant.id, found.id, "password"), password_error=password_error,
+            password_set=request.query_params.get("password") == "set",
             sessions=[(_when(signed_in), _when(expires)) for signed_in, expires in access.sessions],
             grants=[
                 {"client_id": client_id, "name": name, "scope": scope, "at": _when(at)}
@@ -412,6 +423,24 @@ class Console:
             self.core.tenant_users.update, tenant.id, found.id, UserChanges(suspended=suspended), actor
         )
         return RedirectResponse(user_url(tenant.id, found.id), status_code=303)
+
+    async def set_password(self, request: Request) -> Response:
+        """Set the user's password (the sign-up rules; typed twice), as setUserPassword does: it signs them out
+        everywhere and revokes their applications' tokens. CSRF first, then the write role."""
+        form = await self.pages.read_form(request)
+        admin, tenant, found = await self._tenant_user(request, write=True)
+        password = str(form.get("password") or "")[:MAX_PASSWORD_FIELD]
+        if password != str(form.get("password_confirm") or "")[:MAX_PASSWORD_FIELD]:
+            error = "The two passwords are not the same. Type the same password in both fields."
+            return await self._user_page(request, admin, tenant, found, status=400, password_error=error)
+        actor = Actor(tenant_id=tenant.id, sub=admin.id)
+        try:  # one hop: Argon2id, then the one transaction
+            await run_in_threadpool(self.core.password_recovery.set_by_admin, tenant.id, found.id, password, actor)
+        except IdpError as exc:
+            if exc.status >= 500 or isinstance(exc, UserNotFound):
+                raise
+            return await self._user_page(request, admin, tenant, found, status=exc.status, password_error=exc.message)
+        return RedirectResponse(user_url(tenant.id, found.id) + "?password=set#password", status_code=303)
 
     async def confirm_delete_user(self, request: Request) -> Response:
         admin, tenant, found = await self._tenant_user(request)

@@ -107,11 +107,14 @@ class ExperienceView:
                 if preview
                 else f"/t/{tenant_id}/interaction/{interaction_id}/sign-up"
             )
+        forgot_url = None
+        if self.core.password_recovery.offered(experience):
+            forgot_url = f"/t/{tenant_id}/forgot-password" + ("" if preview else f"?interaction={interaction_id}")
         return await self.render(
             request, "hosted_sign_in.html", tenant_id, status=status, page=page, interaction_id=interaction_id or "",
             application=application, error=error, identifier=identifier, email=email, notice=notice,
             sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
-            sign_up_url=sign_up_url, preview=preview, social=list(page.social),
+            sign_up_url=sign_up_url, preview=preview, social=list(page.social), forgot_url=forgot_url,
         )  # fmt: skip
 
     async def sign_up(

@@ -237,6 +237,63 @@ async def delete_user(ctx: ToolContext, args: DeleteUserInput) -> DeletedUser:
     return DeletedUser(userId=deleted.id, deleted=True)
 
 
+# --- setUserPassword, sendPasswordReset ------------------------------------------------------------------------
+
+
+class SetUserPasswordInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: UserId
+    password: SecretStr = Field(
+        description="The new password: 8 to 256 characters, not a common password, not containing the user's email "
+        "or username.",
+        json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
+    )
+
+
+class PasswordSet(BaseModel):
+    userId: str
+    passwordSet: bool
+    revokedGrants: int = Field(
+        description="How many of the user's grants (with their refresh and access tokens) were revoked. The user was "
+        "also signed out of the hosted pages: their applications must sign them in again."
+    )
+
+
+async def set_user_password(ctx: ToolContext, args: SetUserPasswordInput) -> PasswordSet:
+    """Set a user's password; the value is never stored in clear, audited or returned."""
+    changed = await run_in_threadpool(  # one hop: Argon2id, then the one transaction
+        ctx.core.password_recovery.set_by_admin,
+        ctx.actor.tenant_id,
+        args.userId,
+        args.password.get_secret_value(),
+        ctx.actor,
+    )
+    return PasswordSet(userId=changed.user.id, passwordSet=True, revokedGrants=changed.revoked_grants)
+
+
+class PasswordResetSent(BaseModel):
+    userId: str
+    email: str = Field(description="Where the code went.")
+    delivered: bool = Field(description="Whether the SMTP server accepted the email.")
+    expiresAt: datetime = Field(description="When the code stops working; a new request replaces it.")
+    resetUrl: str = Field(description="The hosted page where the user enters the code and a new password.")
+
+
+async def send_password_reset(ctx: ToolContext, args: UserRef) -> PasswordResetSent:
+    """Email the user a reset code with a link to the tenant's hosted reset page."""
+    tenant_id = ctx.actor.tenant_id
+    sent = await run_in_threadpool(ctx.core.password_recovery.send_by_admin, tenant_id, args.userId, ctx.actor)
+    if not await ctx.core.mailer.send(sent.email):
+        raise ToolFailure(
+            "The SMTP server did not accept the email, so the user got no code. Ask the server's operator to check "
+            "the IDP_MCP_SMTP_* settings and the server log, then call sendPasswordReset again."
+        )
+    return PasswordResetSent(
+        userId=args.userId, email=sent.email.to, delivered=True, expiresAt=as_utc(sent.expires_at),
+        resetUrl=ctx.core.password_recovery.reset_url(tenant_id, sent.email.to),
+    )  # fmt: skip
+
+
 TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="createUser",
@@ -299,5 +356,30 @@ TOOLS: list[ToolSpec[Any]] = [
         read_only=False,
         idempotent=True,
         destructive=True,
+    ),
+    ToolSpec(
+        name="setUserPassword",
+        title="Set user password",
+        description="Set a user's password for a test user or a person support has verified (prefer "
+        "sendPasswordReset otherwise). It signs them out everywhere and revokes their applications' tokens.",
+        input_model=SetUserPasswordInput,
+        output_model=PasswordSet,
+        handler=set_user_password,
+        scope=SCOPE_WRITE,
+        toolset="users",
+        read_only=False,
+        destructive=True,
+    ),
+    ToolSpec(
+        name="sendPasswordReset",
+        title="Send password reset",
+        description="Email a user a one-time code and a link to the tenant's hosted page where they choose a new "
+        "password. Needs the email connector (SMTP) and a user with an email address.",
+        input_model=UserRef,
+        output_model=PasswordResetSent,
+        handler=send_password_reset,
+        scope=SCOPE_WRITE,
+        toolset="users",
+        read_only=False,
     ),
 ]
