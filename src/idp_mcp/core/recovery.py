@@ -2,7 +2,7 @@
 it with a code sent to their email address.
 
 Either way the change ends everything the old password could have led to, in the same transaction: the user's
-browser sessions, grants, refresh and access tokens (see :func:`idp_mcp.core.users._end_access`). It also clears
+browser sessions, grants, refresh and access tokens (see :func:`idp_mcp.core.users.end_access`). It also clears
 the failed sign-in counts of the user's identifiers, so a lock-out someone else caused does not keep the owner out
 of the account they just recovered. Nobody is signed in by a reset: the next sign-in goes through every step the
 tenant asks for.
@@ -25,7 +25,7 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, Limit, RateLimits, address_key, normalise_identifier
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
-from idp_mcp.core.users import _end_access, normalise_email
+from idp_mcp.core.users import end_access, normalise_email
 from idp_mcp.core.verification_codes import (
     CODE_TTL,
     EXPIRED_OR_USED,
@@ -218,7 +218,7 @@ class PasswordRecovery:
         if verified_email and not user.email_verified:  # the code came back from the inbox: the address is proven
             values["email_verified"] = True
         users_repo.update_user(conn, user.tenant_id, user.id, values)
-        revoked = _end_access(conn, user.tenant_id, user.id, now, reason)
+        revoked = end_access(conn, user.tenant_id, user.id, now, reason)
         for identifier in (user.email, user.username):  # the owner is back in: others' failures no longer count
             if identifier:
                 key = RateLimits.key(PASSWORD_SIGN_IN, user.tenant_id, "identifier", normalise_identifier(identifier))

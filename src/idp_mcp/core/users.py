@@ -398,7 +398,7 @@ class TenantUsers:
         holding the user's row; returns the user (before, after) as this change saw and left them.
 
         Suspending ends all the user's access in the same transaction: browser sessions, and every grant with its
-        refresh and access tokens (see :func:`_end_access`). Reactivating does not bring those back: the user signs
+        refresh and access tokens (see :func:`end_access`). Reactivating does not bring those back: the user signs
         in again and the applications get new tokens.
         """
         clean_name: str | None = None
@@ -423,7 +423,7 @@ class TenantUsers:
             repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": now})
             details: dict[str, object] = {"changed": sorted(values)}
             if values.get("suspended"):
-                details["revoked_grants"] = _end_access(conn, tenant_id, user_id, now, "user_suspended")
+                details["revoked_grants"] = end_access(conn, tenant_id, user_id, now, "user_suspended")
             self._audit.write(
                 conn, actor, "user.update", target_type="user", target_id=user_id, tenant_id=tenant_id,
                 details=details,
@@ -436,7 +436,7 @@ class TenantUsers:
         """Delete a user and, in the same transaction, end their sessions, grants and tokens."""
         with self._db.transaction() as conn:
             current = self._locked(conn, tenant_id, user_id)
-            revoked = _end_access(conn, tenant_id, user_id, self._clock(), "user_deleted")
+            revoked = end_access(conn, tenant_id, user_id, self._clock(), "user_deleted")
             repo.delete_user(conn, tenant_id, user_id)
             self._audit.write(
                 conn, actor, "user.delete", target_type="user", target_id=user_id, tenant_id=tenant_id,
@@ -453,7 +453,7 @@ class TenantUsers:
         return user
 
 
-def _end_access(conn: Connection, tenant_id: str, user_id: str, now: datetime, reason: str) -> int:
+def end_access(conn: Connection, tenant_id: str, user_id: str, now: datetime, reason: str) -> int:
     """Sign a suspended or deleted user out everywhere, inside the caller's transaction: their browser sessions end,
     and every grant (consent), token family, refresh token, pending code and access token they hold at this
     tenant's issuer is revoked (access tokens through their family, which verifiers and introspection check).
