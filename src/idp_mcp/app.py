@@ -32,10 +32,12 @@ from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
 from idp_mcp.web.connectors import ConnectorPages
 from idp_mcp.web.console import Console
+from idp_mcp.web.console_sign_in_experience import ConsoleSignInExperience
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.security import PAGE_CSP
 from idp_mcp.web.session import CookieJar
 
 if TYPE_CHECKING:
@@ -47,10 +49,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
-    ),
+    (b"content-security-policy", PAGE_CSP.encode()),
 ]
 
 
@@ -165,6 +164,7 @@ def create_app(
         *connector_pages.routes(),
         *pages.routes(),
         *console.routes(),
+        *ConsoleSignInExperience(console).routes(),
         *Docs(pages, guides, settings).routes(),
     ]
 

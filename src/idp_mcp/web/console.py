@@ -165,6 +165,7 @@ class Console:
             context["tenant_nav"] = [
                 ("applications", "Applications", applications_url(tenant.id)),
                 ("users", "Users", tenant_url(tenant.id, "users")),
+                ("sign-in-experience", "Sign-in experience", tenant_url(tenant.id, "sign-in-experience")),
                 ("audit", "Audit log", tenant_url(tenant.id, "audit")),
                 ("agents", "Connected agents", tenant_url(tenant.id, "agents")),
             ]
