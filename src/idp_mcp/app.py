@@ -39,6 +39,7 @@ from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.security import PAGE_CSP
 from idp_mcp.web.session import CookieJar
+from idp_mcp.web.tenant_errors import TenantErrorPages
 
 if TYPE_CHECKING:
     from idp_mcp.mcp_server.server import McpApp
@@ -142,7 +143,9 @@ def create_app(
         return McpApp(settings, core, registry, guides, upstream=upstream_http)
 
     mcp = McpFront(settings, load_mcp)
-    providers = TenantProviders(core, pages.error_page)
+    tenant_errors = TenantErrorPages(pages)  # a tenant's error pages in its branding
+    pages.tenant_error_page = tenant_errors.error_page
+    providers = TenantProviders(core, pages.error_page, redirect_uri_error_page=tenant_errors.redirect_uri_error)
     hosted = HostedPages(pages, providers)
     console = Console(pages, settings)
     upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
