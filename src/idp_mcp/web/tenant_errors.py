@@ -41,7 +41,8 @@ class TenantErrorPages:
         try:
             page = await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
         except TenantNotFound:
-            return self.pages.render(request, "error.html", status=status, error=error, description=description)
+            plain = "not_found.html" if error == "not_found" else "error.html"  # the administrators' 404 and way back
+            return self.pages.render(request, plain, status=status, error=error, description=description)
         return self._render(request, page, error, description, status)
 
     async def redirect_uri_error(
