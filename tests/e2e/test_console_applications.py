@@ -1,7 +1,8 @@
 """An application's page in headless Chromium against a real server: a person adds a redirect URI in the settings
-form and the application may use it at once; creates a production secret, reloads the reveal page (one secret, shown
-once), rotates it and revokes the old one, which the token endpoint refuses at once while the new one works; axe-core
-finds no WCAG A/AA violation on the settings form (open, and with a refused change), at desktop and phone widths."""
+form and the application may use it at once; creates a production secret, copies it with the copy button, reloads
+the reveal page (one secret, shown once), rotates it and revokes the old one, which the token endpoint refuses at
+once while the new one works; axe-core finds no WCAG A/AA violation on the new secret's page with its copy button
+and on the settings form (open, and with a refused change), at desktop and phone widths."""
 
 from __future__ import annotations
 
@@ -75,6 +76,12 @@ async def test_settings_then_reveal_reload_rotate_and_revoke(live_server: LiveSe
         assert NEW in await page.inner_text("dl.settings")
 
         first_id, first = await _secret_from_reveal(page, f"{base}/{backend}")
+        # The copy button (the page's policy runs /static/copy.js, nothing inline) puts the value on the clipboard.
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+        await page.click("button:has-text('Copy secret')")
+        await page.wait_for_function("document.getElementById('copy-status').textContent !== ''")
+        assert await page.inner_text("#copy-status") == "Copied."
+        assert await page.evaluate("navigator.clipboard.readText()") == first
         await page.reload()
         assert first not in await page.content()
         assert "is not shown again" in await page.inner_text("main")
@@ -101,6 +108,13 @@ async def test_the_settings_form_has_no_wcag_a_or_aa_violation(live_server: Live
         page = await context.new_page()
         with anyio.fail_after(90):
             await _sign_in(page, live_server, f"/console/t/default/applications/{web}")
+            await page.click("button:has-text('Create production secret')")
+            await page.locator("button:has-text('Copy secret')").wait_for()  # the script ran: the button shows
+            if width == 390:
+                assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+            violations = await axe_violations(page)
+            assert not violations, f"new secret with its copy button:\n{describe(violations)}"
+            await page.goto(f"{live_server.url}/console/t/default/applications/{web}")
             await page.click("summary:has-text('Edit settings')")
             for what in ("open", "with a refused change"):
                 if width == 390:

@@ -122,3 +122,21 @@ def test_read_only_members_strangers_and_forged_posts_change_nothing(
     assert _save(client, app, None, name="Mallory")[0] == 403
     assert _save(client, app, "forged", name="Mallory")[0] == 403
     assert core.applications.get(DEFAULT_TENANT_ID, app.id).name == "Web shop"
+
+
+def test_only_the_new_secrets_page_may_run_a_script_and_only_from_this_origin(
+    client: TestClient, core: IdentityCore, people: Cast
+) -> None:
+    actor = Actor(tenant_id=DEFAULT_TENANT_ID, sub="test")
+    backend = core.applications.create(DEFAULT_TENANT_ID, name="Backend", app_type="m2m", actor=actor)
+    signed_in(client)
+    page = _page(backend)
+    created = client.post(f"{page}/secrets", data={"csrf_token": csrf(client, page)})
+    assert created.status_code == 200 and created.url.path.endswith("/reveal")
+    policy = created.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert '<script src="/static/copy.js" defer></script>' in created.text and "<script>" not in created.text
+    script = client.get("/static/copy.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    for other in (page, f"/console/t/{DEFAULT_TENANT_ID}/users", "/sign-in"):
+        assert "script-src" not in client.get(other).headers["content-security-policy"], other

@@ -31,6 +31,7 @@ from idp_mcp.domain import ADMIN_TENANT_ID, Actor, AuditEntry, Tenant, User, as_
 from idp_mcp.errors import Forbidden, IdpError, UserNotFound, ValidationFailed
 from idp_mcp.settings import Settings
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.security import run_own_scripts
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -265,7 +266,7 @@ class Console:
             secret=issued, secret_id=secret_id,
         )  # fmt: skip
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return run_own_scripts(response)  # the copy button
 
     async def confirm_revoke(self, request: Request) -> Response:
         """Ask before revoking a secret: software that still uses it stops getting tokens at once."""

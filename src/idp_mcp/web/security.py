@@ -1,5 +1,6 @@
-"""The pages' Content-Security-Policy, and the two narrow exceptions to "never framed, never framing": the console's
-sign-in experience page frames the tenant's preview, and only the preview may be framed, by this origin only."""
+"""The pages' Content-Security-Policy (no script, never framed, never framing) and its three narrow exceptions: the
+console's sign-in experience page frames the tenant's preview; only the preview may be framed, by this origin only;
+and the page that shows a new secret once runs this origin's copy-button script."""
 
 from __future__ import annotations
 
@@ -21,4 +22,10 @@ def framed_by_own_pages(response: Response) -> Response:
     (``form-action 'none'`` makes sure nothing is ever submitted from it)."""
     response.headers["Content-Security-Policy"] = f"{_BASE}; form-action 'none'; frame-ancestors 'self'"
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def run_own_scripts(response: Response) -> Response:
+    """Let this page run scripts from this origin's /static (the one-time secret's copy button); no inline script."""
+    response.headers["Content-Security-Policy"] = f"{_BASE}; script-src 'self'; frame-ancestors 'none'"
     return response
