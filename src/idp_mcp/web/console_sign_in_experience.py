@@ -18,7 +18,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.connectors import Connector
-from idp_mcp.core.sign_in_experience import BRANDING_FIELDS, SignInExperience
+from idp_mcp.core.custom_css import MAX_CSS_BYTES
+from idp_mcp.core.sign_in_experience import BRANDING_FIELDS, MAX_URL, SignInExperience
 from idp_mcp.core.tenants import may_write
 from idp_mcp.domain import Actor, Tenant, User
 from idp_mcp.errors import IdpError
@@ -27,7 +28,8 @@ from idp_mcp.web.security import frame_own_pages
 
 SECTIONS = ("branding", "sign-in", "sign-up")
 DARK_MODES = (("auto", "Follow the device"), ("off", "Always light"), ("on", "Always dark"))
-_MAX_FIELD = 8192  # the custom CSS is the longest field; the core checks each field's own limit
+# Longer than any field may be, so a value cut here is still refused by the core's own limit, never saved cut.
+_MAX_FIELD = max(MAX_CSS_BYTES, MAX_URL) + 1
 
 
 @dataclass(frozen=True)
