@@ -32,12 +32,15 @@ from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
 from idp_mcp.web.connectors import ConnectorPages
 from idp_mcp.web.console import Console
+from idp_mcp.web.console_sign_in_experience import ConsoleSignInExperience
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.recovery import RecoveryPages
+from idp_mcp.web.security import PAGE_CSP
 from idp_mcp.web.session import CookieJar
+from idp_mcp.web.tenant_errors import TenantErrorPages
 
 if TYPE_CHECKING:
     from idp_mcp.mcp_server.server import McpApp
@@ -48,10 +51,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
-    ),
+    (b"content-security-policy", PAGE_CSP.encode()),
 ]
 
 
@@ -144,7 +144,9 @@ def create_app(
         return McpApp(settings, core, registry, guides, upstream=upstream_http)
 
     mcp = McpFront(settings, load_mcp)
-    providers = TenantProviders(core, pages.error_page)
+    tenant_errors = TenantErrorPages(pages)  # a tenant's error pages in its branding
+    pages.tenant_error_page = tenant_errors.error_page
+    providers = TenantProviders(core, pages.error_page, redirect_uri_error_page=tenant_errors.redirect_uri_error)
     hosted = HostedPages(pages, providers)
     console = Console(pages, settings)
     upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
@@ -167,6 +169,7 @@ def create_app(
         *connector_pages.routes(),
         *pages.routes(),
         *console.routes(),
+        *ConsoleSignInExperience(console).routes(),
         *Docs(pages, guides, settings).routes(),
     ]
 

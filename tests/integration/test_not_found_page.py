@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
-@pytest.mark.parametrize("path", ["/no-such-page", "/console/t", "/t/default/nothing-here"])
+@pytest.mark.parametrize("path", ["/no-such-page", "/console/t", "/t/nope/nothing-here"])
 def test_a_browser_gets_a_styled_404_with_the_way_back(client: TestClient, path: str) -> None:
     response = client.get(path, headers={"accept": BROWSER_ACCEPT})
     assert response.status_code == 404
@@ -17,6 +17,13 @@ def test_a_browser_gets_a_styled_404_with_the_way_back(client: TestClient, path:
     for link in ("/", "/console", "/docs"):
         assert f'href="{link}"' in response.text
     assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_a_tenants_missing_page_is_in_its_branding_without_the_administrators_links(client: TestClient) -> None:
+    response = client.get("/t/default/nothing-here", headers={"accept": BROWSER_ACCEPT})
+    assert response.status_code == 404
+    assert "Page not found" in response.text and 'href="/t/default/branding.css?v=' in response.text
+    assert 'href="/console"' not in response.text
 
 
 def test_markup_in_the_address_is_never_echoed(client: TestClient) -> None:

@@ -143,6 +143,14 @@ class HostedSignIn:
             session if session is not None and session.tenant_id == tenant_id else None,
         )
 
+    def application_page(self, tenant_id: str, client_id: str) -> tuple[HostedPage, str | None]:
+        """A hosted page of ``tenant_id`` about one of its applications (an error page naming it): the page data
+        (:meth:`page`) and the application's name, None when it has no such application; one read transaction."""
+        with self._db.read() as conn:
+            page = self._page(conn, tenant_id)
+            client = clients_repo.get(conn, tenant_id, client_id) if len(client_id) <= 255 else None
+        return page, client.name if client else None
+
     def _page(self, conn: Connection, tenant_id: str) -> HostedPage:
         # NUL: PostgreSQL refuses it in a string; ids are at most 64 characters.
         tenant = None

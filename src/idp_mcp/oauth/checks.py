@@ -1,4 +1,5 @@
-"""Small, separately tested checks that authlib does not make: PKCE S256 only, resource indicators."""
+"""Small, separately tested checks that authlib does not make: PKCE S256 only, resource indicators, and the
+redirect URI error that remembers the URI it refused."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
     """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
 
     error = "invalid_target"
+
+
+class UnregisteredRedirectUri(InvalidRequestError):  # type: ignore[misc]
+    """The authorization request names a redirect URI its (known) client did not register. Never redirected to;
+    ``rejected`` is kept so the error page can show it (escaped: anyone can put anything there) and say how to
+    register it."""
+
+    def __init__(self, rejected: str) -> None:
+        super().__init__("The redirect_uri is not one registered for this client.")
+        self.rejected = rejected
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]

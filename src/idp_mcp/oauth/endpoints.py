@@ -24,6 +24,9 @@ from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
 
 ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
+# (request, client id, the redirect URI refused, error, description): the page for a known client's unregistered
+# redirect URI, which shows the URI and how to register it.
+RedirectUriErrorPage = Callable[[Request, str, str, str, str], Awaitable[Response]]
 SignedIn = Callable[[Request], Awaitable[bool]]
 
 MAX_FORM_BYTES = 64 * 1024
@@ -105,11 +108,13 @@ class AuthorizationServerEndpoints:
         base_url: str,
         error_page: ErrorPage,
         signed_in: SignedIn | None = None,
+        redirect_uri_error_page: RedirectUriErrorPage | None = None,
     ) -> None:
         self.server = server
         self.flow = flow
         self.base_url = base_url
         self.error_page = error_page
+        self.redirect_uri_error_page = redirect_uri_error_page
         self._signed_in = signed_in  # whether the browser has a session here (the web layer knows its cookies)
         # An issuer that resolves client ID metadata documents may wait on the network in a token request.
         self._lane_db = server.core.db if server.cimd is None else None
@@ -146,7 +151,12 @@ class AuthorizationServerEndpoints:
         if outcome.redirect_to:
             return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})
         description = outcome.error_description or "The authorization request is invalid."
-        return await self.error_page(request, outcome.error or "invalid_request", description, 400)
+        error = outcome.error or "invalid_request"
+        if outcome.rejected_redirect_uri and outcome.client_id and self.redirect_uri_error_page is not None:
+            return await self.redirect_uri_error_page(
+                request, outcome.client_id, outcome.rejected_redirect_uri, error, description
+            )
+        return await self.error_page(request, error, description, 400)
 
     async def token(self, request: Request) -> Response:
         form = await read_form(request)

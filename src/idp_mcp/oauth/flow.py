@@ -16,6 +16,7 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Client, split_scope
 from idp_mcp.errors import InteractionExpired, ValidationFailed
+from idp_mcp.oauth.checks import UnregisteredRedirectUri
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
 from idp_mcp.oauth.tokens import TokenSubject
@@ -29,6 +30,9 @@ class AuthorizeOutcome:
     redirect_to: str | None = None
     error: str | None = None
     error_description: str | None = None
+    # A known client asked to return to a URI it did not register: that URI (never redirected to) and the client.
+    rejected_redirect_uri: str | None = None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,11 @@ class AuthorizationFlow:
             location = result.location
             if location:
                 return AuthorizeOutcome(redirect_to=add_params_to_uri(location, {"iss": self.server.issuer}))
+        if isinstance(error, UnregisteredRedirectUri):
+            return AuthorizeOutcome(
+                error=error.error, error_description=error.description, rejected_redirect_uri=error.rejected,
+                client_id=request.payload.client_id,
+            )  # fmt: skip
         return AuthorizeOutcome(error=error.error, error_description=error.description)
 
     @staticmethod

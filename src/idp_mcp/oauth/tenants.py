@@ -25,6 +25,7 @@ from idp_mcp.oauth.endpoints import (
     NO_STORE,
     AuthorizationServerEndpoints,
     ErrorPage,
+    RedirectUriErrorPage,
     read_form,
     request_headers,
 )
@@ -52,9 +53,12 @@ class TenantProvider:
 
 
 class TenantProviders:
-    def __init__(self, core: IdentityCore, error_page: ErrorPage) -> None:
+    def __init__(
+        self, core: IdentityCore, error_page: ErrorPage, redirect_uri_error_page: RedirectUriErrorPage | None = None
+    ) -> None:
         self.core = core
         self._error_page = error_page
+        self._redirect_uri_error_page = redirect_uri_error_page
         self._providers: dict[str, TenantProvider] = {}
         self._lock = threading.Lock()
         self._cors: dict[str, tuple[float, frozenset[str]]] = {}
@@ -88,7 +92,10 @@ class TenantProviders:
         )
         self.core.keys.ensure(tenant_id)
         flow = AuthorizationFlow(server, f"{self.core.settings.public_url}/t/{tenant_id}/interaction")
-        endpoints = AuthorizationServerEndpoints(server, flow, base_url=issuer, error_page=self._error_page)
+        endpoints = AuthorizationServerEndpoints(
+            server, flow, base_url=issuer, error_page=self._error_page,
+            redirect_uri_error_page=self._redirect_uri_error_page,
+        )  # fmt: skip
         provider = TenantProvider(tenant_id, issuer, server, flow, endpoints)
         with self._lock:
             return self._providers.setdefault(tenant_id, provider)

@@ -1,5 +1,6 @@
-"""The administrators' web console: their tenants; each tenant's applications and their secrets (production ones
-created and shown once, any one revoked by id), users, audit log and connected agents.
+"""The administrators' web console: their tenants; each tenant's applications (their settings edited as the
+updateApplication tool does) and their secrets (production ones created and shown once, any one revoked by id),
+users, audit log and connected agents.
 
 It reuses the pages' rendering, error page, session and CSRF-checked form parsing. Every tenant page checks
 membership first, and every application is read by (tenant, id), so one tenant's data never shows in another's.
@@ -21,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.agents import AgentNotConnected
-from idp_mcp.core.applications import Application, ApplicationNotFound
+from idp_mcp.core.applications import Application, ApplicationChanges, ApplicationNotFound
 from idp_mcp.core.audit import AuditQuery
 from idp_mcp.core.secrets import SecretInfo, SecretNotFound
 from idp_mcp.core.tenants import ReadOnlyMember, may_write
@@ -30,6 +31,7 @@ from idp_mcp.domain import ADMIN_TENANT_ID, Actor, AuditEntry, Tenant, User, as_
 from idp_mcp.errors import Forbidden, IdpError, UserNotFound, ValidationFailed
 from idp_mcp.settings import Settings
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.security import run_own_scripts
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -90,6 +92,7 @@ class Console:
             Route("/console", self._page(self.home), methods=["GET"]),
             Route("/console/t/{tenant}/applications", self._page(self.applications), methods=["GET"]),
             Route(application, self._page(self.application), methods=["GET"]),
+            Route(f"{application}/settings", self._page(self.save_application), methods=["POST"]),
             Route(f"{application}/secrets", self._page(self.create_secret), methods=["POST"]),
             Route(f"{application}/secrets/{{secret_id}}/reveal", self._page(self.reveal_secret), methods=["GET"]),
             Route(f"{application}/secrets/{{secret_id}}/revoke", self._page(self.confirm_revoke), methods=["GET"]),
@@ -167,6 +170,7 @@ class Console:
             context["tenant_nav"] = [
                 ("applications", "Applications", applications_url(tenant.id)),
                 ("users", "Users", tenant_url(tenant.id, "users")),
+                ("sign-in-experience", "Sign-in experience", tenant_url(tenant.id, "sign-in-experience")),
                 ("audit", "Audit log", tenant_url(tenant.id, "audit")),
                 ("agents", "Connected agents", tenant_url(tenant.id, "agents")),
             ]
@@ -195,14 +199,47 @@ class Console:
 
     async def application(self, request: Request) -> Response:
         user, tenant, application = await self._application(request)
+        return await self._application_page(request, user, tenant, application)
+
+    async def _application_page(
+        self, request: Request, user: User, tenant: Tenant, application: Application, *, status: int = 200,
+        error: str = "", form: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
         secrets = await run_in_threadpool(self.core.secrets.list, tenant.id, application.id)
         issuer = f"{self.settings.public_url}/t/{tenant.id}/oidc"
         return self._render(
-            request, "console/application.html", user=user, tenant=tenant, application=application,
+            request, "console/application.html", status=status, user=user, tenant=tenant, application=application,
             secrets=[_secret_row(secret, tenant.id, application.id) for secret in secrets], issuer=issuer,
-            may_write=may_write(request.state.role),
-            discovery=f"{issuer}/.well-known/openid-configuration",
+            may_write=may_write(request.state.role), discovery=f"{issuer}/.well-known/openid-configuration",
+            settings_form=form or _settings_form(application), settings_error=error,
+            saved=request.query_params.get("saved") == "1",
         )  # fmt: skip
+
+    async def save_application(self, request: Request) -> Response:
+        """Change an application's settings, as the updateApplication tool does (same checks, same audit row, the
+        person as actor); a refusal shows the core's sentence with the values as typed. CSRF first."""
+        form = await self.pages.read_form(request)
+        back = request.url.path.removesuffix("/settings")
+        user, tenant, application = await self._application(request, next_url=back, write=True)
+        typed = {key: str(form.get(key) or "").replace("\r\n", "\n")[:_SETTINGS_MAX] for key in _SETTINGS_FIELDS}
+        lists = {key: [line.strip() for line in typed[key].split("\n") if line.strip()] for key in _SETTINGS_LISTS}
+        signs_in = application.type != "m2m"
+        changes = ApplicationChanges(
+            name=typed["name"].strip(), description=typed["description"].strip(),
+            redirect_uris=lists["redirect_uris"] if signs_in else None,
+            post_logout_redirect_uris=lists["post_logout_redirect_uris"] if signs_in else None,
+            cors_origins=lists["cors_origins"] if application.type == "spa" else None,
+            id_token_alg="RS256" if typed["id_token_alg"] == "RS256" else "ES256",
+        )  # fmt: skip
+        actor = Actor(tenant_id=tenant.id, sub=user.id)  # the human, in the browser: no agent
+        try:
+            await run_in_threadpool(self.core.applications.change, tenant.id, application.id, changes, actor)
+        except IdpError as exc:
+            status = exc.status if 400 <= exc.status < 500 else 400
+            return await self._application_page(
+                request, user, tenant, application, status=status, error=exc.message, form=typed
+            )
+        return RedirectResponse(f"{back}?saved=1", status_code=303)
 
     async def create_secret(self, request: Request) -> Response:
         """Create a production secret, then redirect to the page that shows its value once (POST-redirect-GET: a
@@ -231,7 +268,7 @@ class Console:
             secret=issued, secret_id=secret_id,
         )  # fmt: skip
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return run_own_scripts(response)  # the copy button
 
     async def confirm_revoke(self, request: Request) -> Response:
         """Ask before revoking a secret: software that still uses it stops getting tokens at once."""
@@ -463,6 +500,21 @@ class Console:
         if found is None:
             raise SecretNotFound(NO_SECRET)
         return found
+
+
+_SETTINGS_FIELDS = ("name", "description", "redirect_uris", "post_logout_redirect_uris", "cors_origins", "id_token_alg")
+_SETTINGS_LISTS = ("redirect_uris", "post_logout_redirect_uris", "cors_origins")
+_SETTINGS_MAX = 65536  # the core checks each field's own limits
+
+
+def _settings_form(application: Application) -> dict[str, str]:
+    """The settings form's values: lists one entry a line."""
+    return {
+        "name": application.name, "description": application.description,
+        "redirect_uris": "\n".join(application.redirect_uris),
+        "post_logout_redirect_uris": "\n".join(application.post_logout_redirect_uris),
+        "cors_origins": "\n".join(application.cors_origins), "id_token_alg": application.id_token_alg,
+    }  # fmt: skip
 
 
 def _when(moment: datetime | None, never: str = "Never") -> str:

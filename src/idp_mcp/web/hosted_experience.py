@@ -24,6 +24,7 @@ from idp_mcp.domain import User
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
+from idp_mcp.web.security import framed_by_own_pages
 
 if TYPE_CHECKING:  # the hosted pages build this module's view; only the type is needed here
     from idp_mcp.web.hosted import HostedPages
@@ -229,8 +230,10 @@ class HostedExperiencePages:
         except TenantNotFound:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         if request.query_params.get("screen") == "sign-up":
-            return await self.view.sign_up(request, tenant_id, interaction_id=None, application=None, page=page)
-        return await self.view.sign_in(request, tenant_id, interaction_id=None, application=None, page=page)
+            response = await self.view.sign_up(request, tenant_id, interaction_id=None, application=None, page=page)
+        else:
+            response = await self.view.sign_in(request, tenant_id, interaction_id=None, application=None, page=page)
+        return framed_by_own_pages(response)  # the console's sign-in experience page shows it in a frame
 
     # --- sign-in with an email code -----------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -26,6 +28,8 @@ HERE = Path(__file__).parent
 # Scopes a user may untick on the consent page; the rest come with the connection.
 OPTIONAL_SCOPES = frozenset({SCOPE_WRITE})
 MAX_FIELD = 1024
+NO_PAGE = "There is no page at this address. It may have moved, or the link may be mistyped."
+_TENANT_PAGE = re.compile(r"^/t/([A-Za-z0-9_-]{1,64})/")
 EXPIRED = "This sign-in request expired or was already used. Start again from your app."
 
 
@@ -49,6 +53,8 @@ class Pages:
         self.flow = flow
         self.cookies = cookies
         self.mcp_url = mcp_url
+        # Set by the composition root: renders an error of a tenant's pages in its branding (web.tenant_errors).
+        self.tenant_error_page: Callable[[Request, str, str, str, int], Awaitable[Response]] | None = None
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -78,6 +84,10 @@ class Pages:
         return response
 
     async def error_page(self, request: Request, error: str, description: str, status: int) -> Response:
+        """The error page; on a tenant's issuer (any page under /t/<tenant>/) in that tenant's branding."""
+        tenant_id = request.path_params.get("tenant")
+        if self.tenant_error_page is not None and tenant_id and request.url.path.startswith("/t/"):
+            return await self.tenant_error_page(request, tenant_id, error, description, status)
         return self.render(request, "error.html", status=status, error=error, description=description)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
@@ -85,6 +95,9 @@ class Pages:
         (API and MCP clients keep getting what they always got)."""
         if "text/html" not in request.headers.get("accept", ""):
             return PlainTextResponse("Not Found", status_code=404)
+        tenant = _TENANT_PAGE.match(request.url.path)
+        if tenant and self.tenant_error_page is not None:  # a tenant's users: the tenant's look
+            return await self.tenant_error_page(request, tenant.group(1), "not_found", NO_PAGE, 404)
         return self.render(request, "not_found.html", status=404)
 
     async def _session(self, request: Request) -> BrowserSession | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Error, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, OAuth2Error, grants
 
 from idp_mcp.core.grants import CodeRecord
 from idp_mcp.core.permissions import Subject
-from idp_mcp.oauth.checks import InvalidTargetError, choose_resource
+from idp_mcp.oauth.checks import InvalidTargetError, UnregisteredRedirectUri, choose_resource
 from idp_mcp.oauth.models import AuthorizationCode
 from idp_mcp.oauth.tokens import TokenSubject
 
@@ -27,7 +27,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         # without '"' and '\\': a URI with any other character turned into a server error. Say it without quoting.
         requested = request.payload.redirect_uri
         if requested and not client.check_redirect_uri(requested):
-            raise InvalidRequestError("The redirect_uri is not one registered for this client.")
+            raise UnregisteredRedirectUri(requested)
         redirect_uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
         return redirect_uri
 

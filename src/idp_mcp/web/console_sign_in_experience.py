@@ -1,0 +1,190 @@
+"""The console's sign-in experience page: the tenant's branding, sign-in methods and sign-up, changed through the
+same core use cases the updateBranding, updateSignInMethod and updateSignUpMethod tools call (so the same checks,
+the same refusals in the same words, and one audit row with the person as actor), beside a live preview of the
+hosted page in a same-origin frame.
+
+Each of the three forms is one use case: a refusal re-renders the page with the core's sentence next to that form
+and the values as typed; a change redirects back (POST-redirect-GET) to the page showing the new version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from idp_mcp.core.connectors import Connector
+from idp_mcp.core.custom_css import MAX_CSS_BYTES
+from idp_mcp.core.sign_in_experience import BRANDING_FIELDS, MAX_URL, SignInExperience
+from idp_mcp.core.tenants import may_write
+from idp_mcp.domain import Actor, Tenant, User
+from idp_mcp.errors import IdpError
+from idp_mcp.web.console import Console, tenant_url
+from idp_mcp.web.security import frame_own_pages
+
+SECTIONS = ("branding", "sign-in", "sign-up")
+DARK_MODES = (("auto", "Follow the device"), ("off", "Always light"), ("on", "Always dark"))
+# Longer than any field may be, so a value cut here is still refused by the core's own limit, never saved cut.
+_MAX_FIELD = max(MAX_CSS_BYTES, MAX_URL) + 1
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What the three forms show: the stored values, or, for the form whose change was refused, the values typed."""
+
+    branding: dict[str, str]
+    sign_in: dict[str, Any]
+    sign_up: dict[str, Any]
+
+
+def _stored(experience: SignInExperience) -> _Shown:
+    document = experience.document()
+    branding = {name: "" if value is None else str(value) for name, value in document["branding"].items()}
+    methods = {method.identifier: method for method in experience.sign_in_methods}
+    email, username = methods.get("email"), methods.get("username")
+    order = [method.identifier for method in experience.sign_in_methods]
+    sign_in = {
+        "email_password": bool(email and email.password),
+        "email_code": bool(email and email.verification_code),
+        "username_password": bool(username and username.password),
+        "first": "username" if order[:1] == ["username"] else "email",
+        "social": list(experience.social),
+    }
+    sign_up = {
+        "enabled": experience.sign_up.enabled,
+        "identifiers": list(experience.sign_up.identifiers),
+        "password": experience.sign_up.password,
+        "verifyEmail": experience.sign_up.verify_email,
+    }
+    return _Shown(branding, sign_in, sign_up)
+
+
+def _branding_changes(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every branding field as the form has it (an empty one resets the field to its default), and as typed."""
+    typed = {name: str(form.get(name) or "")[:_MAX_FIELD] for name in BRANDING_FIELDS}
+    # Browsers send a textarea's line breaks as CRLF: keep the CSS as it was written, or an unchanged form would
+    # count as a change.
+    typed["customCss"] = typed["customCss"].replace("\r\n", "\n")
+    changes: dict[str, Any] = {name: (value.strip() or None) for name, value in typed.items() if name != "customCss"}
+    changes["customCss"] = typed["customCss"] or None
+    return changes, typed
+
+
+def _sign_in_changes(form: dict[str, Any], connectors: list[Connector], current: tuple[str, ...]) -> tuple[
+    dict[str, Any], dict[str, Any]
+]:  # fmt: skip
+    """The complete, ordered list of methods the boxes describe (an identifier with no box ticked is not offered)
+    and the connector buttons ticked: those already shown keep their order, new ones follow in the list's order."""
+    ticked = {key: form.get(key) == "on" for key in ("email_password", "email_code", "username_password")}
+    first = "username" if form.get("first") == "username" else "email"
+    methods: dict[str, dict[str, Any]] = {}
+    if ticked["email_password"] or ticked["email_code"]:
+        methods["email"] = {
+            "identifier": "email", "password": ticked["email_password"], "verificationCode": ticked["email_code"],
+        }  # fmt: skip
+    if ticked["username_password"]:
+        methods["username"] = {"identifier": "username", "password": True, "verificationCode": False}
+    order = ["username", "email"] if first == "username" else ["email", "username"]
+    chosen = set(form.get("social") or [])
+    known = [connector.id for connector in connectors]
+    social = [cid for cid in current if cid in chosen] + [cid for cid in known if cid in chosen and cid not in current]
+    social += sorted(chosen - set(social))  # an id that is not a connector (any more): the core says so
+    changes = {"methods": [methods[identifier] for identifier in order if identifier in methods], "social": social}
+    return changes, {**ticked, "first": first, "social": social}
+
+
+def _sign_up_changes(form: dict[str, Any]) -> dict[str, Any]:
+    identifiers = [identifier for identifier in ("email", "username") if identifier in (form.get("identifiers") or [])]
+    return {
+        "enabled": form.get("enabled") == "on",
+        "identifiers": identifiers,
+        "password": form.get("password") == "on",
+        "verifyEmail": form.get("verifyEmail") == "on",
+    }
+
+
+async def _ticked(request: Request, name: str) -> list[str]:
+    """The values of a group of checkboxes (the form was read, and its CSRF token checked, already)."""
+    values = (await request.form()).getlist(name)
+    return [value for value in values if isinstance(value, str) and "\x00" not in value][:20]
+
+
+class ConsoleSignInExperience:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.core = console.core
+
+    def routes(self) -> list[BaseRoute]:
+        page = "/console/t/{tenant}/sign-in-experience"
+        return [
+            Route(page, self.console._page(self.page), methods=["GET"]),
+            *(Route(f"{page}/{section}", self.console._page(self.save), methods=["POST"]) for section in SECTIONS),
+        ]
+
+    async def _read(self, tenant_id: str) -> tuple[SignInExperience, list[Connector]]:
+        def read() -> tuple[SignInExperience, list[Connector]]:
+            return self.core.sign_in_experiences.get(tenant_id), self.core.connectors.list(tenant_id)
+
+        return await run_in_threadpool(read)
+
+    async def page(self, request: Request) -> Response:
+        """The experience as it is, with a preview of the hosted page; ``?saved=`` after a change."""
+        user, tenant = await self.console._tenant(request)
+        experience, connectors = await self._read(tenant.id)
+        saved = request.query_params.get("saved")
+        return self._render(
+            request, user, tenant, experience, connectors, _stored(experience), saved=saved if saved in SECTIONS else ""
+        )
+
+    async def save(self, request: Request) -> Response:
+        """One of the three forms: CSRF first, then the write role, then the core's use case with the person as
+        actor."""
+        form = await self.console.pages.read_form(request)
+        section = request.url.path.rsplit("/", 1)[1]
+        back = tenant_url(request.path_params["tenant"], "sign-in-experience")
+        user, tenant = await self.console._tenant(request, next_url=back, write=True)
+        actor = Actor(tenant_id=tenant.id, sub=user.id)  # the human, in the browser: no agent
+        experiences = self.core.sign_in_experiences
+        experience, connectors = await self._read(tenant.id)
+        shown = _stored(experience)
+        try:
+            if section == "branding":
+                changes, typed = _branding_changes(form)
+                shown = _Shown(typed, shown.sign_in, shown.sign_up)
+                await run_in_threadpool(experiences.update_branding, tenant.id, changes, actor)
+            elif section == "sign-in":
+                form["social"] = await _ticked(request, "social")
+                changes, ticked = _sign_in_changes(form, connectors, experience.social)
+                shown = _Shown(shown.branding, ticked, shown.sign_up)
+                await run_in_threadpool(experiences.update_sign_in, tenant.id, changes, actor)
+            else:
+                form["identifiers"] = await _ticked(request, "identifiers")
+                changes = _sign_up_changes(form)
+                shown = _Shown(shown.branding, shown.sign_in, changes)
+                await run_in_threadpool(experiences.update_sign_up, tenant.id, changes, actor)
+        except IdpError as exc:
+            status = exc.status if 400 <= exc.status < 500 else 400
+            return self._render(
+                request, user, tenant, experience, connectors, shown, status=status, error=exc.message, failed=section
+            )
+        return RedirectResponse(f"{back}?saved={section}", status_code=303)
+
+    def _render(
+        self, request: Request, user: User, tenant: Tenant, experience: SignInExperience, connectors: list[Connector],
+        shown: _Shown, *, status: int = 200, saved: str = "", error: str = "", failed: str = "",
+    ) -> Response:  # fmt: skip
+        preview = f"/t/{tenant.id}/preview"
+        response = self.console._render(
+            request, "console/sign_in_experience.html", status=status, user=user, tenant=tenant,
+            section="sign-in-experience", experience=experience, shown=shown, connectors=connectors,
+            may_write=may_write(request.state.role), saved=saved, error=error, failed=failed,
+            adjusted=[adjustment.document() for adjustment in experience.branding.colours().adjusted],
+            email_connector=self.core.sign_in_experiences.email_connector, dark_modes=DARK_MODES,
+            action=tenant_url(tenant.id, "sign-in-experience"),
+            preview_url=f"{preview}?v={experience.version}", sign_up_preview_url=f"{preview}?screen=sign-up",
+        )  # fmt: skip
+        return frame_own_pages(response)
