@@ -1,0 +1,217 @@
+"""The hosted second-factor pages: the challenge (a code from an authenticator app, a backup code, a code by email)
+and TOTP enrollment (a QR code made here, the key as text, then the backup codes, shown once). The decisions live in
+``core.mfa``; this module renders and relays. The partial sign-in is the cookie core.mfa issued, never a user id in
+the page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segno
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from idp_mcp.core.mfa import MfaExpired, PendingMfa, SecondFactor, masked
+from idp_mcp.core.sessions import Interaction
+from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.oauth.tenants import TenantProvider
+from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.pages import EXPIRED, MAX_FIELD
+
+NOT_FOUND = "This sign-in page does not exist."
+EXPIRED_MFA = "This sign-in expired or had too many wrong codes. Sign in again."
+_FACTORS: tuple[SecondFactor, ...] = ("totp", "passkey", "email", "backup_code")
+
+
+def qr_data_uri(uri: str) -> str:
+    """The provisioning URI as an SVG QR code in a data: URI (the CSP allows data: images; no inline style)."""
+    qr: Any = segno.make(uri, error="m")
+    return str(qr.svg_data_uri(scale=4, dark="#000", light="#fff"))
+
+
+class MfaPages:
+    def __init__(self, hosted: HostedPages) -> None:
+        self.hosted = hosted
+        self.pages = hosted.pages
+        self.core = hosted.core
+        self.cookies = hosted.cookies
+        self.view = hosted.view
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/t/{tenant}/interaction/{id}/mfa", self.page, methods=["GET"]),
+            Route("/t/{tenant}/mfa/verify", self.verify, methods=["POST"]),
+            Route("/t/{tenant}/mfa/email", self.send_email, methods=["POST"]),
+            Route("/t/{tenant}/mfa/enroll", self.enroll, methods=["POST"]),
+            Route("/t/{tenant}/mfa/continue", self.continue_, methods=["POST"]),
+        ]
+
+    # --- lookups ------------------------------------------------------------------------------------------------
+
+    async def _provider(self, request: Request) -> TenantProvider | None:
+        try:
+            return await run_in_threadpool(self.hosted.providers.get, request.path_params["tenant"])
+        except TenantNotFound:
+            return None
+
+    async def _form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self.hosted._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        return provider, interaction, form
+
+    async def _pending(self, request: Request, provider: TenantProvider, interaction: Interaction) -> PendingMfa | None:
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        pending = await run_in_threadpool(self.core.mfa.pending, raw, interaction.id)
+        return pending if pending is not None and pending.tenant_id == provider.tenant_id else None
+
+    async def _expired(self, request: Request, provider: TenantProvider, interaction: Interaction) -> Response:
+        """Back to the sign-in page: the partial sign-in is gone (expired, too many wrong codes, another request)."""
+        response = await self.hosted._render_sign_in(request, provider, interaction, error=EXPIRED_MFA, status=400)
+        self.cookies.clear_mfa_pending(response, provider.tenant_id)
+        return response
+
+    # --- rendering ----------------------------------------------------------------------------------------------
+
+    async def _challenge(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, pending: PendingMfa,
+        factor: str | None, *, error: str | None = None, notice: str | None = None, status: int = 200,
+    ) -> Response:  # fmt: skip
+        chosen = factor if factor in pending.offered else next(f for f in _FACTORS if f in pending.offered)
+        others = [f for f in _FACTORS if f in pending.offered and f != chosen]
+        return await self.view.render(
+            request, "hosted_mfa.html", provider.tenant_id, status=status, interaction_id=interaction.id,
+            factor=chosen, others=others, email=masked(pending.email) if pending.email else None, error=error,
+            notice=notice,
+        )  # fmt: skip
+
+    async def _enrollment(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
+        status: int = 200,
+    ) -> Response:  # fmt: skip
+        page = await self.view.load(provider.tenant_id)
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        enrollment = await run_in_threadpool(self.core.mfa.begin_totp, raw, interaction.id, page.brand_name)
+        return await self.view.render(
+            request, "hosted_mfa_enroll.html", provider.tenant_id, status=status, page=page,
+            interaction_id=interaction.id, secret=enrollment.secret, qr=qr_data_uri(enrollment.uri), error=error,
+        )  # fmt: skip
+
+    # --- routes -------------------------------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        provider = await self._provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        interaction = await self.hosted._interaction(provider, request.path_params["id"][:MAX_FIELD])
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        pending = await self._pending(request, provider, interaction)
+        if pending is None:
+            return await self._expired(request, provider, interaction)
+        try:
+            if pending.outcome == "enroll":
+                return await self._enrollment(request, provider, interaction)
+            return await self._challenge(request, provider, interaction, pending, request.query_params.get("use"))
+        except IdpError as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+
+    async def verify(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        factor = form.get("factor") or ""
+        code = (form.get("code") or "")[:64]
+        pending = await self._pending(request, provider, interaction)
+        if pending is None:
+            return await self._expired(request, provider, interaction)
+        if factor not in ("totp", "backup_code", "email"):
+            factor = pending.offered[0] if pending.offered else "totp"
+        device = self.cookies.device_for_sign_in(request)
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        try:
+            decision = await run_in_threadpool(
+                lambda: self.core.mfa.verify(raw, interaction.id, factor, code, device=device)  # type: ignore[arg-type]
+            )
+        except MfaExpired:
+            return await self._expired(request, provider, interaction)
+        except IdpError as exc:
+            again = await self._pending(request, provider, interaction)
+            if again is None:  # that was the last attempt of this partial sign-in
+                return await self._expired(request, provider, interaction)
+            return await self._challenge(
+                request, provider, interaction, again, factor, error=exc.message, status=exc.status
+            )
+        return await self.hosted.signed_in(request, provider, interaction, decision, device)
+
+    async def send_email(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, _form = found
+        pending = await self._pending(request, provider, interaction)
+        if pending is None:
+            return await self._expired(request, provider, interaction)
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        try:
+            outgoing = await run_in_threadpool(self.core.mfa.send_email_code, raw, interaction.id)
+        except IdpError as exc:
+            return await self._challenge(
+                request, provider, interaction, pending, "email", error=exc.message, status=exc.status
+            )
+        notice = "We sent a code. Codes sent before it no longer work."
+        response = await self._challenge(request, provider, interaction, pending, "email", notice=notice)
+        response.background = BackgroundTask(self.core.mailer.send, outgoing)  # after the response, like sign-in codes
+        return response
+
+    async def enroll(self, request: Request) -> Response:
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
+        code = (form.get("code") or "")[:64]
+        device = self.cookies.device_for_sign_in(request)
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        try:
+            enrolled = await run_in_threadpool(
+                lambda: self.core.mfa.confirm_totp(raw, interaction.id, code, device=device)
+            )
+        except MfaExpired:
+            return await self._expired(request, provider, interaction)
+        except IdpError as exc:
+            if await self._pending(request, provider, interaction) is None:
+                return await self._expired(request, provider, interaction)
+            # A new key is shown: the app may have stored the old one, so it is added again from the new QR code.
+            return await self._enrollment(request, provider, interaction, error=exc.message, status=exc.status)
+        assert enrolled.decision.session is not None
+        response = await self.view.render(
+            request, "hosted_mfa_backup_codes.html", provider.tenant_id, interaction_id=interaction.id,
+            codes=enrolled.backup_codes,
+        )  # fmt: skip
+        response.headers["Cache-Control"] = "no-store"  # the codes are shown once
+        self.cookies.set_session(response, enrolled.decision.session, provider.tenant_id)
+        self.cookies.set_device(response, device)
+        self.cookies.clear_mfa_pending(response, provider.tenant_id)
+        return response
+
+    async def continue_(self, request: Request) -> Response:
+        """After the backup codes were shown: finish the authorization request with the new session."""
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, _form = found
+        session = await self.hosted._session(request, provider.tenant_id)
+        if session is None:
+            return RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}", status_code=303)
+        return await self.hosted._complete(request, provider, interaction, session)
