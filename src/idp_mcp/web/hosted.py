@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.mfa import AMR_PASSWORD, PENDING_TTL, MfaDecision, acr_for_request
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import ExperienceView
@@ -173,7 +173,7 @@ class HostedPages:
         raw = values[0] if isinstance(values, list) and values else values
         if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 10:
             return False
-        return (self.core.clock() - session.auth_time).total_seconds() > int(raw)
+        return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
         provider = await self._provider(request)

@@ -111,6 +111,7 @@ TOOLS: list[ToolSpec[Any]] = [
         toolset="sign_in_experience",
         read_only=False,
         idempotent=True,
+        destructive=True,  # factors replaces the list, and a weaker policy applies at once (like updateSignInMethod)
     ),
     ToolSpec(
         name="resetUserMfa",
