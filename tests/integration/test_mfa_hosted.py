@@ -184,6 +184,18 @@ def test_under_required_a_user_enrolls_totp_and_gets_an_id_token_with_mfa(
     assert '"mfa.enroll"' in everything
 
 
+def test_under_required_enrollment_cannot_be_skipped(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    policy(core, policy="required", factors=["totp"])
+    request = start(client, app)
+    page = to_second_factor(password(request), request)
+    assert "Not now" not in page.text
+    refused = request.post("mfa/skip", {}, page.text)
+    assert refused.status_code == 403 and "needs a second factor" in refused.text
+    assert "idp_session_default" not in client.cookies
+
+
 def test_a_totp_code_works_once_and_a_backup_code_works_once(
     client: TestClient, core: IdentityCore, app: Application, bob: User, clock: Clock
 ) -> None:
@@ -286,7 +298,13 @@ def test_optional_policy_lets_a_user_without_a_factor_in_and_challenges_one_with
 ) -> None:
     policy(core, policy="optional", factors=["totp"])
     request = start(client, app)
-    assert id_claims(tokens(client, core, app, request, password(request)))["amr"] == ["pwd"]
+    offer = to_second_factor(password(request), request)  # enrollment is offered ...
+    assert "Set up an authenticator app" in offer.text and "Not now" in offer.text
+    skipped = request.post("mfa/skip", {}, offer.text)  # ... and may be skipped
+    assert id_claims(tokens(client, core, app, request, skipped))["amr"] == ["pwd"]
+    assert core.mfa.factors(TENANT, bob.id) == []
+    again = start(client, app)  # the session is enough afterwards: no offer on every visit
+    hosted.redirected_with_code(client.get(again.path, follow_redirects=False))
 
     fresh_browser(client)
     stepped = start(client, app, acr_values="mfa")

@@ -74,7 +74,8 @@ def test_options_offer_only_allowed_factors_and_backup_codes_with_them() -> None
         ("off", Options((), ("totp",)), True, "enroll"),
         ("off", NONE, True, "complete"),  # nothing allowed: the acr says single-factor
         ("optional", Options(("totp",), ()), False, "challenge"),
-        ("optional", Options((), ("totp",)), False, "complete"),
+        ("optional", Options((), ("totp",)), False, "offer"),  # enrollment offered, may be skipped
+        ("optional", NONE, False, "complete"),
         ("optional", Options((), ("totp",)), True, "enroll"),
         ("required", Options((), ("totp",)), False, "enroll"),
         ("required", Options(("email",), ("totp",)), False, "challenge"),

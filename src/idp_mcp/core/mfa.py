@@ -7,7 +7,9 @@ The decision after ANY first factor (:meth:`Mfa.after_first_factor`) is one func
 - **complete**: a session starts now, with the first factor's ``amr`` and its ``acr``;
 - **challenge**: the user has a second factor the tenant allows, and the tenant's policy is ``optional`` or
   ``required`` or the application asked for MFA (``acr_values``, :func:`asks_for_mfa`);
-- **enroll**: the policy is ``required`` or the application asked for MFA, and the user has no factor yet.
+- **enroll**: the policy is ``required`` or the application asked for MFA, and the user has no factor yet;
+- **offer**: the policy is ``optional`` and the user has no factor: enrollment is offered, and may be skipped
+  (:meth:`Mfa.skip`). Only after a fresh first factor: an existing session is not held up by the offer.
 
 Under ``off`` an application's ``acr_values`` still asks users for a factor they have, and has them enroll one of
 the tenant's ``factors`` when they have none; when the tenant allows no factor at all, the sign-in completes with one
@@ -81,7 +83,7 @@ TOTP_INTERVAL = 30
 _TOTP_KEY = "mfa_totp_sealing_key"
 _TOTP_PURPOSE = "mfa-totp-secret"
 
-Outcome = Literal["complete", "challenge", "enroll"]
+Outcome = Literal["complete", "challenge", "enroll", "offer"]
 SecondFactor = Literal["totp", "backup_code", "email", "passkey"]
 FactorCheck = Callable[[Connection, str, str], bool]  # (conn, tenant_id, user_id) -> the user has this factor
 
@@ -162,7 +164,7 @@ def options(
 
 
 def decide(policy: MfaPolicy, choices: Options, *, first_amr: tuple[str, ...], step_up: bool) -> Outcome:
-    """complete, challenge or enroll (see the module docstring)."""
+    """complete, challenge, enroll or offer (see the module docstring)."""
     if AMR_MFA in first_amr:
         return "complete"
     if policy.policy == "off" and not step_up:
@@ -172,6 +174,8 @@ def decide(policy: MfaPolicy, choices: Options, *, first_amr: tuple[str, ...], s
     needed = policy.policy == "required" or step_up
     if needed and choices.enrollable:
         return "enroll"
+    if policy.policy == "optional" and choices.enrollable and not step_up:
+        return "offer"
     if policy.policy == "required":
         raise MfaUnavailable(
             "This account needs a second factor, and none can be set up here. Ask an administrator for help."
@@ -206,10 +210,7 @@ class PendingMfa:
     enrollable: tuple[str, ...]
     email: str | None  # where an email code would go (shown masked)
     failures: int
-
-    @property
-    def outcome(self) -> Outcome:
-        return "challenge" if self.offered else "enroll"
+    outcome: Outcome = "enroll"  # challenge, enroll, or offer (enrollment that may be skipped)
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ class Mfa:
             read = self._read(conn, tenant_id, session.user_id)
             choices = self._options(conn, experience.mfa, read, session.amr)
             outcome = decide(experience.mfa, choices, first_amr=session.amr, step_up=asks_for_mfa(params))
-        if outcome == "complete":
+        if outcome in ("complete", "offer"):  # the optional offer comes after a fresh sign-in, not on every visit
             return MfaDecision("complete", session.amr)
         return self.after_first_factor(tenant_id, interaction_id, session.user_id, session.amr)
 
@@ -327,9 +328,15 @@ class Mfa:
             experience = self._experiences.get_in(conn, row.tenant_id)
             amr = tuple(row.amr)
             choices = self._options(conn, experience.mfa, read, amr)
+        try:  # decided again: the policy or the user's factors may have changed since the first factor
+            outcome = decide(experience.mfa, choices, first_amr=amr, step_up=row.step_up)
+        except MfaUnavailable:
+            outcome = "enroll"
+        if outcome == "complete":  # the policy was relaxed meanwhile: the user may go on without a second factor
+            outcome = "offer" if choices.enrollable else "challenge"
         return PendingMfa(
             row.tenant_id, row.user_id, amr, choices.offered, choices.enrollable,
-            read.user.email if "email" in choices.offered else None, row.failures,
+            read.user.email if "email" in choices.offered else None, row.failures, outcome,
         )  # fmt: skip
 
     # --- second factors -----------------------------------------------------------------------------------------
@@ -379,6 +386,23 @@ class Mfa:
         is its amr value, ``hwk`` or ``swk``)."""
         pending = self._require(raw, interaction_id)
         return self._finish(raw, interaction_id, pending, method, device=device, factor=method)
+
+    def skip(self, raw: str | None, interaction_id: str, *, device: str | None = None) -> MfaDecision:
+        """Decline the offered enrollment (policy ``optional``): the session starts with the first factor only."""
+        pending = self._require(raw, interaction_id)
+        if pending.outcome != "offer":
+            raise MfaUnavailable("This sign-in needs a second factor: set one up to continue.")
+        with self._db.transaction() as conn:
+            if not repo.delete_pending(conn, digest(raw or "")):
+                raise MfaExpired("This sign-in was completed already. Start again from your app.")
+            session = self._sessions.start_in(
+                conn, pending.tenant_id, pending.user_id, device=device, amr=pending.amr, acr=acr_of(pending.amr)
+            )
+            self._audit.write(
+                conn, Actor(tenant_id=pending.tenant_id, sub=pending.user_id), "mfa.skip_enrollment",
+                target_type="user", target_id=pending.user_id, tenant_id=pending.tenant_id,
+            )  # fmt: skip
+        return MfaDecision("complete", pending.amr, session=session)
 
     def send_email_code(self, raw: str | None, interaction_id: str) -> OutgoingEmail:
         """Send a code to the user's proven address, as the second factor of the partial sign-in."""

@@ -47,6 +47,7 @@ class MfaPages:
             Route("/t/{tenant}/mfa/email", self.send_email, methods=["POST"]),
             Route("/t/{tenant}/mfa/enroll", self.enroll, methods=["POST"]),
             Route("/t/{tenant}/mfa/continue", self.continue_, methods=["POST"]),
+            Route("/t/{tenant}/mfa/skip", self.skip, methods=["POST"]),
         ]
 
     # --- lookups ------------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ class MfaPages:
 
     async def _enrollment(
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
-        status: int = 200,
+        status: int = 200, skippable: bool = False,
     ) -> Response:  # fmt: skip
         page = await self.view.load(provider.tenant_id)
         raw = self.cookies.mfa_pending(request, provider.tenant_id)
@@ -105,6 +106,7 @@ class MfaPages:
         return await self.view.render(
             request, "hosted_mfa_enroll.html", provider.tenant_id, status=status, page=page,
             interaction_id=interaction.id, secret=enrollment.secret, qr=qr_data_uri(enrollment.uri), error=error,
+            skippable=skippable,
         )  # fmt: skip
 
     # --- routes -------------------------------------------------------------------------------------------------
@@ -120,8 +122,8 @@ class MfaPages:
         if pending is None:
             return await self._expired(request, provider, interaction)
         try:
-            if pending.outcome == "enroll":
-                return await self._enrollment(request, provider, interaction)
+            if pending.outcome in ("enroll", "offer"):
+                return await self._enrollment(request, provider, interaction, skippable=pending.outcome == "offer")
             return await self._challenge(request, provider, interaction, pending, request.query_params.get("use"))
         except IdpError as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
@@ -190,10 +192,13 @@ class MfaPages:
         except MfaExpired:
             return await self._expired(request, provider, interaction)
         except IdpError as exc:
-            if await self._pending(request, provider, interaction) is None:
+            again = await self._pending(request, provider, interaction)
+            if again is None:
                 return await self._expired(request, provider, interaction)
             # A new key is shown: the app may have stored the old one, so it is added again from the new QR code.
-            return await self._enrollment(request, provider, interaction, error=exc.message, status=exc.status)
+            return await self._enrollment(
+                request, provider, interaction, error=exc.message, status=exc.status, skippable=again.outcome == "offer"
+            )
         assert enrolled.decision.session is not None
         response = await self.view.render(
             request, "hosted_mfa_backup_codes.html", provider.tenant_id, interaction_id=interaction.id,
@@ -204,6 +209,22 @@ class MfaPages:
         self.cookies.set_device(response, device)
         self.cookies.clear_mfa_pending(response, provider.tenant_id)
         return response
+
+    async def skip(self, request: Request) -> Response:
+        """Not now: the optional enrollment is declined and the request goes on with the first factor."""
+        found = await self._form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, _form = found
+        device = self.cookies.device_for_sign_in(request)
+        raw = self.cookies.mfa_pending(request, provider.tenant_id)
+        try:
+            decision = await run_in_threadpool(lambda: self.core.mfa.skip(raw, interaction.id, device=device))
+        except MfaExpired:
+            return await self._expired(request, provider, interaction)
+        except IdpError as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        return await self.hosted.signed_in(request, provider, interaction, decision, device)
 
     async def continue_(self, request: Request) -> Response:
         """After the backup codes were shown: finish the authorization request with the new session."""
