@@ -28,7 +28,7 @@ from idp_mcp.store.tables import mfa_factors, refresh_tokens
 from tests.support import hosted
 from tests.support.clock import Clock
 from tests.support.hosted import HostedRequest
-from tests.support.inprocess import pkce_pair
+from tests.support.inprocess import csrf_from, pkce_pair
 from tests.support.smtp import SmtpSink, code_in, smtp_fixtures
 
 TENANT = "default"
@@ -414,3 +414,24 @@ def test_reset_removes_factors_and_the_user_enrolls_again(
     page = to_second_factor(password(request), request)
     assert "Set up an authenticator app" in page.text
     assert html.unescape(page.text).count("totp-secret") == 1
+
+
+def test_a_session_from_before_the_policy_cannot_skip_the_second_factor(
+    client: TestClient, core: IdentityCore, app: Application, bob: User, clock: Clock
+) -> None:
+    request = start(client, app)
+    hosted.redirected_with_code(password(request))  # a password-only session, policy off
+    policy(core, policy="required", factors=["totp"])
+
+    page = hosted.start(client, app.id).page()  # any page of ours, for its CSRF token
+    for path in (start(client, app, acr_values="mfa").path, start(client, app).path):
+        interaction_id = path.rsplit("/", 1)[1]
+        # Straight to the step that finishes a request after enrollment, or to consent: both ask for the factor.
+        for action in ("mfa/continue", f"interaction/{interaction_id}/consent"):
+            answer = client.post(
+                f"/t/{TENANT}/{action}",
+                data={"csrf_token": csrf_from(page.text), "interaction": interaction_id, "action": "approve"},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 303 and answer.headers["location"] == f"{path}/mfa", (action, answer.text)
+        assert "Set up an authenticator app" in client.get(f"{path}/mfa").text

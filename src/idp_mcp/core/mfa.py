@@ -359,7 +359,9 @@ class Mfa:
             except CodeRejected as exc:
                 self._failed(raw, pending, factor)
                 raise MfaCodeRejected(exc.message) from None
-            return self._finish(raw, interaction_id, pending, AMR_EMAIL, device=device, factor=factor)
+            decision = self._finish(raw, interaction_id, pending, AMR_EMAIL, device=device, factor=factor)
+            self._rate_limits.give_back(MFA_CODE, pending.tenant_id, "identifier", pending.user_id)
+            return decision
         now = self._clock()
         with self._db.transaction() as conn:
             accepted = (

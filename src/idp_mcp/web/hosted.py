@@ -128,6 +128,10 @@ class HostedPages:
         session = await self._session(request, provider.tenant_id)
         if session is None:
             return await self._render_sign_in(request, provider, interaction)
+        if form.get("action") == "approve":
+            second = await self.second_factor_needed(request, provider, interaction, session)
+            if second is not None:
+                return second
         try:
             if form.get("action") != "approve":
                 location = await run_in_threadpool(provider.flow.deny, interaction)
@@ -159,13 +163,24 @@ class HostedPages:
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
         session = found.session
-        try:  # the policy may have changed since, or the application asks for MFA now (step-up)
-            decision = await run_in_threadpool(self.core.mfa.for_session, tenant_id, interaction.id, session)
-        except IdpError as exc:
+        second = await self.second_factor_needed(request, provider, interaction, session)
+        if second is not None:
+            return second
+        return await self._complete(request, provider, interaction, session)
+
+    async def second_factor_needed(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
+    ) -> Response | None:
+        """Where to go when an existing session is not enough for this request (the policy changed since it
+        started, or the application asks for MFA now: step-up); None when it is. Every path that approves a
+        request with an existing session asks here first."""
+        try:
+            decision = await run_in_threadpool(self.core.mfa.for_session, provider.tenant_id, interaction.id, session)
+        except IdpError as exc:  # required, and nothing the user can set up here
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
         if decision.outcome != "complete":
             return self._to_second_factor(provider, interaction, decision)
-        return await self._complete(request, provider, interaction, session)
+        return None
 
     def _too_old(self, session: BrowserSession, interaction: Interaction) -> bool:
         """OIDC Core §3.1.2.1 max_age: the user signs in again when the session's sign-in is older."""

@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from idp_mcp.core.mfa import MfaExpired, PendingMfa, SecondFactor, masked
+from idp_mcp.core.mfa import PENDING_TTL, MfaExpired, PendingMfa, SecondFactor, masked
 from idp_mcp.core.sessions import Interaction
+from idp_mcp.domain import as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.web.hosted import HostedPages
@@ -233,6 +234,12 @@ class MfaPages:
             return found
         provider, interaction, _form = found
         session = await self.hosted._session(request, provider.tenant_id)
-        if session is None:
+        # Only a session that just started (the enrollment's): an older one goes through the interaction page, which
+        # applies prompt=login and max_age. And it must satisfy the request, like every approval with a session.
+        fresh = session is not None and self.core.clock() - as_utc(session.auth_time) <= PENDING_TTL
+        if session is None or not fresh:
             return RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}", status_code=303)
+        second = await self.hosted.second_factor_needed(request, provider, interaction, session)
+        if second is not None:
+            return second
         return await self.hosted._complete(request, provider, interaction, session)
