@@ -254,6 +254,12 @@ def test_wrong_codes_are_limited_per_partial_sign_in_and_an_expired_one_starts_a
     refused = request.post("mfa/verify", {"factor": "totp", "code": good}, page.text)
     assert "Sign in again" in refused.text and refused.status_code == 400
 
+    fresh_browser(client)  # a new partial sign-in does not reset the user's count of wrong codes
+    request = start(client, app)
+    page = to_second_factor(password(request), request)
+    throttled = request.post("mfa/verify", {"factor": "totp", "code": code_at(secret, clock)}, page.text)
+    assert throttled.status_code == 429 and "Too many attempts" in throttled.text
+
     clock.advance(901)  # the per-user limit's window passes
     fresh_browser(client)
     request = start(client, app)
