@@ -470,7 +470,7 @@ class Mfa:
             if factor is None:
                 raise MfaExpired("This setup expired. Reload the page to get a new key.")
             step = self._matching_step(factor, typed, now)
-            accepted = step is not None and repo.use_step(conn, factor.id, step, now, confirm=True)
+            accepted = step is not None and repo.use_step(conn, pending.tenant_id, factor.id, step, now, confirm=True)
             if accepted:
                 codes = self._replace_backup_codes(conn, pending.tenant_id, pending.user_id, now)
                 self._audit.write(
@@ -617,7 +617,7 @@ class Mfa:
             if row.kind != "totp" or row.confirmed_at is None:
                 continue
             step = self._matching_step(row, typed, now)
-            if step is not None and repo.use_step(conn, row.id, step, now):
+            if step is not None and repo.use_step(conn, pending.tenant_id, row.id, step, now):
                 return True
         return False
 

@@ -35,7 +35,9 @@ def delete_unconfirmed(conn: Connection, tenant_id: str, user_id: str, kind: str
     )
 
 
-def use_step(conn: Connection, factor_id: str, step: int, now: datetime, *, confirm: bool = False) -> bool:
+def use_step(
+    conn: Connection, tenant_id: str, factor_id: str, step: int, now: datetime, *, confirm: bool = False
+) -> bool:
     """Record ``step`` as the factor's last accepted time step, only if it is later than the last one (atomic: of
     two concurrent uses of one code, one wins)."""
     values: dict[str, Any] = {"last_step": step, "last_used_at": now}
@@ -44,6 +46,7 @@ def use_step(conn: Connection, factor_id: str, step: int, now: datetime, *, conf
     result = conn.execute(
         update(mfa_factors)
         .where(
+            mfa_factors.c.tenant_id == tenant_id,
             mfa_factors.c.id == factor_id,
             or_(mfa_factors.c.last_step.is_(None), mfa_factors.c.last_step < step),
         )
