@@ -441,3 +441,36 @@ def test_a_session_from_before_the_policy_cannot_skip_the_second_factor(
             )
             assert answer.status_code == 303 and answer.headers["location"] == f"{path}/mfa", (action, answer.text)
         assert "Set up an authenticator app" in client.get(f"{path}/mfa").text
+
+
+def test_passkeys_plug_in_as_a_second_factor_through_the_hook(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    """What the passkeys module does: count its factor, render the passkey step, and finish with its amr value."""
+    mfa_pages = next(
+        route.endpoint.__self__  # type: ignore[attr-defined]
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if getattr(route, "path", "") == "/t/{tenant}/interaction/{id}/mfa"
+    )
+    has_passkey = {bob.id: False}
+    core.mfa.register_factor("passkey", lambda _conn, _tenant, user_id: has_passkey.get(user_id, False))
+    seen: list[tuple[str, bool]] = []
+
+    async def passkey_page(request: Any, provider: Any, interaction: Any, pending: Any, enroll: bool) -> Any:
+        seen.append((pending.user_id, enroll))
+        if enroll:  # pretend the registration ceremony succeeded, then finish like the passkeys pages will
+            has_passkey[pending.user_id] = True
+        raw = mfa_pages.cookies.mfa_pending(request, provider.tenant_id)
+        decision = await anyio.to_thread.run_sync(lambda: core.mfa.finish_with(raw, interaction.id, "hwk"))
+        return await mfa_pages.hosted.signed_in(request, provider, interaction, decision, "device-token-0123456789")
+
+    mfa_pages.passkey_page = passkey_page
+    policy(core, policy="required", factors=["passkey"])
+    request = start(client, app)
+    done = client.get(password(request).headers["location"], follow_redirects=False)  # no factor: enroll a passkey
+    assert id_claims(tokens(client, core, app, request, done))["amr"] == ["pwd", "hwk", "mfa"]
+    fresh_browser(client)
+    request = start(client, app)
+    done = client.get(password(request).headers["location"], follow_redirects=False)  # has one now: the challenge
+    assert id_claims(tokens(client, core, app, request, done))["amr"] == ["pwd", "hwk", "mfa"]
+    assert seen == [(bob.id, True), (bob.id, False)]

@@ -4,6 +4,7 @@ the client gets) lives in the authorization flow; this module renders and relays
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,9 @@ from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import ExperienceView
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
 
+if TYPE_CHECKING:  # web/mfa.py builds on this module; only the type is needed here
+    from idp_mcp.web.mfa import MfaPages
+
 LOGOUT_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")  # carried through confirmation
 MAX_LOGOUT_FIELD = 8192  # an id_token_hint is a JWT: longer than the page fields
 
@@ -32,6 +36,7 @@ class HostedPages:
         self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
         # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
         self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
+        self.mfa_pages: MfaPages | None = None  # the second-factor pages set themselves here (web/mfa.py)
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -1,10 +1,16 @@
 """The hosted second-factor pages: the challenge (a code from an authenticator app, a backup code, a code by email)
 and TOTP enrollment (a QR code made here, the key as text, then the backup codes, shown once). The decisions live in
 ``core.mfa``; this module renders and relays. The partial sign-in is the cookie core.mfa issued, never a user id in
-the page."""
+the page.
+
+Passkeys plug in with :attr:`MfaPages.passkey_page` (reachable as ``hosted.mfa_pages``): it renders the passkey
+step of a partial sign-in (enrollment or challenge); once the ceremony is verified it calls
+``core.mfa.finish_with(...)`` and ``hosted.signed_in(...)`` (enrollment: show ``core.mfa.new_backup_codes`` first).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import segno
@@ -14,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from idp_mcp.core.mfa import PENDING_TTL, MfaExpired, PendingMfa, SecondFactor, masked
+from idp_mcp.core.mfa import PENDING_TTL, MfaExpired, MfaUnavailable, PendingMfa, SecondFactor, masked
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
@@ -22,6 +28,7 @@ from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
+PasskeyPage = Callable[[Request, TenantProvider, Interaction, PendingMfa, bool], Awaitable[Response]]
 NOT_FOUND = "This sign-in page does not exist."
 EXPIRED_MFA = "This sign-in expired or had too many wrong codes. Sign in again."
 _FACTORS: tuple[SecondFactor, ...] = ("totp", "passkey", "email", "backup_code")
@@ -40,6 +47,10 @@ class MfaPages:
         self.core = hosted.core
         self.cookies = hosted.cookies
         self.view = hosted.view
+        # Set by the passkeys pages: render the passkey step of a partial sign-in (its enrollment when
+        # ``enroll`` is true, else its challenge). Without it passkeys are not offered on these pages.
+        self.passkey_page: PasskeyPage | None = None
+        hosted.mfa_pages = self  # so the passkeys pages can find these
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -89,8 +100,11 @@ class MfaPages:
         self, request: Request, provider: TenantProvider, interaction: Interaction, pending: PendingMfa,
         factor: str | None, *, error: str | None = None, notice: str | None = None, status: int = 200,
     ) -> Response:  # fmt: skip
-        chosen = factor if factor in pending.offered else next(f for f in _FACTORS if f in pending.offered)
-        others = [f for f in _FACTORS if f in pending.offered and f != chosen]
+        usable = [f for f in _FACTORS if f in pending.offered and (f != "passkey" or self.passkey_page is not None)]
+        if not usable:
+            raise MfaUnavailable("None of your second factors can be used here. Ask an administrator for help.")
+        chosen = factor if factor in usable else usable[0]
+        others = [f for f in usable if f != chosen]
         return await self.view.render(
             request, "hosted_mfa.html", provider.tenant_id, status=status, interaction_id=interaction.id,
             factor=chosen, others=others, email=masked(pending.email) if pending.email else None, error=error,
@@ -99,7 +113,7 @@ class MfaPages:
 
     async def _enrollment(
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
-        status: int = 200, skippable: bool = False,
+        status: int = 200, skippable: bool = False, passkey: bool = False,
     ) -> Response:  # fmt: skip
         page = await self.view.load(provider.tenant_id)
         raw = self.cookies.mfa_pending(request, provider.tenant_id)
@@ -107,7 +121,7 @@ class MfaPages:
         return await self.view.render(
             request, "hosted_mfa_enroll.html", provider.tenant_id, status=status, page=page,
             interaction_id=interaction.id, secret=enrollment.secret, qr=qr_data_uri(enrollment.uri), error=error,
-            skippable=skippable,
+            skippable=skippable, passkey=passkey,
         )  # fmt: skip
 
     # --- routes -------------------------------------------------------------------------------------------------
@@ -122,10 +136,19 @@ class MfaPages:
         pending = await self._pending(request, provider, interaction)
         if pending is None:
             return await self._expired(request, provider, interaction)
+        use = request.query_params.get("use")
         try:
             if pending.outcome in ("enroll", "offer"):
-                return await self._enrollment(request, provider, interaction, skippable=pending.outcome == "offer")
-            return await self._challenge(request, provider, interaction, pending, request.query_params.get("use"))
+                passkey = "passkey" in pending.enrollable and self.passkey_page is not None
+                if passkey and (use == "passkey" or "totp" not in pending.enrollable):
+                    assert self.passkey_page is not None
+                    return await self.passkey_page(request, provider, interaction, pending, True)
+                return await self._enrollment(
+                    request, provider, interaction, skippable=pending.outcome == "offer", passkey=passkey
+                )
+            if self.passkey_page is not None and "passkey" in pending.offered and use in (None, "passkey"):
+                return await self.passkey_page(request, provider, interaction, pending, False)
+            return await self._challenge(request, provider, interaction, pending, use)
         except IdpError as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
 
