@@ -122,6 +122,7 @@ def enroll(client: TestClient, request: HostedRequest, clock: Clock) -> tuple[st
     assert "Set up an authenticator app" in page.text
     secret = secret_of(page.text)
     assert 'src="data:image/svg+xml' in page.text  # the QR code, made here
+    assert page.headers["cache-control"] == "no-store"  # it shows the secret
     codes_page = request.post("mfa/enroll", {"code": code_at(secret, clock)}, page.text)
     assert codes_page.status_code == 200, codes_page.text
     assert codes_page.headers["cache-control"] == "no-store"

@@ -118,11 +118,13 @@ class MfaPages:
         page = await self.view.load(provider.tenant_id)
         raw = self.cookies.mfa_pending(request, provider.tenant_id)
         enrollment = await run_in_threadpool(self.core.mfa.begin_totp, raw, interaction.id, page.brand_name)
-        return await self.view.render(
+        response = await self.view.render(
             request, "hosted_mfa_enroll.html", provider.tenant_id, status=status, page=page,
             interaction_id=interaction.id, secret=enrollment.secret, qr=qr_data_uri(enrollment.uri), error=error,
             skippable=skippable, passkey=passkey,
         )  # fmt: skip
+        response.headers["Cache-Control"] = "no-store"  # the page shows the TOTP secret
+        return response
 
     # --- routes -------------------------------------------------------------------------------------------------
 
