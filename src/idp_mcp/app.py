@@ -36,6 +36,7 @@ from idp_mcp.web.console_sign_in_experience import ConsoleSignInExperience
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
+from idp_mcp.web.mfa import MfaPages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.recovery import RecoveryPages
 from idp_mcp.web.security import PAGE_CSP
@@ -166,6 +167,7 @@ def create_app(
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
         *RecoveryPages(hosted).routes(),
+        *MfaPages(hosted).routes(),
         *connector_pages.routes(),
         *pages.routes(),
         *console.routes(),

@@ -31,7 +31,7 @@ WRITE_TOOLS = {
     "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
     "updateSignInMethod", "updateSignUpMethod", "createApiResource", "updateApiResource", "deleteApiResource",
     "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles", "createConnector", "updateConnector",
-    "deleteConnector", "unlinkIdentity", "setUserPassword", "sendPasswordReset",
+    "deleteConnector", "unlinkIdentity", "setUserPassword", "sendPasswordReset", "updateMfaPolicy", "resetUserMfa",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
@@ -106,6 +106,7 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
         "deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector", "revokeSecret",
         "revokeTemporarySecrets", "removeRoles", "unlinkIdentity", "updateApplication", "updateSignInMethod",
         "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector", "setUserPassword",
+        "updateMfaPolicy", "resetUserMfa",
     }  # fmt: skip
     # Calling again with the same arguments changes nothing more: every read, update, delete and revocation; no create,
     # and not what acts on the user again (another reset email, another sign-out everywhere).
