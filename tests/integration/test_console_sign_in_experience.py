@@ -168,17 +168,49 @@ def test_refused_sign_in_and_sign_up_changes_show_the_cores_sentences_and_write_
     assert sign_up.enabled and sign_up.identifiers == ("email",) and sign_up.password and not sign_up.verify_email
 
 
+def test_the_mfa_policy_is_changed_through_the_core_and_audited(
+    client: TestClient, core: IdentityCore, people: Cast
+) -> None:
+    signed_in(client)
+    assert 'id="mfa-policy-off" name="policy" type="radio" value="off" checked' in client.get(PAGE).text
+    form: dict[str, str | list[str]] = {"policy": "required", "factors": ["totp", "passkey"], "passkeyFirst": "on"}
+    assert _post(client, "mfa", csrf(client, PAGE), form) == (303, f"{PAGE}?saved=mfa")
+    mfa = core.sign_in_experiences.get(DEFAULT_TENANT_ID).mfa
+    assert (mfa.policy, mfa.factors, mfa.passkey_first) == ("required", ("totp", "passkey"), True)
+    (row,) = core.audit.search(DEFAULT_TENANT_ID, AuditQuery(action="sign_in_experience.update"))
+    assert row.actor_sub == people.owner_id and row.actor_client_id is None
+    assert {"mfa.policy", "mfa.factors", "mfa.passkeyFirst"} <= set(row.details["changed"])
+    page = client.get(f"{PAGE}?saved=mfa").text
+    assert 'value="required" checked' in page and 'value="passkey" checked' in page
+
+
+def test_a_refused_mfa_policy_shows_the_cores_sentence_and_writes_nothing(
+    client: TestClient, core: IdentityCore, people: Cast
+) -> None:
+    signed_in(client)
+    status, body = _post(client, "mfa", csrf(client, PAGE), {"policy": "required"})  # no factor ticked
+    assert status == 400 and 'id="mfa-error"' in body
+    assert 'value="required" checked' in body  # what was chosen stays chosen
+    status, body = _post(client, "mfa", csrf(client, PAGE), {"policy": "optional", "factors": ["email"]})
+    assert status == 400 and "SMTP" in text_of(body)  # this server has no email connector
+    status, body = _post(client, "mfa", csrf(client, PAGE), {"policy": "always", "factors": ["totp"]})
+    assert status == 400 and "policy" in text_of(body)
+    assert _version(core) == 0
+    assert core.sign_in_experiences.get(DEFAULT_TENANT_ID).mfa.policy == "off"
+
+
 def test_a_read_only_member_sees_the_page_but_cannot_save(client: TestClient, core: IdentityCore, people: Cast) -> None:
     signed_in(client, READER_EMAIL, READER_PASSWORD)
     page = client.get(PAGE)
     assert page.status_code == 200
     assert "You are a read-only member of this tenant" in page.text
     assert "Save branding" not in page.text and "Save sign-in methods" not in page.text
-    assert page.text.count("<fieldset disabled>") == 5
+    assert page.text.count("<fieldset disabled>") == 7
     token = csrf(client, PAGE)
     assert _post(client, "branding", token, BRANDING | {"displayName": "Mallory"})[0] == 403
     assert _post(client, "sign-in", token, {"username_password": "on"})[0] == 403
     assert _post(client, "sign-up", token, {"enabled": "on", "identifiers": ["email"], "password": "on"})[0] == 403
+    assert _post(client, "mfa", token, {"policy": "required", "factors": ["totp"]})[0] == 403
     assert _version(core) == 0
 
 

@@ -1,15 +1,16 @@
-"""The console's sign-in experience page: the tenant's branding, sign-in methods and sign-up, changed through the
-same core use cases the updateBranding, updateSignInMethod and updateSignUpMethod tools call (so the same checks,
+"""The console's sign-in experience page: the tenant's branding, sign-in methods, sign-up and MFA policy, changed
+through the same core use cases the updateBranding, updateSignInMethod, updateSignUpMethod and updateMfaPolicy tools
+call (so the same checks,
 the same refusals in the same words, and one audit row with the person as actor), beside a live preview of the
 hosted page in a same-origin frame.
 
-Each of the three forms is one use case: a refusal re-renders the page with the core's sentence next to that form
+Each of the four forms is one use case: a refusal re-renders the page with the core's sentence next to that form
 and the values as typed; a change redirects back (POST-redirect-GET) to the page showing the new version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -26,19 +27,30 @@ from idp_mcp.errors import IdpError
 from idp_mcp.web.console import Console, tenant_url
 from idp_mcp.web.security import frame_own_pages
 
-SECTIONS = ("branding", "sign-in", "sign-up")
+SECTIONS = ("branding", "sign-in", "sign-up", "mfa")
 DARK_MODES = (("auto", "Follow the device"), ("off", "Always light"), ("on", "Always dark"))
+MFA_POLICY_LABELS = (
+    ("off", "Off: nobody is asked, unless an application asks with acr_values"),
+    ("optional", "Optional: users who set up a factor are asked for it; others are offered to set one up"),
+    ("required", "Required: every user proves a second factor, setting one up at their next sign-in"),
+)
+MFA_FACTOR_LABELS = (
+    ("totp", "Authenticator app (TOTP), with backup codes"),
+    ("email", "A code sent by email"),
+    ("passkey", "Passkey"),
+)
 # Longer than any field may be, so a value cut here is still refused by the core's own limit, never saved cut.
 _MAX_FIELD = max(MAX_CSS_BYTES, MAX_URL) + 1
 
 
 @dataclass(frozen=True)
 class _Shown:
-    """What the three forms show: the stored values, or, for the form whose change was refused, the values typed."""
+    """What the four forms show: the stored values, or, for the form whose change was refused, the values typed."""
 
     branding: dict[str, str]
     sign_in: dict[str, Any]
     sign_up: dict[str, Any]
+    mfa: dict[str, Any]
 
 
 def _stored(experience: SignInExperience) -> _Shown:
@@ -60,7 +72,7 @@ def _stored(experience: SignInExperience) -> _Shown:
         "password": experience.sign_up.password,
         "verifyEmail": experience.sign_up.verify_email,
     }
-    return _Shown(branding, sign_in, sign_up)
+    return _Shown(branding, sign_in, sign_up, dict(document["mfa"]))
 
 
 def _branding_changes(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -107,6 +119,15 @@ def _sign_up_changes(form: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mfa_changes(form: dict[str, Any]) -> dict[str, Any]:
+    policy = form.get("policy")
+    return {
+        "policy": policy if isinstance(policy, str) else "",  # an unknown value: the core says which are allowed
+        "factors": [factor for factor, _ in MFA_FACTOR_LABELS if factor in (form.get("factors") or [])],
+        "passkeyFirst": form.get("passkeyFirst") == "on",
+    }
+
+
 async def _ticked(request: Request, name: str) -> list[str]:
     """The values of a group of checkboxes (the form was read, and its CSRF token checked, already)."""
     values = (await request.form()).getlist(name)
@@ -141,7 +162,7 @@ class ConsoleSignInExperience:
         )
 
     async def save(self, request: Request) -> Response:
-        """One of the three forms: CSRF first, then the write role, then the core's use case with the person as
+        """One of the four forms: CSRF first, then the write role, then the core's use case with the person as
         actor."""
         form = await self.console.pages.read_form(request)
         section = request.url.path.rsplit("/", 1)[1]
@@ -154,18 +175,23 @@ class ConsoleSignInExperience:
         try:
             if section == "branding":
                 changes, typed = _branding_changes(form)
-                shown = _Shown(typed, shown.sign_in, shown.sign_up)
+                shown = replace(shown, branding=typed)
                 await run_in_threadpool(experiences.update_branding, tenant.id, changes, actor)
             elif section == "sign-in":
                 form["social"] = await _ticked(request, "social")
                 changes, ticked = _sign_in_changes(form, connectors, experience.social)
-                shown = _Shown(shown.branding, ticked, shown.sign_up)
+                shown = replace(shown, sign_in=ticked)
                 await run_in_threadpool(experiences.update_sign_in, tenant.id, changes, actor)
-            else:
+            elif section == "sign-up":
                 form["identifiers"] = await _ticked(request, "identifiers")
                 changes = _sign_up_changes(form)
-                shown = _Shown(shown.branding, shown.sign_in, changes)
+                shown = replace(shown, sign_up=changes)
                 await run_in_threadpool(experiences.update_sign_up, tenant.id, changes, actor)
+            else:
+                form["factors"] = await _ticked(request, "factors")
+                changes = _mfa_changes(form)
+                shown = replace(shown, mfa=changes)
+                await run_in_threadpool(experiences.update_mfa, tenant.id, changes, actor)
         except IdpError as exc:
             status = exc.status if 400 <= exc.status < 500 else 400
             return self._render(
@@ -184,6 +210,7 @@ class ConsoleSignInExperience:
             may_write=may_write(request.state.role), saved=saved, error=error, failed=failed,
             adjusted=[adjustment.document() for adjustment in experience.branding.colours().adjusted],
             email_connector=self.core.sign_in_experiences.email_connector, dark_modes=DARK_MODES,
+            mfa_policies=MFA_POLICY_LABELS, mfa_factors=MFA_FACTOR_LABELS,
             action=tenant_url(tenant.id, "sign-in-experience"),
             preview_url=f"{preview}?v={experience.version}", sign_up_preview_url=f"{preview}?screen=sign-up",
         )  # fmt: skip
