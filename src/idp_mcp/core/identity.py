@@ -11,6 +11,7 @@ from idp_mcp.core.connectors import Connectors
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
+from idp_mcp.core.passkeys import Passkeys
 from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
 from idp_mcp.core.roles import Roles
@@ -83,6 +84,8 @@ class IdentityCore:
             db, clock, self.audit, self.sign_in_experiences,
             allow_http_loopback=settings.cimd_allow_private_addresses,
         )  # fmt: skip
+        # The RP id is the host of the public URL, the expected origin its origin.
+        self.passkeys = Passkeys(db, clock, self.audit, public_url=settings.public_url)
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
             experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,
