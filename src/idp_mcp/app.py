@@ -36,6 +36,7 @@ from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.passkeys import PasskeyPages
 from idp_mcp.web.session import CookieJar
 
 if TYPE_CHECKING:
@@ -49,7 +50,9 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'",
+        # Scripts and fetches from this origin only: the passkey ceremonies' static script and its options endpoints.
+        b"default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+        b"frame-ancestors 'none'; base-uri 'none'",
     ),
 ]
 
@@ -163,6 +166,7 @@ def create_app(
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
         *connector_pages.routes(),
+        *PasskeyPages(hosted).routes(),
         *pages.routes(),
         *console.routes(),
         *Docs(pages, guides, settings).routes(),

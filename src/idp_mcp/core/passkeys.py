@@ -127,6 +127,12 @@ class PasskeySignIn:
     user_verified: bool
 
 
+def passkey_first(experience: object) -> bool:
+    """Whether the tenant lets a passkey be the first factor (``mfa.passkeyFirst`` of its sign-in experience).
+    Read defensively: the MFA policy is a separate part of the experience, absent on older documents."""
+    return bool(getattr(getattr(experience, "mfa", None), "passkey_first", False))
+
+
 def amr_for(*, backed_up: bool, user_verified: bool) -> tuple[str, ...]:
     """RFC 8176 values of one passkey use (see the module's docstring)."""
     return ("swk" if backed_up else "hwk", "user", *(("mfa",) if user_verified else ()))

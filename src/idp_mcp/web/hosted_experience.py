@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.brand_colours import Palette
 from idp_mcp.core.mail import Mailer, OutgoingEmail
+from idp_mcp.core.passkeys import passkey_first
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.core.sign_in import HostedPage, SignUpForm
 from idp_mcp.core.sign_in_experience import Branding
@@ -112,6 +113,7 @@ class ExperienceView:
             application=application, error=error, identifier=identifier, email=email, notice=notice,
             sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
             sign_up_url=sign_up_url, preview=preview, social=list(page.social),
+            passkey_first=passkey_first(experience),
         )  # fmt: skip
 
     async def sign_up(
