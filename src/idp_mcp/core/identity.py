@@ -85,7 +85,7 @@ class IdentityCore:
             allow_http_loopback=settings.cimd_allow_private_addresses,
         )  # fmt: skip
         # The RP id is the host of the public URL, the expected origin its origin.
-        self.passkeys = Passkeys(db, clock, self.audit, public_url=settings.public_url)
+        self.passkeys = Passkeys(db, clock, self.audit, self.sign_in_experiences, public_url=settings.public_url)
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
             experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,

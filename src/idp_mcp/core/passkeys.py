@@ -55,6 +55,7 @@ from webauthn.helpers.structs import (
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id
+from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.domain import Actor, Clock, User
 from idp_mcp.errors import IdpError, UserNotFound, UserSuspended
 from idp_mcp.store.db import Database
@@ -140,9 +141,11 @@ def amr_for(*, backed_up: bool, user_verified: bool) -> tuple[str, ...]:
 
 class Passkeys:
     def __init__(
-        self, db: Database, clock: Clock, audit: AuditLog, *, public_url: str, rp_name: str = "idp-mcp"
-    ) -> None:
+        self, db: Database, clock: Clock, audit: AuditLog, experiences: SignInExperiences, *, public_url: str,
+        rp_name: str = "idp-mcp",
+    ) -> None:  # fmt: skip
         self._db = db
+        self._experiences = experiences
         self._clock = clock
         self._audit = audit
         parts = urlsplit(public_url)
@@ -159,6 +162,14 @@ class Passkeys:
 
     def list_in(self, conn: Connection, tenant_id: str, user_id: str) -> list[Passkey]:
         return [_passkey(row) for row in repo.for_user(conn, tenant_id, user_id)]
+
+    def offer_after_sign_in(self, tenant_id: str, user_id: str) -> bool:
+        """Whether to offer a passkey to a user who just signed in: the tenant lets passkeys be the first factor and
+        the user has none yet. One read transaction."""
+        with self._db.read() as conn:
+            return passkey_first(self._experiences.get_in(conn, tenant_id)) and not repo.for_user(
+                conn, tenant_id, user_id
+            )
 
     def remove_all_in(self, conn: Connection, tenant_id: str, user_id: str) -> int:
         """Delete the user's passkeys in the caller's transaction (resetting a user's factors); how many."""

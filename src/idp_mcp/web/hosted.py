@@ -31,6 +31,8 @@ class HostedPages:
         self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
         # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
         self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
+        # Set by the passkey pages: after a sign-in, may offer to add a passkey before going on to the application.
+        self.offer_passkey: Callable[[TenantProvider, Interaction, User], Awaitable[Response | None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -198,7 +200,8 @@ class HostedPages:
         device = self.cookies.device_for_sign_in(request)
         raw = await run_in_threadpool(lambda: self.core.sessions.start(provider.tenant_id, user.id, device=device))
         session = await self._session_from_raw(raw, provider.tenant_id)
-        response = await self._complete(request, provider, interaction, session)
+        offer = await self.offer_passkey(provider, interaction, user) if self.offer_passkey else None
+        response = offer or await self._complete(request, provider, interaction, session)
         self.cookies.set_session(response, raw, provider.tenant_id)
         self.cookies.set_device(response, device)
         return response

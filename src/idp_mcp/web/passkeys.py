@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.passkeys import MAX_RESPONSE, passkey_first
 from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.domain import User
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted import HostedPages
@@ -49,6 +50,7 @@ class PasskeyPages:
         self.core = hosted.core
         self.cookies = hosted.cookies
         self.providers: TenantProviders = hosted.providers
+        hosted.offer_passkey = self.offer_after_sign_in
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -126,6 +128,15 @@ class PasskeyPages:
         return await self.hosted.sign_user_in(request, provider, interaction, signed_in.user)
 
     # --- adding a passkey after signing in --------------------------------------------------------------------
+
+    async def offer_after_sign_in(
+        self, provider: TenantProvider, interaction: Interaction, user: User
+    ) -> Response | None:
+        """Where passkeys may be the first factor, a user who has none is offered to add one (skippable)."""
+        tenant_id = provider.tenant_id
+        if not await run_in_threadpool(self.core.passkeys.offer_after_sign_in, tenant_id, user.id):
+            return None
+        return RedirectResponse(f"/t/{tenant_id}/interaction/{interaction.id}/passkey", status_code=303)
 
     async def offer_page(self, request: Request) -> Response:
         tenant_id = request.path_params["tenant"]
