@@ -35,6 +35,7 @@ from idp_mcp.web.console import Console
 from idp_mcp.web.docs import Docs
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
+from idp_mcp.web.mfa import MfaPages
 from idp_mcp.web.pages import Pages
 from idp_mcp.web.passkeys import PasskeyPages
 from idp_mcp.web.session import CookieJar
@@ -165,6 +166,7 @@ def create_app(
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
+        *MfaPages(hosted).routes(),
         *connector_pages.routes(),
         *PasskeyPages(hosted).routes(),
         *pages.routes(),

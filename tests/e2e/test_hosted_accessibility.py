@@ -1,7 +1,7 @@
 """The tenant's hosted pages pass axe-core's WCAG 2 A/AA rules in Chromium after an agent sets brand colours that
 would not be readable as given (yellow on the light page, navy in dark mode): the sign-in page, the sign-up page,
-the email-code page and the previews, at desktop and phone widths, in light and dark mode (pinned or following the
-device)."""
+the email-code page, the second-factor pages (enrollment offer, email-code challenge) and the previews, at desktop
+and phone widths, in light and dark mode (pinned or following the device)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.support.smtp import SmtpSink, run_smtp_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
+MFA_PASSWORD = "a long secret passphrase 9"
 CALLBACK = "http://127.0.0.1:9/callback"  # never reached: the pages are checked before any redirect
 WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 # (darkMode set through updateBranding, the device's colour scheme): pinned light, pinned dark, and following the
@@ -94,6 +95,19 @@ async def _check_hosted_pages(visitor: Page, preview: str, app: dict[str, Any], 
     await visitor.get_by_role("heading", name="Check your email").wait_for()
     await _assert_accessible(visitor, f"email code ({where})")
 
+    # The second-factor pages: the offer to set up an authenticator app, and the challenge with an email code.
+    for user, heading in (
+        ("gina@example.com", "Set up an authenticator app"),
+        ("frank@example.com", "Confirm it is you"),
+    ):
+        await visitor.context.clear_cookies()
+        await visitor.goto(await _authorization_url(app, visitor))
+        await visitor.fill("form[action$='/sign-in'] input[name=identifier]", user)
+        await visitor.fill("input[name=password]", MFA_PASSWORD)
+        await visitor.get_by_role("button", name="Sign in").click()
+        await visitor.get_by_role("heading", name=heading).wait_for()
+        await _assert_accessible(visitor, f"{heading} ({where})")
+
 
 async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
     server: LiveServer, page: Page, callback_uri: str
@@ -113,6 +127,10 @@ async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
             app = await _call(
                 mcp, "createApplication", {"name": "Acme shop", "type": "spa", "redirectUris": [CALLBACK]}
             )
+            await _call(mcp, "updateMfaPolicy", {"policy": "optional", "factors": ["totp", "email"]})
+            await _call(mcp, "createUser", {"email": "gina@example.com", "password": MFA_PASSWORD})
+            frank = await _call(mcp, "createUser", {"email": "frank@example.com", "password": MFA_PASSWORD})
+            await _call(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
             for dark_mode, scheme in MODES:
                 branded = await _call(
                     mcp, "updateBranding",

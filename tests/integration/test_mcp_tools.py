@@ -31,7 +31,7 @@ WRITE_TOOLS = {
     "revokeTemporarySecrets", "revokeSecret", "createUser", "updateUser", "deleteUser", "updateBranding",
     "updateSignInMethod", "updateSignUpMethod", "createApiResource", "updateApiResource", "deleteApiResource",
     "createRole", "updateRole", "deleteRole", "assignRoles", "removeRoles", "createConnector", "updateConnector",
-    "deleteConnector", "unlinkIdentity",
+    "deleteConnector", "unlinkIdentity", "updateMfaPolicy", "resetUserMfa",
 }  # fmt: skip
 ALL_TOOLS = READ_TOOLS | WRITE_TOOLS
 
@@ -124,7 +124,7 @@ def test_every_tool_declares_hints_and_input_and_output_schemas(session: McpSess
     assert destructive == {
         "deleteApplication", "deleteUser", "deleteApiResource", "deleteRole", "deleteConnector", "revokeSecret",
         "revokeTemporarySecrets", "removeRoles", "unlinkIdentity", "updateApplication", "updateSignInMethod",
-        "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector",
+        "updateSignUpMethod", "updateApiResource", "updateRole", "updateConnector", "updateMfaPolicy", "resetUserMfa",
     }  # fmt: skip
     # Calling again with the same arguments changes nothing more: every read, update, delete and revocation; no create.
     not_idempotent = {name for name, tool in tools.items() if not tool["annotations"]["idempotentHint"]}

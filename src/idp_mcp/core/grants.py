@@ -31,6 +31,8 @@ class CodeRecord:
     nonce: str | None
     auth_time: datetime
     expires_at: datetime
+    amr: tuple[str, ...] = ()  # how the user signed in (RFC 8176), for the ID token
+    acr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class RefreshRecord:
     acting_tenant_id: str | None
     auth_time: datetime | None
     expires_at: datetime
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ class Grants:
                 {
                     "code_digest": digest(code),
                     "created_at": self._clock(),
-                    **record.__dict__,
+                    **{**record.__dict__, "amr": list(record.amr)},
                 },
             )
 
@@ -220,7 +224,12 @@ class Grants:
 
     def _insert_refresh_token(self, conn: Connection, successor: Successor, now: datetime) -> None:
         repo.insert_refresh_token(
-            conn, {"token_digest": digest(successor.token), "created_at": now, **successor.record.__dict__}
+            conn,
+            {
+                "token_digest": digest(successor.token),
+                "created_at": now,
+                **{**successor.record.__dict__, "amr": list(successor.record.amr)},
+            },
         )
 
     def peek_refresh_token(self, tenant_id: str, token: str) -> RefreshRecord | None:
@@ -294,6 +303,8 @@ def _code_record(row: Any) -> CodeRecord:
         nonce=row.nonce,
         auth_time=as_utc(row.auth_time),
         expires_at=as_utc(row.expires_at),
+        amr=tuple(row.amr or ()),
+        acr=row.acr,
     )
 
 
@@ -308,4 +319,6 @@ def _refresh_record(row: Any) -> RefreshRecord:
         acting_tenant_id=row.acting_tenant_id,
         auth_time=as_utc(row.auth_time) if row.auth_time else None,
         expires_at=as_utc(row.expires_at),
+        amr=tuple(row.amr or ()),
+        acr=row.acr,
     )

@@ -11,6 +11,7 @@ from idp_mcp.core.connectors import Connectors
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
+from idp_mcp.core.mfa import Mfa
 from idp_mcp.core.passkeys import Passkeys
 from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
@@ -83,6 +84,12 @@ class IdentityCore:
         self.connectors = Connectors(
             db, clock, self.audit, self.sign_in_experiences,
             allow_http_loopback=settings.cimd_allow_private_addresses,
+        )  # fmt: skip
+        self.mfa = Mfa(
+            db, clock, self.audit, sessions=self.sessions, experiences=self.sign_in_experiences,
+            codes=self.verification_codes, rate_limits=self.rate_limits,
+            max_failures_per_user=settings.sign_in_max_failures_per_identifier,
+            failure_window_seconds=settings.sign_in_failure_window,
         )  # fmt: skip
         # The RP id is the host of the public URL, the expected origin its origin.
         self.passkeys = Passkeys(db, clock, self.audit, self.sign_in_experiences, public_url=settings.public_url)

@@ -22,6 +22,9 @@ class BrowserSession:
     tenant_id: str
     user_id: str
     auth_time: datetime
+    # How the user signed in (RFC 8176 method references, e.g. ("pwd",) or ("pwd", "otp", "mfa")) and the acr.
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,38 +49,50 @@ class Sessions:
         self._interaction_ttl = timedelta(seconds=interaction_ttl)
         self._device_ttl = timedelta(seconds=device_ttl_seconds)
 
-    def start(self, tenant_id: str, user_id: str, *, device: str | None = None) -> str:
+    def start(
+        self, tenant_id: str, user_id: str, *, device: str | None = None, amr: tuple[str, ...] = (),
+        acr: str | None = None,
+    ) -> str:  # fmt: skip
         """Start a session; returns the cookie value (only its digest is stored).
 
         ``device`` (the browser's device cookie) becomes, or stays, a known device of the user for the device
-        lifetime from now (see :mod:`idp_mcp.core.devices`).
+        lifetime from now (see :mod:`idp_mcp.core.devices`). ``amr``/``acr``: how the user signed in (core.mfa).
         """
+        with self._db.transaction() as conn:
+            return self.start_in(conn, tenant_id, user_id, device=device, amr=amr, acr=acr)
+
+    def start_in(
+        self, conn: Connection, tenant_id: str, user_id: str, *, device: str | None = None,
+        amr: tuple[str, ...] = (), acr: str | None = None,
+    ) -> str:  # fmt: skip
+        """:meth:`start` in the caller's transaction (a second factor is spent in the same one)."""
         raw = new_secret(32)
         now = self._clock()
         device = devices.usable(device)
-        with self._db.transaction() as conn:
-            repo.purge_expired(conn, now)
-            if device is not None:
-                devices_repo.purge(conn, now)
-                devices_repo.remember(
-                    conn,
-                    devices.device_key(tenant_id, user_id, device),
-                    tenant_id,
-                    user_id,
-                    now,
-                    now + self._device_ttl,
-                )
-            repo.insert_session(
+        repo.purge_expired(conn, now)
+        if device is not None:
+            devices_repo.purge(conn, now)
+            devices_repo.remember(
                 conn,
-                {
-                    "id_digest": digest(raw),
-                    "tenant_id": tenant_id,
-                    "user_id": user_id,
-                    "auth_time": now,
-                    "created_at": now,
-                    "expires_at": now + self._ttl,
-                },
+                devices.device_key(tenant_id, user_id, device),
+                tenant_id,
+                user_id,
+                now,
+                now + self._device_ttl,
             )
+        repo.insert_session(
+            conn,
+            {
+                "id_digest": digest(raw),
+                "tenant_id": tenant_id,
+                "user_id": user_id,
+                "auth_time": now,
+                "created_at": now,
+                "expires_at": now + self._ttl,
+                "amr": list(amr),
+                "acr": acr,
+            },
+        )
         return raw
 
     def get(self, raw: str | None) -> BrowserSession | None:
@@ -92,7 +107,9 @@ class Sessions:
         if not raw or len(raw) > 128:
             return None
         row = repo.get_session(conn, digest(raw), self._clock())
-        return BrowserSession(row.tenant_id, row.user_id, row.auth_time) if row else None
+        if row is None:
+            return None
+        return BrowserSession(row.tenant_id, row.user_id, row.auth_time, tuple(row.amr or ()), row.acr)
 
     def end(self, raw: str | None) -> None:
         if not raw or len(raw) > 128:

@@ -29,6 +29,10 @@ from idp_mcp.store.repos import sign_in_experiences as repo
 
 DarkMode = Literal["on", "off", "auto"]
 Identifier = Literal["email", "username"]
+MfaPolicyName = Literal["off", "optional", "required"]
+MfaFactor = Literal["totp", "email", "passkey"]
+MFA_POLICIES: tuple[MfaPolicyName, ...] = ("off", "optional", "required")
+MFA_FACTORS: tuple[MfaFactor, ...] = ("totp", "email", "passkey")
 IDENTIFIERS: tuple[Identifier, ...] = ("email", "username")
 DEFAULT_PRIMARY_COLOR = "#5d34f2"
 DEFAULT_DARK_PRIMARY_COLOR = "#8f74ff"
@@ -96,6 +100,66 @@ class SignUp:
     verify_email: bool = False
 
 
+@dataclass(frozen=True)
+class MfaPolicy:
+    """When users prove a second factor, and which factors they may use.
+
+    - ``off``: nobody is asked, unless an application asks for it (``acr_values``, see ``core.mfa``);
+    - ``optional``: users who enrolled a factor are asked for it; the others may enroll from the hosted page;
+    - ``required``: every user proves a second factor, enrolling one at their next sign-in if they have none.
+
+    Backup codes come with every TOTP or passkey enrollment. ``passkey_first``: a passkey may be the first factor
+    (passwordless sign-in; the passkeys module reads it).
+    """
+
+    policy: MfaPolicyName = "off"
+    factors: tuple[MfaFactor, ...] = ("totp",)
+    passkey_first: bool = False
+
+    def document(self) -> dict[str, Any]:
+        return {"policy": self.policy, "factors": list(self.factors), "passkeyFirst": self.passkey_first}
+
+
+MFA_FIELDS = ("policy", "factors", "passkeyFirst")
+
+
+def merge_mfa(current: MfaPolicy, changes: Mapping[str, Any]) -> MfaPolicy:
+    """``current`` with the given fields of an MFA policy changed, each checked on its own."""
+    _refuse_unknown(changes, MFA_FIELDS, "MFA policy")
+    values: dict[str, Any] = {}
+    if "policy" in changes:
+        if changes["policy"] not in MFA_POLICIES:
+            raise ValidationFailed(
+                "policy must be 'off' (no second factor unless an app asks), 'optional' (users may enroll) or "
+                "'required' (every user proves a second factor)."
+            )
+        values["policy"] = changes["policy"]
+    if "factors" in changes:
+        given = changes["factors"]
+        if not isinstance(given, list | tuple) or any(item not in MFA_FACTORS for item in given):
+            raise ValidationFailed("factors must be a list of 'totp', 'email' and 'passkey', such as ['totp'].")
+        values["factors"] = tuple(dict.fromkeys(cast("list[MfaFactor]", list(given))))
+    if "passkeyFirst" in changes:
+        values["passkey_first"] = _flag(changes["passkeyFirst"], "passkeyFirst")
+    return replace(current, **values)
+
+
+def check_mfa(mfa: MfaPolicy, *, email_connector: bool) -> None:
+    """Refuse an MFA policy that could not work on this server, with what to change."""
+    if mfa.policy != "off" and not mfa.factors:
+        raise ValidationFailed(
+            f"An MFA policy '{mfa.policy}' needs at least one factor users can enroll: for example factors ['totp']."
+        )
+    if "email" in mfa.factors and not email_connector:
+        raise ValidationFailed(
+            NO_SMTP.replace("Email codes need", "An email code as second factor needs").replace(
+                "use password instead of verificationCode", "leave 'email' out of factors"
+            )
+        )
+    if mfa.passkey_first and "passkey" not in mfa.factors:
+        raise ValidationFailed("passkeyFirst needs 'passkey' among the factors: add it, or set passkeyFirst to false.")
+
+
 DEFAULT_METHODS = (
     SignInMethod("email", password=True, verification_code=False),
     SignInMethod("username", password=True, verification_code=False),
@@ -111,6 +175,7 @@ class SignInExperience:
     sign_up: SignUp
     updated_at: datetime | None
     social: tuple[str, ...] = ()  # connector ids, in the order of their "Continue with …" buttons
+    mfa: MfaPolicy = MfaPolicy()
 
     @property
     def password_identifiers(self) -> tuple[Identifier, ...]:
@@ -136,6 +201,7 @@ class SignInExperience:
                 "password": self.sign_up.password,
                 "verifyEmail": self.sign_up.verify_email,
             },
+            "mfa": self.mfa.document(),
         }
 
 
@@ -368,6 +434,7 @@ def _from_row(tenant_id: str, row: Any) -> SignInExperience:
         sign_up=merge_sign_up(SignUp(), document.get("signUp", {})),
         updated_at=row.updated_at,
         social=tuple(str(item) for item in document.get("signIn", {}).get("social", [])),
+        mfa=merge_mfa(MfaPolicy(), document.get("mfa", {})),
     )
 
 
@@ -377,6 +444,7 @@ def _flatten(experience: SignInExperience) -> dict[str, Any]:
     flat["signIn.methods"] = document["signIn"]["methods"]
     flat["signIn.social"] = document["signIn"]["social"]
     flat.update({f"signUp.{name}": value for name, value in document["signUp"].items()})
+    flat.update({f"mfa.{name}": value for name, value in document["mfa"].items()})
     return flat
 
 
@@ -487,6 +555,10 @@ class SignInExperiences:
             tenant_id, lambda current: replace(current, sign_up=merge_sign_up(current.sign_up, changes)), actor
         )
 
+    def update_mfa(self, tenant_id: str, changes: Mapping[str, Any], actor: Actor) -> ExperienceUpdate:
+        """Change the MFA policy fields given (policy, factors, passkeyFirst); the others stay as they are."""
+        return self._update(tenant_id, lambda current: replace(current, mfa=merge_mfa(current.mfa, changes)), actor)
+
     def _update(
         self, tenant_id: str, apply: Callable[[SignInExperience], SignInExperience], actor: Actor
     ) -> ExperienceUpdate:
@@ -514,6 +586,8 @@ class SignInExperiences:
             current = _from_row(tenant_id, row)
             proposed = apply(current)
             check_consistency(proposed.sign_in_methods, proposed.sign_up, email_connector=self.email_connector)
+            if proposed.mfa != current.mfa:  # a stored policy stays readable if the SMTP connector goes away later
+                check_mfa(proposed.mfa, email_connector=self.email_connector)
             before, after = _flatten(current), _flatten(proposed)
             changed = [path for path in after if after[path] != before[path]]
             if not changed:

@@ -21,7 +21,7 @@ from idp_mcp.errors import IdpError
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import verification_codes as repo
 
-Purpose = Literal["sign_in", "sign_up"]
+Purpose = Literal["sign_in", "sign_up", "mfa"]  # mfa: a second factor sent to a proven address
 CODE_TTL = timedelta(minutes=10)
 SEND_WINDOW = timedelta(minutes=15)
 MAX_SENDS = 5

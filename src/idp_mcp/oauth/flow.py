@@ -94,8 +94,11 @@ class AuthorizationFlow:
         auth_time: datetime,
         scopes: list[str],
         acting_tenant_id: str | None,
+        amr: tuple[str, ...] = (),
+        acr: str | None = None,
     ) -> str:
-        """Issue the code for what the user approved and return where to send the browser."""
+        """Issue the code for what the user approved and return where to send the browser. ``amr``/``acr``: how
+        the session's user signed in (core.mfa), for the ID token."""
         grant = self._revalidate(interaction)
         self._consume(interaction)
         requested = split_scope(grant.request.scope)
@@ -116,8 +119,10 @@ class AuthorizationFlow:
             "scope": " ".join(granted),
             "acting_tenant_id": acting_tenant_id,
             "auth_time": auth_time,
+            "amr": amr,
+            "acr": acr,
         }
-        subject = TokenSubject(user_id, grant_id, grant.request.resource, acting_tenant_id, auth_time)
+        subject = TokenSubject(user_id, grant_id, grant.request.resource, acting_tenant_id, auth_time, amr=amr, acr=acr)
         result = self.server.create_authorization_response(grant.request, grant_user=subject, grant=grant)
         return self._location(result)
 

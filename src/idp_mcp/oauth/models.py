@@ -108,11 +108,11 @@ class AuthorizationCode(AuthorizationCodeMixin):  # type: ignore[misc]
     def get_auth_time(self) -> int:
         return int(self.record.auth_time.timestamp())
 
-    def get_acr(self) -> None:
-        return None
+    def get_acr(self) -> str | None:
+        return self.record.acr
 
-    def get_amr(self) -> None:
-        return None
+    def get_amr(self) -> list[str] | None:
+        return list(self.record.amr) or None
 
 
 class RefreshToken:

@@ -238,6 +238,8 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 acting_tenant_id=subject.acting_tenant_id,
                 auth_time=subject.auth_time,
                 expires_at=self.core.clock() + timedelta(seconds=self.core.settings.refresh_token_ttl),
+                amr=subject.amr,
+                acr=subject.acr,
             ),
         )
 

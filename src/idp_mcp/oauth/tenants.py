@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.identity import IdentityCore
+from idp_mcp.core.mfa import ACR_VALUES_SUPPORTED
 from idp_mcp.domain import SCOPE_EMAIL, SCOPE_OFFLINE, SCOPE_OPENID, SCOPE_PROFILE, split_scope
 from idp_mcp.errors import TenantNotFound
 from idp_mcp.oauth.endpoints import (
@@ -161,7 +162,9 @@ class TenantEndpoints:
                 "end_session_endpoint": f"{base}/end-session",
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
-                                     "email", "email_verified", "name", "preferred_username"],
+                                     "email", "email_verified", "name", "preferred_username", "amr", "acr"],
+                # Ask for MFA (step-up) with acr_values; the ID token's acr and amr say what happened (core.mfa).
+                "acr_values_supported": list(ACR_VALUES_SUPPORTED),
                 "request_parameter_supported": False,
             }
         )  # fmt: skip

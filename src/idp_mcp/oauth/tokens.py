@@ -31,6 +31,9 @@ class TokenSubject:
     # what the grant was authorized for) and ``api`` what the subject holds on it now.
     audience: str | None = None
     api: ResourceAccess | None = field(default=None, compare=False, repr=False)
+    # How the user signed in (RFC 8176) and the acr, carried from the code to its refresh tokens.
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
 
     def get_user_id(self) -> str:  # authlib asks users for this
         return self.user_id

@@ -174,6 +174,9 @@ authorization_codes = Table(
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Column("consumed_at", TS),
+    # How the user authenticated (RFC 8176 values) and the resulting acr, for the ID token.
+    Column("amr", JSON),
+    Column("acr", String(128)),
 )
 
 # Refresh tokens by digest. A family is every token rotated from one authorization code; reuse of a
@@ -194,6 +197,8 @@ refresh_tokens = Table(
     Column("expires_at", TS, nullable=False),
     Column("rotated_at", TS),
     Column("revoked_at", TS),
+    Column("amr", JSON),
+    Column("acr", String(128)),
     Index("ix_refresh_tokens_family", "family_id"),
 )
 
@@ -230,6 +235,9 @@ web_sessions = Table(
     Column("auth_time", TS, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
+    # The methods the session's sign-in used (RFC 8176: ["pwd"], ["pwd", "otp", "mfa"], ...) and its acr.
+    Column("amr", JSON),
+    Column("acr", String(128)),
     ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
 )
 
@@ -459,6 +467,55 @@ application_roles = Table(
     Column("created_at", TS, nullable=False),
     ForeignKeyConstraint(["tenant_id", "client_id"], ["clients.tenant_id", "clients.client_id"], ondelete="CASCADE"),
     Index("ix_application_roles_role", "role_id"),
+)
+
+# A user's second factors. A TOTP secret must be read back to check codes, so a digest would not do: it is sealed
+# (AES-256-GCM, core/crypto.py) under a server-wide key and bound to its row. ``confirmed_at`` is None while the
+# enrollment waits for its first code; ``last_step`` is the last accepted TOTP time step (a code works once).
+mfa_factors = Table(
+    "mfa_factors",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("secret", Text),
+    Column("last_step", Integer),
+    Column("created_at", TS, nullable=False),
+    Column("confirmed_at", TS),
+    Column("last_used_at", TS),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_mfa_factors_user", "tenant_id", "user_id"),
+)
+
+# Single-use backup codes, by SHA-256 digest only; shown once when a factor is enrolled.
+mfa_backup_codes = Table(
+    "mfa_backup_codes",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Column("used_at", TS),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+)
+
+# A sign-in between its first factor and its second: bound to the browser (found by the digest of a cookie value)
+# and to the authorization request (digest of the interaction id). Short-lived; removed when the session starts.
+mfa_pending = Table(
+    "mfa_pending",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("interaction_digest", String(64), nullable=False),
+    Column("amr", JSON, nullable=False),
+    Column("step_up", Boolean, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    Index("ix_mfa_pending_expires_at", "expires_at"),
 )
 
 # WebAuthn credentials (passkeys) of a tenant's users. The credential id and the COSE public key are kept as

@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.connectors import Connector, ConnectorNotFound
+from idp_mcp.core.mfa import AMR_FEDERATED
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Actor, Tenant, User
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
@@ -193,7 +194,7 @@ class ConnectorPages:
             logger.info("sign-in through connector %s failed: %s", connector_id, exc.code)
             await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, exc.code)
             return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
-        response = await self.hosted.sign_user_in(request, provider, interaction, signed_in.user)
+        response = await self.hosted.sign_user_in(request, provider, interaction, signed_in.user, (AMR_FEDERATED,))
         response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
 

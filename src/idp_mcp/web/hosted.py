@@ -4,6 +4,7 @@ the client gets) lives in the authorization flow; this module renders and relays
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -11,12 +12,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from idp_mcp.core.mfa import AMR_PASSWORD, PENDING_TTL, MfaDecision, acr_for_request
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import ExperienceView
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
+
+if TYPE_CHECKING:  # web/mfa.py builds on this module; only the type is needed here
+    from idp_mcp.web.mfa import MfaPages
 
 LOGOUT_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")  # carried through confirmation
 MAX_LOGOUT_FIELD = 8192  # an id_token_hint is a JWT: longer than the page fields
@@ -31,8 +36,9 @@ class HostedPages:
         self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
         # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
         self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
+        self.mfa_pages: MfaPages | None = None  # the second-factor pages set themselves here (web/mfa.py)
         # Set by the passkey pages: after a sign-in, may offer to add a passkey before going on to the application.
-        self.offer_passkey: Callable[[TenantProvider, Interaction, User], Awaitable[Response | None]] | None = None
+        self.offer_passkey: Callable[[TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -93,7 +99,7 @@ class HostedPages:
         return await run_in_threadpool(
             lambda: provider.flow.approve(
                 interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
-                acting_tenant_id=None,
+                acting_tenant_id=None, amr=session.amr, acr=acr_for_request(session.acr, interaction.params),
             )
         )  # fmt: skip
 
@@ -129,6 +135,10 @@ class HostedPages:
         session = await self._session(request, provider.tenant_id)
         if session is None:
             return await self._render_sign_in(request, provider, interaction)
+        if form.get("action") == "approve":
+            second = await self.second_factor_needed(request, provider, interaction, session)
+            if second is not None:
+                return second
         try:
             if form.get("action") != "approve":
                 location = await run_in_threadpool(provider.flow.deny, interaction)
@@ -152,14 +162,40 @@ class HostedPages:
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         prompts = " ".join(interaction.params.get("prompt", [])).split()
-        if found.session is None or "login" in prompts:
+        if found.session is None or "login" in prompts or self._too_old(found.session, interaction):
             return await self.view.sign_in(
                 request, tenant_id, interaction_id=interaction.id, application=found.application, page=found.page
             )
         provider = await self._provider(request)  # signed in already: the flow decides what comes next
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        return await self._complete(request, provider, interaction, found.session)
+        session = found.session
+        second = await self.second_factor_needed(request, provider, interaction, session)
+        if second is not None:
+            return second
+        return await self._complete(request, provider, interaction, session)
+
+    async def second_factor_needed(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
+    ) -> Response | None:
+        """Where to go when an existing session is not enough for this request (the policy changed since it
+        started, or the application asks for MFA now: step-up); None when it is. Every path that approves a
+        request with an existing session asks here first."""
+        try:
+            decision = await run_in_threadpool(self.core.mfa.for_session, provider.tenant_id, interaction.id, session)
+        except IdpError as exc:  # required, and nothing the user can set up here
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        if decision.outcome != "complete":
+            return self._to_second_factor(provider, interaction, decision)
+        return None
+
+    def _too_old(self, session: BrowserSession, interaction: Interaction) -> bool:
+        """OIDC Core §3.1.2.1 max_age: the user signs in again when the session's sign-in is older."""
+        values = interaction.params.get("max_age") or []
+        raw = values[0] if isinstance(values, list) and values else values
+        if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 10:
+            return False
+        return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
         provider = await self._provider(request)
@@ -193,17 +229,45 @@ class HostedPages:
         return await self.sign_user_in(request, provider, interaction, user)
 
     async def sign_user_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
-    ) -> Response:
-        """Start the tenant session of a user who just proved who they are (any method), then finish the request.
-        The browser becomes (or stays) a known device of the user."""
+        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User,
+        amr: tuple[str, ...] = (AMR_PASSWORD,),
+    ) -> Response:  # fmt: skip
+        """Every first factor ends here (``amr``: how the user proved who they are, RFC 8176): core.mfa decides
+        whether the session starts now or a second factor (or its enrollment) comes first. Once the session starts,
+        the browser becomes (or stays) a known device of the user and the request is finished."""
         device = self.cookies.device_for_sign_in(request)
-        raw = await run_in_threadpool(lambda: self.core.sessions.start(provider.tenant_id, user.id, device=device))
-        session = await self._session_from_raw(raw, provider.tenant_id)
-        offer = await self.offer_passkey(provider, interaction, user) if self.offer_passkey else None
+        previous = self.cookies.mfa_pending(request, provider.tenant_id)
+        try:
+            decision = await run_in_threadpool(
+                lambda: self.core.mfa.after_first_factor(
+                    provider.tenant_id, interaction.id, user.id, amr, device=device, previous_pending=previous
+                )
+            )
+        except IdpError as exc:  # the policy requires a factor and none can be set up
+            return await self._render_sign_in(request, provider, interaction, error=exc.message, status=exc.status)
+        if decision.outcome != "complete":
+            return self._to_second_factor(provider, interaction, decision)
+        return await self.signed_in(request, provider, interaction, decision, device)
+
+    async def signed_in(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, decision: MfaDecision,
+        device: str,
+    ) -> Response:  # fmt: skip
+        """Finish the request with the session ``decision`` started, and set its cookies."""
+        assert decision.session is not None
+        session = await self._session_from_raw(decision.session, provider.tenant_id)
+        offer = await self.offer_passkey(provider, interaction, session.user_id) if self.offer_passkey else None
         response = offer or await self._complete(request, provider, interaction, session)
-        self.cookies.set_session(response, raw, provider.tenant_id)
+        self.cookies.set_session(response, decision.session, provider.tenant_id)
         self.cookies.set_device(response, device)
+        self.cookies.clear_mfa_pending(response, provider.tenant_id)
+        return response
+
+    def _to_second_factor(self, provider: TenantProvider, interaction: Interaction, decision: MfaDecision) -> Response:
+        """To the second-factor page (challenge or enrollment), with the partial sign-in's cookie."""
+        assert decision.pending is not None
+        response = RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}/mfa", status_code=303)
+        self.cookies.set_mfa_pending(response, decision.pending, provider.tenant_id, int(PENDING_TTL.total_seconds()))
         return response
 
     async def _session_from_raw(self, raw: str, tenant_id: str) -> BrowserSession:

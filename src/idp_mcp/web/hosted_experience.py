@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.brand_colours import Palette
 from idp_mcp.core.mail import Mailer, OutgoingEmail
+from idp_mcp.core.mfa import AMR_EMAIL, AMR_PASSWORD
 from idp_mcp.core.passkeys import passkey_first
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.core.sign_in import HostedPage, SignUpForm
@@ -202,9 +203,9 @@ class HostedExperiencePages:
         return provider, interaction, form
 
     async def _signed_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User
+        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User, amr: tuple[str, ...]
     ) -> Response:
-        return await self.hosted.sign_user_in(request, provider, interaction, user)
+        return await self.hosted.sign_user_in(request, provider, interaction, user, amr)
 
     # --- stylesheet and preview ---------------------------------------------------------------------------------
 
@@ -313,8 +314,8 @@ class HostedExperiencePages:
                 application=await self._application(provider, interaction), error=exc.message, values=values,
                 status=exc.status,
             )  # fmt: skip
-        if started.user is not None:
-            return await self._signed_in(request, provider, interaction, started.user)
+        if started.user is not None:  # a sign-up with a password (or a username only): the password is the proof
+            return await self._signed_in(request, provider, interaction, started.user, (AMR_PASSWORD,))
         if started.sign_in_email is not None:
             # The same page whether the account was just created or existed already (see SignUpStarted).
             response = await self.view.sign_in(
@@ -352,4 +353,5 @@ class HostedExperiencePages:
                 request, provider.tenant_id, interaction_id=interaction.id, purpose=purpose, email=email,
                 error=exc.message, status=exc.status,
             )  # fmt: skip
-        return await self._signed_in(request, provider, interaction, user)
+        # The code came back from the inbox: that is the first factor, whether signing in or finishing a sign-up.
+        return await self._signed_in(request, provider, interaction, user, (AMR_EMAIL,))

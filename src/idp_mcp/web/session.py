@@ -43,6 +43,24 @@ class CookieJar:
             self._session_cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
         )
 
+    def _pending_cookie(self, tenant_id: str) -> str:
+        return f"{self.session_name.replace('session', 'mfa')}_{tenant_id}"
+
+    def mfa_pending(self, request: Request, tenant_id: str) -> str | None:
+        """The browser's sign-in waiting for its second factor (core.mfa), by its cookie value."""
+        return request.cookies.get(self._pending_cookie(tenant_id))
+
+    def set_mfa_pending(self, response: Response, raw: str, tenant_id: str, max_age: int) -> None:
+        response.set_cookie(
+            self._pending_cookie(tenant_id), raw, max_age=max_age, httponly=True, secure=self.secure,
+            samesite="lax", path="/",
+        )  # fmt: skip
+
+    def clear_mfa_pending(self, response: Response, tenant_id: str) -> None:
+        response.delete_cookie(
+            self._pending_cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
+        )
+
     def device_id(self, request: Request) -> str | None:
         return devices.usable(request.cookies.get(self.device_name))
 

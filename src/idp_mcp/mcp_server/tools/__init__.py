@@ -11,6 +11,7 @@ from idp_mcp.mcp_server.tools import (
     audit,
     connectors,
     guides,
+    mfa,
     roles,
     sign_in_experience,
     tenant,
@@ -20,6 +21,6 @@ from idp_mcp.mcp_server.tools import (
 
 def all_tools() -> list[ToolSpec[Any]]:
     return [
-        *tenant.TOOLS, *guides.TOOLS, *applications.TOOLS, *users.TOOLS, *sign_in_experience.TOOLS,
+        *tenant.TOOLS, *guides.TOOLS, *applications.TOOLS, *users.TOOLS, *sign_in_experience.TOOLS, *mfa.TOOLS,
         *connectors.TOOLS, *api_resources.TOOLS, *roles.TOOLS, *audit.TOOLS,
     ]  # fmt: skip

@@ -73,11 +73,20 @@ class AdjustedColour(BaseModel):
     ratio: float = Field(description="WCAG contrast ratio of text on background now (at least 4.5).")
 
 
+class MfaState(BaseModel):
+    policy: Literal["off", "optional", "required"] = Field(
+        description="off: only when an app asks (acr_values); optional: users who enrolled; required: everyone."
+    )
+    factors: list[Literal["totp", "email", "passkey"]] = Field(description="The second factors users may use.")
+    passkeyFirst: bool = Field(description="Whether a passkey may be the first factor (passwordless).")
+
+
 class SignInExperienceInfo(BaseModel):
     version: int = Field(description="Moves by one on every change; 0 is the default, never changed.")
     branding: BrandingState
     signIn: SignInState
     signUp: SignUpState
+    mfa: MfaState = Field(description="Multi-factor authentication policy (updateMfaPolicy).")
     emailConnector: bool = Field(description="Whether this server can send email codes (an SMTP connector is set up).")
     previewUrl: str = Field(description="The hosted sign-in page as users will see it; show it to the user.")
     adjusted: list[AdjustedColour] = Field(
@@ -113,7 +122,8 @@ def _adjusted_sentence(adjusted: list[dict[str, Any]]) -> str:
     return " For WCAG AA contrast the pages show " + "; ".join(parts) + "." if parts else ""
 
 
-def _updated(ctx: ToolContext, update: ExperienceUpdate) -> UpdatedSignInExperience:
+def updated_experience(ctx: ToolContext, update: ExperienceUpdate) -> UpdatedSignInExperience:
+    """The result of every tool that changes the experience."""
     info = _info(ctx, update.experience)
     summary = update.summary + _adjusted_sentence(info["adjusted"]) if update.changed else update.summary
     return UpdatedSignInExperience(**info, changed=list(update.changed), summary=summary)
@@ -171,7 +181,7 @@ async def update_branding(ctx: ToolContext, args: UpdateBrandingInput) -> Update
     update = await run_in_threadpool(
         ctx.core.sign_in_experiences.update_branding, ctx.actor.tenant_id, changes, ctx.actor
     )
-    return _updated(ctx, update)
+    return updated_experience(ctx, update)
 
 
 # --- updateSignInMethod ---------------------------------------------------------------------------------------
@@ -214,7 +224,7 @@ async def update_sign_in_method(ctx: ToolContext, args: UpdateSignInMethodInput)
     update = await run_in_threadpool(
         ctx.core.sign_in_experiences.update_sign_in, ctx.actor.tenant_id, changes, ctx.actor
     )
-    return _updated(ctx, update)
+    return updated_experience(ctx, update)
 
 
 # --- updateSignUpMethod ---------------------------------------------------------------------------------------
@@ -240,15 +250,15 @@ async def update_sign_up_method(ctx: ToolContext, args: UpdateSignUpMethodInput)
     update = await run_in_threadpool(
         ctx.core.sign_in_experiences.update_sign_up, ctx.actor.tenant_id, changes, ctx.actor
     )
-    return _updated(ctx, update)
+    return updated_experience(ctx, update)
 
 
 TOOLS: list[ToolSpec[Any]] = [
     ToolSpec(
         name="getSignInExperience",
         title="Get sign-in experience",
-        description="Read the tenant's sign-in experience: branding, sign-in methods, sign-up, its version and a "
-        "preview URL of the hosted sign-in page. Call it before changing any of them.",
+        description="Read the tenant's sign-in experience: branding, sign-in methods, sign-up, MFA policy, its version "
+        "and a preview URL of the hosted sign-in page. Call it before changing any of them.",
         input_model=NoInput,
         output_model=SignInExperienceInfo,
         handler=get_sign_in_experience,

@@ -13,6 +13,7 @@ from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
 from idp_mcp.core.users import UserChanges
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
 from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.tools.mfa import FactorSummary, factor_summaries
 from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 
 UserId = Annotated[str, Field(min_length=1, max_length=64, description="The user's id, from listUsers.")]
@@ -49,6 +50,9 @@ class UserDetails(UserInfo):
     permissions: list[EffectivePermission] = Field(description="The API permissions those roles grant.")
     identities: list[IdentityInfo] = Field(
         description="The user's accounts at connectors (upstream providers); unlinkIdentity removes one."
+    )
+    mfaFactors: list[FactorSummary] = Field(
+        default_factory=list, description="Enrolled second factors (kinds and dates, never secrets); resetUserMfa."
     )
 
 
@@ -154,15 +158,16 @@ async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
     """One user, with their roles, effective API permissions and identities at connectors."""
     tenant_id = ctx.actor.tenant_id
 
-    def read() -> tuple[User, Any, Any]:
+    def read() -> tuple[User, Any, Any, Any]:
         user = ctx.core.tenant_users.get(tenant_id, args.userId)
         return (
             user,
             ctx.core.roles.of_subject(tenant_id, "user", user.id),
             ctx.core.connectors.identities(tenant_id, user.id),
+            ctx.core.mfa.factors(tenant_id, user.id),
         )
 
-    user, held, identities = await run_in_threadpool(read)
+    user, held, identities, factors = await run_in_threadpool(read)
     return UserDetails(
         **_info(user).model_dump(),
         **roles_and_permissions(held),
@@ -179,6 +184,7 @@ async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
             )
             for i in identities
         ],
+        mfaFactors=factor_summaries(factors),
     )
 
 

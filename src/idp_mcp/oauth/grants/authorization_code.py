@@ -75,6 +75,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 nonce=data.get("nonce"),
                 auth_time=decision["auth_time"],
                 expires_at=self.server.code_expiry(),
+                amr=tuple(decision.get("amr") or ()),
+                acr=decision.get("acr"),
             ),
         )
 
@@ -135,4 +137,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             user=authorization_code.user,
             audience=audience,
             api=api,
+            amr=record.amr,
+            acr=record.acr,
         )

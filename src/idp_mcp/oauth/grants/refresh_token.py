@@ -59,6 +59,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             user=user,
             audience=audience,
             api=api,
+            amr=record.amr,
+            acr=record.acr,
         )
 
     def save_token(self, token: dict[str, Any]) -> None:
