@@ -152,6 +152,7 @@ def create_app(
     console = Console(pages, settings)
     upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
     connector_pages = ConnectorPages(hosted, console, upstream, settings)
+    mfa_pages = MfaPages(hosted)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -166,9 +167,9 @@ def create_app(
         *TenantEndpoints(providers).routes(),
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
-        *MfaPages(hosted).routes(),
+        *mfa_pages.routes(),
         *connector_pages.routes(),
-        *PasskeyPages(hosted).routes(),
+        *PasskeyPages(hosted, mfa_pages).routes(),
         *pages.routes(),
         *console.routes(),
         *Docs(pages, guides, settings).routes(),

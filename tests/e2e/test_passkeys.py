@@ -72,7 +72,9 @@ async def page() -> AsyncIterator[Page]:
 
 
 def _allow_passkey_first(core: IdentityCore, tenant: str) -> None:
-    core.sign_in_experiences.update_mfa(tenant, {"passkeyFirst": True}, Actor(tenant_id=tenant, sub=None))
+    core.sign_in_experiences.update_mfa(
+        tenant, {"factors": ["totp", "passkey"], "passkeyFirst": True}, Actor(tenant_id=tenant, sub=None)
+    )
 
 
 async def _tenant_with_user_and_app(core: IdentityCore, tenant: str, callback: str) -> tuple[str, str]:
@@ -154,6 +156,20 @@ async def test_a_user_adds_a_passkey_then_signs_in_with_it_alone(
         # A device-bound passkey (the virtual authenticator does not back up) with the user verified.
         assert {"hwk", "user", "mfa"} <= set(claims["amr"]) and "pwd" not in claims["amr"]
 
+        # The tenant turns passwordless off while the page is open: the button says why it does nothing.
+        await page.context.clear_cookies()
+        await Sign(server, "default", client_id, app_server).start(page)
+        await anyio.to_thread.run_sync(
+            lambda: core.sign_in_experiences.update_mfa(
+                "default", {"passkeyFirst": False}, Actor(tenant_id="default", sub=None)
+            )
+        )
+        await page.get_by_role("button", name="Sign in with a passkey").click()
+        status = page.locator("[data-passkey-status]")
+        await page.wait_for_function(
+            "el => el.textContent.includes('not offered here')", arg=await status.element_handle()
+        )
+
 
 async def test_a_passkey_of_another_tenant_is_refused(
     server: LiveServer, core: IdentityCore, page: Page, app_server: AppServer
@@ -175,3 +191,53 @@ async def test_a_passkey_of_another_tenant_is_refused(
         assert "not registered for this account here" in await alert.inner_text()
         assert len(app_server.received) == received  # the application got nothing
         assert await anyio.to_thread.run_sync(core.passkeys.of_user, "other", other_user) == []
+
+
+async def test_a_passkey_as_the_second_factor_enrolled_under_a_required_policy(
+    server: LiveServer, core: IdentityCore, page: Page, app_server: AppServer
+) -> None:
+    actor = Actor(tenant_id="default", sub=None)
+    with anyio.fail_after(150):
+        client_id, user_id = await _tenant_with_user_and_app(core, "default", app_server.callback)
+        await anyio.to_thread.run_sync(
+            lambda: core.sign_in_experiences.update_mfa(
+                "default", {"policy": "required", "factors": ["passkey"], "passkeyFirst": False}, actor
+            )
+        )
+        authenticator = await add_virtual_authenticator(page)
+
+        async def password(sign: Sign) -> None:
+            await sign.start(page)
+            await page.fill("input[name=identifier]", USER_EMAIL)
+            await page.fill("input[name=password]", USER_PASSWORD)
+            await page.get_by_role("button", name="Sign in", exact=True).click()
+
+        sign = Sign(server, "default", client_id, app_server)
+        await password(sign)  # no factor yet: the policy has the user add one before the application gets a code
+        await page.get_by_role("heading", name="Add a passkey").wait_for()
+        assert await page.locator("#totp-secret").count() == 0  # only passkeys are allowed here
+        await _no_axe_violations(page)
+        await page.get_by_role("button", name="Add a passkey").click()
+        await page.get_by_role("heading", name="Save your backup codes").wait_for()
+        assert await page.locator("#backup-codes li").count() == 10
+        assert len(await authenticator.credentials()) == 1
+        await page.get_by_role("button", name="I saved them, continue").click()
+        await page.wait_for_url(f"{app_server.callback}**")
+        claims = await sign.id_token()
+        assert {"pwd", "hwk", "mfa"} <= set(claims["amr"]) and claims["sub"] == user_id
+
+        await page.context.clear_cookies()
+        sign = Sign(server, "default", client_id, app_server)
+        await password(sign)  # now the passkey is asked for after the password
+        button = page.get_by_role("button", name="Use your passkey")
+        await button.wait_for()
+        await _no_axe_violations(page)
+        await button.click()
+        await page.wait_for_url(f"{app_server.callback}**")
+        claims = await sign.id_token()
+        assert {"pwd", "hwk", "mfa"} <= set(claims["amr"]) and claims["sub"] == user_id
+
+        factors = await anyio.to_thread.run_sync(core.mfa.factors, "default", user_id)
+        assert "passkey" in [f.kind for f in factors]
+        await anyio.to_thread.run_sync(core.mfa.reset, "default", user_id, actor)  # resetUserMfa
+        assert await anyio.to_thread.run_sync(core.passkeys.of_user, "default", user_id) == []

@@ -5,6 +5,7 @@ was wrong and adds nothing; passwordless sign-in is refused while the tenant doe
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -15,7 +16,7 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor, User
 from tests.support import hosted
 from tests.support.hosted import HostedRequest
-from tests.support.inprocess import csrf_from
+from tests.support.inprocess import csrf_from, pkce_pair
 from tests.support.soft_authenticator import SoftAuthenticator
 
 TENANT = "default"
@@ -136,3 +137,132 @@ def test_passwordless_is_refused_while_the_tenant_does_not_offer_it(
     assert options.status_code == 403 and options.json()["error"] == "sign_in.method_not_offered"
     refused = request.post("passkeys/sign-in", {"credential": "{}"}, page)
     assert refused.status_code == 403 and "not offered here" in refused.text
+
+
+def _register(core: IdentityCore, user: User, interaction: str = "setup") -> SoftAuthenticator:
+    authenticator = _authenticator(core)
+    options = core.passkeys.registration_options(TENANT, user.id, interaction)
+    core.passkeys.register(TENANT, user.id, interaction, authenticator.register(options))
+    return authenticator
+
+
+def test_a_passkey_confirms_the_password_and_only_the_users_own(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    eve = anyio.run(lambda: core.tenant_users.create(TENANT, email="eve@example.com", password=PASSWORD, actor=ACTOR))
+    bobs, eves = _register(core, bob), _register(core, eve, "setup-2")
+    core.sign_in_experiences.update_mfa(TENANT, {"policy": "optional", "factors": ["passkey"]}, ACTOR)
+    request = hosted.start(client, app.id)
+    signed = request.post("sign-in", {"identifier": BOB, "password": PASSWORD}, request.page().text)
+    assert signed.status_code == 303 and signed.headers["location"].endswith("/mfa")
+    page = request.page(signed.headers["location"])
+    assert 'action="/t/default/passkeys/mfa"' in page.text and "passkeys.js" in page.text
+
+    options = _options(request, "passkeys/mfa/options", page.text)
+    assert options.status_code == 200 and len(options.json()["allowCredentials"]) == 1
+    refused = request.post("passkeys/mfa", {"credential": eves.authenticate(options.text)}, page.text)
+    assert refused.status_code == 400 and "not registered for this account" in refused.text
+    assert ("passkey.verify", "failure") in [(e.action, e.outcome) for e in core.audit.recent(TENANT)]
+
+    options = _options(request, "passkeys/mfa/options", page.text)
+    done = request.post("passkeys/mfa", {"credential": bobs.authenticate(options.text)}, page.text)
+    hosted.redirected_with_code(done)
+
+
+def test_the_second_factor_endpoints_need_a_partial_sign_in(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    request = hosted.start(client, app.id)
+    page = request.page().text
+    options = _options(request, "passkeys/mfa/options", page)
+    assert options.status_code == 400 and options.json()["error"] == "mfa.expired"
+    enroll = _options(request, "passkeys/mfa/register/options", page)
+    assert enroll.status_code == 400 and enroll.json()["error"] == "mfa.expired"
+    answer = request.post("passkeys/mfa", {"credential": "{}"}, page)
+    assert answer.status_code == 400 and "Sign in again" in answer.text
+
+
+def test_a_bad_answer_at_enrollment_shows_the_page_again_and_adds_nothing(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    core.sign_in_experiences.update_mfa(TENANT, {"policy": "required", "factors": ["passkey"]}, ACTOR)
+    request = hosted.start(client, app.id)
+    signed = request.post("sign-in", {"identifier": BOB, "password": PASSWORD}, request.page().text)
+    page = request.page(signed.headers["location"])
+    assert "Add a passkey" in page.text and "totp-secret" not in page.text
+    options = _options(request, "passkeys/mfa/register/options", page.text)
+    answer = _authenticator(core).register(options.text, rp_id="evil.example")
+    refused = request.post("passkeys/mfa/register", {"credential": answer}, page.text)
+    assert refused.status_code == 400 and "made for another site" in refused.text and "Add a passkey" in refused.text
+    assert core.passkeys.of_user(TENANT, bob.id) == []
+    options = _options(request, "passkeys/mfa/register/options", page.text)
+    added = request.post(
+        "passkeys/mfa/register", {"credential": _authenticator(core).register(options.text)}, page.text
+    )
+    assert added.status_code == 200 and "Save your backup codes" in added.text
+    assert added.headers["cache-control"] == "no-store"
+    assert len(core.passkeys.of_user(TENANT, bob.id)) == 1
+
+
+def test_under_the_optional_policy_passkeys_are_offered_once_with_the_other_factors(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    core.sign_in_experiences.update_mfa(
+        TENANT, {"policy": "optional", "factors": ["totp", "passkey"], "passkeyFirst": True}, ACTOR
+    )
+    request = hosted.start(client, app.id)
+    signed = request.post("sign-in", {"identifier": BOB, "password": PASSWORD}, request.page().text)
+    page = request.page(signed.headers["location"])
+    assert 'id="totp-secret"' in page.text and "Use a passkey instead" in page.text and "Not now" in page.text
+    passkey = request.page(signed.headers["location"] + "?use=passkey")
+    assert 'data-passkey="register"' in passkey.text and "Use an authenticator app instead" in passkey.text
+    assert "Not now" in passkey.text
+    # Not now: straight on to the application, without a second offer of a passkey.
+    hosted.redirected_with_code(request.post("mfa/skip", {}, passkey.text))
+
+
+def test_with_the_policy_off_a_passkey_is_offered_after_the_sign_in(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    core.sign_in_experiences.update_mfa(TENANT, {"factors": ["passkey"], "passkeyFirst": True}, ACTOR)
+    request = hosted.start(client, app.id)
+    page = request.page().text
+    assert "Sign in with a passkey" in page and '<script src="/static/passkeys.js" defer>' in page
+    signed = request.post("sign-in", {"identifier": BOB, "password": PASSWORD}, page)
+    assert signed.status_code == 303 and signed.headers["location"] == f"{request.path}/passkey"
+
+
+def test_passwordless_sign_in_through_the_page(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    bobs = _register(core, bob)
+    core.sign_in_experiences.update_mfa(TENANT, {"factors": ["passkey"], "passkeyFirst": True}, ACTOR)
+    request = hosted.start(client, app.id)
+    page = request.page().text
+    options = _options(request, "passkeys/sign-in/options", page)
+    assert options.status_code == 200 and options.json()["allowCredentials"] == []
+    refused = request.post("passkeys/sign-in", {"credential": bobs.authenticate(options.text, origin="http://x")}, page)
+    assert refused.status_code == 400 and "came from another site" in refused.text and "Sign in to" in refused.text
+    options = _options(request, "passkeys/sign-in/options", page)
+    hosted.redirected_with_code(request.post("passkeys/sign-in", {"credential": bobs.authenticate(options.text)}, page))
+
+
+def test_skipping_or_adding_a_passkey_cannot_bypass_a_step_up(
+    client: TestClient, core: IdentityCore, app: Application, bob: User
+) -> None:
+    core.sign_in_experiences.update_mfa(TENANT, {"factors": ["totp", "passkey"]}, ACTOR)
+    first = hosted.start(client, app.id)
+    hosted.redirected_with_code(first.post("sign-in", {"identifier": BOB, "password": PASSWORD}, first.page().text))
+    verifier, challenge = pkce_pair()  # the application now asks for MFA (acr_values): the password is not enough
+    params = {
+        "response_type": "code", "client_id": app.id, "redirect_uri": hosted.CALLBACK, "scope": "openid",
+        "state": "st", "code_challenge": challenge, "code_challenge_method": "S256", "acr_values": "mfa",
+    }  # fmt: skip
+    authorize = client.get(f"/t/{TENANT}/oidc/authorize", params=params, follow_redirects=False)
+    stepped = HostedRequest(client, urlsplit(authorize.headers["location"]).path, verifier)
+    offer = _offer(stepped)
+    skipped = stepped.post("passkeys/skip", {}, offer.text)
+    assert skipped.status_code == 303 and skipped.headers["location"].endswith("/mfa")
+    options = _options(stepped, "passkeys/register/options", offer.text)
+    added = stepped.post("passkeys/register", {"credential": _authenticator(core).register(options.text)}, offer.text)
+    assert added.status_code == 303 and added.headers["location"].endswith("/mfa")

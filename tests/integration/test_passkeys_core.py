@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.core.passkeys import CHALLENGE_TTL, PasskeyRejected, amr_for
+from idp_mcp.core.passkeys import CHALLENGE_TTL, PasskeyNotOffered, PasskeyRejected, amr_for
 from idp_mcp.domain import DEFAULT_TENANT_ID, Actor, User
 from idp_mcp.errors import UserSuspended
 from tests.support.clock import Clock
@@ -20,6 +20,15 @@ from tests.support.soft_authenticator import SoftAuthenticator
 TENANT = DEFAULT_TENANT_ID
 INTERACTION = "interaction-raw-id-1"
 ACTOR = Actor(tenant_id=TENANT, sub="test-admin")
+
+
+def _allow_passkey_first(core: IdentityCore, tenant: str = TENANT) -> None:
+    core.sign_in_experiences.update_mfa(tenant, {"factors": ["passkey"], "passkeyFirst": True}, ACTOR)
+
+
+@pytest.fixture(autouse=True)
+def _passkey_first(core: IdentityCore) -> None:
+    _allow_passkey_first(core)
 
 
 def _user(core: IdentityCore, tenant: str = TENANT, email: str = "bob@example.com") -> User:
@@ -110,15 +119,26 @@ def test_as_a_second_factor_only_the_users_own_passkeys_are_allowed(core: Identi
     assert options["userVerification"] == "preferred"
     answer = eves.authenticate(json.dumps(options))
     _refused("passkey.unknown_credential", "not registered for this account", core.passkeys.authenticate, TENANT,
-             INTERACTION, answer)  # fmt: skip
+             INTERACTION, answer, bob.id)  # fmt: skip
     options_json = core.passkeys.authentication_options(TENANT, INTERACTION, user_id=bob.id)
-    assert core.passkeys.authenticate(TENANT, INTERACTION, bobs.authenticate(options_json)).user.id == bob.id
+    assert core.passkeys.authenticate(TENANT, INTERACTION, bobs.authenticate(options_json), bob.id).user.id == bob.id
+
+
+def test_an_answer_to_passwordless_options_cannot_be_someones_second_factor(core: IdentityCore) -> None:
+    bob, eve = _user(core), _user(core, email="eve@example.com")
+    _registered(core, bob)
+    eves = _registered(core, eve)
+    answer = eves.authenticate(core.passkeys.authentication_options(TENANT, INTERACTION))  # passwordless options
+    _refused("passkey.expired", "expired", core.passkeys.authenticate, TENANT, INTERACTION, answer, bob.id)
+    answer = eves.authenticate(core.passkeys.authentication_options(TENANT, INTERACTION, user_id=eve.id))
+    _refused("passkey.expired", "expired", core.passkeys.authenticate, TENANT, INTERACTION, answer)  # nor passwordless
 
 
 def test_a_passkey_of_another_tenant_is_refused(core: IdentityCore) -> None:
     admin = core.users.find_administrator(ADMIN_EMAIL)
     assert admin is not None
     other = core.tenants.create("other", "Other", owner_user_id=admin.id, actor=Actor(tenant_id="admin", sub=admin.id))
+    _allow_passkey_first(core, other.id)
     carol = _user(core, tenant=other.id, email="carol@example.com")
     carols = _registered(core, carol, tenant=other.id)
     options = core.passkeys.authentication_options(TENANT, INTERACTION)
@@ -305,3 +325,30 @@ def test_a_suspended_user_cannot_sign_in_with_a_passkey(core: IdentityCore) -> N
     answer = authenticator.authenticate(core.passkeys.authentication_options(TENANT, INTERACTION))
     with pytest.raises(UserSuspended):
         core.passkeys.authenticate(TENANT, INTERACTION, answer)
+
+
+def test_passkeys_are_listed_and_reset_with_the_other_factors(core: IdentityCore) -> None:
+    user = _user(core)
+    _registered(core, user)
+    [factor] = [f for f in core.mfa.factors(TENANT, user.id) if f.kind == "passkey"]
+    assert factor.created_at is not None and factor.last_used_at is None
+    assert core.mfa.reset(TENANT, user.id, ACTOR) == 1
+    assert core.passkeys.of_user(TENANT, user.id) == []
+    assert [f.kind for f in core.mfa.factors(TENANT, user.id)] == []
+
+
+def test_a_registration_for_a_user_deleted_meanwhile_is_refused(core: IdentityCore) -> None:
+    user = _user(core)
+    answer = _authenticator(core).register(core.passkeys.registration_options(TENANT, user.id, INTERACTION))
+    core.tenant_users.delete(TENANT, user.id, ACTOR)
+    _refused("passkey.rejected", "no longer exists", core.passkeys.register, TENANT, user.id, INTERACTION, answer)
+
+
+def test_passwordless_is_refused_where_the_tenant_does_not_offer_it(core: IdentityCore) -> None:
+    authenticator = _registered(core, _user(core))
+    answer = authenticator.authenticate(core.passkeys.authentication_options(TENANT, INTERACTION))
+    core.sign_in_experiences.update_mfa(TENANT, {"passkeyFirst": False}, ACTOR)
+    with pytest.raises(PasskeyNotOffered, match="not offered here"):
+        core.passkeys.authenticate(TENANT, INTERACTION, answer)  # turned off after the options were given
+    with pytest.raises(PasskeyNotOffered, match="not offered here"):
+        core.passkeys.authentication_options(TENANT, INTERACTION)

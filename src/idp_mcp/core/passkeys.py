@@ -55,9 +55,10 @@ from webauthn.helpers.structs import (
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id
+from idp_mcp.core.mfa import FactorInfo
 from idp_mcp.core.sign_in_experience import SignInExperiences
-from idp_mcp.domain import Actor, Clock, User
-from idp_mcp.errors import IdpError, UserNotFound, UserSuspended
+from idp_mcp.domain import Actor, Clock, User, as_utc
+from idp_mcp.errors import Forbidden, IdpError, UserNotFound, UserSuspended
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import passkeys as repo
 from idp_mcp.store.repos import users as users_repo
@@ -93,6 +94,12 @@ class PasskeyCloned(PasskeyRejected):
     code = "passkey.sign_count"
 
 
+class PasskeyNotOffered(Forbidden):
+    """Passwordless sign-in while the tenant does not let a passkey be the first factor."""
+
+    code = "sign_in.method_not_offered"
+
+
 class PasskeyAlreadyRegistered(PasskeyRejected):
     code = "passkey.already_registered"
     status = 409
@@ -100,6 +107,7 @@ class PasskeyAlreadyRegistered(PasskeyRejected):
 
 EXPIRED = "This passkey request expired or was already used. Try again."
 MALFORMED = "The browser's passkey answer could not be read. Try again."
+NOT_OFFERED = "Signing in with a passkey is not offered here. Use another way to sign in."
 NOT_VERIFIED = "The passkey's answer could not be verified. Try again, or sign in another way."
 
 
@@ -165,11 +173,22 @@ class Passkeys:
 
     def offer_after_sign_in(self, tenant_id: str, user_id: str) -> bool:
         """Whether to offer a passkey to a user who just signed in: the tenant lets passkeys be the first factor and
-        the user has none yet. One read transaction."""
+        the user has none yet. Only under the MFA policy ``off``: under ``optional`` and ``required`` the MFA
+        enrollment page offers passkeys already (core.mfa), and one offer is enough. One read transaction."""
         with self._db.read() as conn:
-            return passkey_first(self._experiences.get_in(conn, tenant_id)) and not repo.for_user(
-                conn, tenant_id, user_id
-            )
+            experience = self._experiences.get_in(conn, tenant_id)
+            if not passkey_first(experience) or experience.mfa.policy != "off":
+                return False
+            return not repo.for_user(conn, tenant_id, user_id)
+
+    def has_any_in(self, conn: Connection, tenant_id: str, user_id: str) -> bool:
+        """Whether the user has a passkey (so it counts as an enrolled second factor), in the caller's transaction."""
+        return bool(repo.for_user(conn, tenant_id, user_id))
+
+    def factors_in(self, conn: Connection, tenant_id: str, user_id: str) -> list[FactorInfo]:
+        """The user's passkeys as enrolled factors (for getUser), in the caller's transaction."""
+        return [FactorInfo("passkey", as_utc(p.created_at), as_utc(p.last_used_at) if p.last_used_at else None)
+                for p in self.list_in(conn, tenant_id, user_id)]  # fmt: skip
 
     def remove_all_in(self, conn: Connection, tenant_id: str, user_id: str) -> int:
         """Delete the user's passkeys in the caller's transaction (resetting a user's factors); how many."""
@@ -235,6 +254,8 @@ class Passkeys:
                 except _MALFORMED:
                     raise PasskeyRejected(NOT_VERIFIED) from None
                 credential_id = bytes_to_base64url(verified.credential_id)
+                if users_repo.get(conn, tenant_id, user_id) is None:  # deleted since the options were given
+                    raise PasskeyRejected("This account no longer exists.")
                 if repo.credential_taken(conn, tenant_id, credential_id):
                     raise PasskeyAlreadyRegistered("This passkey is registered here already.")
                 values = {
@@ -273,6 +294,8 @@ class Passkeys:
         second factor after a password): only that user's passkeys, verification preferred."""
         now = self._clock()
         with self._db.transaction() as conn:
+            if user_id is None and not passkey_first(self._experiences.get_in(conn, tenant_id)):
+                raise PasskeyNotOffered(NOT_OFFERED)
             allowed = [_descriptor(row) for row in repo.for_user(conn, tenant_id, user_id)] if user_id else []
             options = generate_authentication_options(
                 rp_id=self.rp_id,
@@ -285,17 +308,24 @@ class Passkeys:
             self._store_challenge(conn, tenant_id, "authenticate", interaction_id, user_id, options.challenge, now)
         return options_to_json(options)
 
-    def authenticate(self, tenant_id: str, interaction_id: str, response: str) -> PasskeySignIn:
+    def authenticate(
+        self, tenant_id: str, interaction_id: str, response: str, user_id: str | None = None
+    ) -> PasskeySignIn:
         """Verify the browser's answer to the authentication options: the passkey must be one of THIS tenant's, of
         the user the options were for (second factor), with a sign count that moved on. Then the sign-in is
-        recorded (audit row, last use, the new count) in the same transaction."""
+        recorded (audit row, last use, the new count) in the same transaction.
+
+        ``user_id``: the user who must answer (a second factor), None for passwordless. The options must have been
+        made for the same: an answer to passwordless options cannot complete someone's second factor."""
         now = self._clock()
         actor = Actor(tenant_id=tenant_id, sub=None)
         failure: IdpError | None = None
         with self._db.transaction() as conn:
             challenge = repo.take_challenge(conn, tenant_id, "authenticate", digest(interaction_id), now)
             try:
-                if challenge is None:
+                if user_id is None and not passkey_first(self._experiences.get_in(conn, tenant_id)):
+                    raise PasskeyNotOffered(NOT_OFFERED)  # turned off since the options were given
+                if challenge is None or challenge.user_id != user_id:
                     raise PasskeyExpired(EXPIRED)
                 credential = _parse_authentication(response)
                 row = repo.by_credential(conn, tenant_id, credential.id, for_update=True)
@@ -343,15 +373,17 @@ class Passkeys:
                     raise PasskeyCloned("This passkey was used at the same moment elsewhere. Try again.")
                 users_repo.touch_sign_in(conn, tenant_id, user.id, now)
                 amr = amr_for(backed_up=verified.credential_backed_up, user_verified=verified.user_verified)
+                # As the only factor it is the sign-in; as a second factor core.mfa starts the session (and audits it).
                 self._audit.write(
-                    conn, actor, "session.sign_in", target_type="user", target_id=user.id,
-                    details={"method": "passkey", "passkey": row.id, "amr": list(amr)},
+                    conn, actor, "session.sign_in" if passwordless else "passkey.verify", target_type="user",
+                    target_id=user.id, details={"method": "passkey", "passkey": row.id, "amr": list(amr)},
                 )  # fmt: skip
-            except (PasskeyRejected, UserSuspended) as exc:
+            except (PasskeyRejected, PasskeyNotOffered, UserSuspended) as exc:
                 failure = exc
         if failure is not None:
+            action = "passkey.verify" if challenge is not None and challenge.user_id is not None else "session.sign_in"
             self._audit.write_failure(
-                actor, "session.sign_in", target_type="user", target_id=actor.sub,
+                actor, action, target_type="user", target_id=actor.sub,
                 details={"method": "passkey", "error": failure.code},
             )  # fmt: skip
             raise failure

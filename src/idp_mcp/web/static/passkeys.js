@@ -57,8 +57,12 @@
     var reply = await fetch(form.dataset.passkeyOptions, {
       method: "POST", body: body, credentials: "same-origin", headers: { Accept: "application/json" },
     });
-    var options = await reply.json();
-    if (!reply.ok) throw new Error(options.message || "Passkeys are not available right now.");
+    var options = await reply.json().catch(function () { return {}; });
+    if (!reply.ok || !options.challenge) {
+      var refusal = new Error(options.message || "Passkeys are not available right now. Try again.");
+      refusal.name = "ServerRefusal";  // the server's sentence is shown as it is
+      throw refusal;
+    }
     var publicKey = withBuffers(options);
     var credential = form.dataset.passkey === "register"
       ? await navigator.credentials.create({ publicKey: publicKey })
@@ -70,7 +74,8 @@
   function explain(error) {
     if (error && error.name === "NotAllowedError") return "The passkey prompt was closed or timed out. Try again.";
     if (error && error.name === "InvalidStateError") return "This device already has a passkey for your account.";
-    return (error && error.message) || "The passkey did not work. Try again, or use another way.";
+    if (error && error.name === "ServerRefusal") return error.message;
+    return "The passkey did not work. Try again, or use another way.";
   }
 
   document.querySelectorAll("form[data-passkey]").forEach(function (form) {
