@@ -38,6 +38,7 @@ from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import HostedExperiencePages
 from idp_mcp.web.mfa import MfaPages
 from idp_mcp.web.pages import Pages
+from idp_mcp.web.passkeys import PasskeyPages
 from idp_mcp.web.recovery import RecoveryPages
 from idp_mcp.web.security import PAGE_CSP
 from idp_mcp.web.session import CookieJar
@@ -152,6 +153,7 @@ def create_app(
     console = Console(pages, settings)
     upstream = UpstreamSignIn(upstream_http, allow_http_loopback=settings.cimd_allow_private_addresses)
     connector_pages = ConnectorPages(hosted, console, upstream, settings)
+    mfa_pages = MfaPages(hosted)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -167,8 +169,9 @@ def create_app(
         *hosted.routes(),
         *HostedExperiencePages(hosted).routes(),
         *RecoveryPages(hosted).routes(),
-        *MfaPages(hosted).routes(),
+        *mfa_pages.routes(),
         *connector_pages.routes(),
+        *PasskeyPages(hosted, mfa_pages).routes(),
         *pages.routes(),
         *console.routes(),
         *ConsoleSignInExperience(console).routes(),

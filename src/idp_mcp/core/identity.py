@@ -15,6 +15,7 @@ from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
 from idp_mcp.core.mfa import Mfa
+from idp_mcp.core.passkeys import Passkeys
 from idp_mcp.core.permissions import Permissions
 from idp_mcp.core.rate_limits import RateLimits, SignInLimits
 from idp_mcp.core.recovery import PasswordRecovery
@@ -97,6 +98,13 @@ class IdentityCore:
             max_failures_per_user=settings.sign_in_max_failures_per_identifier,
             failure_window_seconds=settings.sign_in_failure_window,
         )  # fmt: skip
+        # The RP id is the host of the public URL, the expected origin its origin.
+        self.passkeys = Passkeys(db, clock, self.audit, self.sign_in_experiences, public_url=settings.public_url)
+        # A passkey is a second factor too: users who have one are challenged for it, getUser lists them and
+        # resetUserMfa removes them.
+        self.mfa.register_factor(
+            "passkey", self.passkeys.has_any_in, listing=self.passkeys.factors_in, removal=self.passkeys.remove_all_in
+        )
         self.hosted_sign_in = HostedSignIn(
             db, clock, self.audit, tenants=self.tenants, users=self.users, tenant_users=self.tenant_users,
             experiences=self.sign_in_experiences, codes=self.verification_codes, sessions=self.sessions,

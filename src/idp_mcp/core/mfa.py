@@ -235,6 +235,10 @@ class FactorInfo:
     remaining: int | None = None  # backup codes left
 
 
+FactorList = Callable[[Connection, str, str], list[FactorInfo]]  # (conn, tenant_id, user_id) -> for getUser
+FactorRemoval = Callable[[Connection, str, str], int]  # (conn, tenant_id, user_id) -> how many were removed
+
+
 @dataclass
 class _Read:
     """The rows a decision reads in its transaction."""
@@ -263,11 +267,21 @@ class Mfa:
         self._max_failures = max_failures_per_user
         self._window = failure_window_seconds
         self._factor_checks: dict[str, FactorCheck] = {}
+        self._factor_lists: dict[str, FactorList] = {}
+        self._factor_removals: dict[str, FactorRemoval] = {}
         self._sealing_key: str | None = None
 
-    def register_factor(self, kind: Literal["passkey"], check: FactorCheck) -> None:
-        """Let another module's factor count as enrolled (see the module docstring: passkeys)."""
+    def register_factor(
+        self, kind: Literal["passkey"], check: FactorCheck, *, listing: FactorList | None = None,
+        removal: FactorRemoval | None = None,
+    ) -> None:  # fmt: skip
+        """Let another module's factor count as enrolled (see the module docstring: passkeys); ``listing`` adds its
+        entries to :meth:`factors` (getUser), ``removal`` deletes them in :meth:`reset` (resetUserMfa)."""
         self._factor_checks[kind] = check
+        if listing is not None:
+            self._factor_lists[kind] = listing
+        if removal is not None:
+            self._factor_removals[kind] = removal
 
     # --- after the first factor ---------------------------------------------------------------------------------
 
@@ -504,6 +518,8 @@ class Mfa:
             for row in repo.factors(conn, tenant_id, user_id)
             if row.confirmed_at is not None
         ]
+        for listing in self._factor_lists.values():
+            infos.extend(listing(conn, tenant_id, user_id))
         codes = repo.backup_codes(conn, tenant_id, user_id)
         if codes:
             used = [as_utc(row.used_at) for row in codes if row.used_at is not None]
@@ -516,12 +532,13 @@ class Mfa:
         return infos
 
     def reset(self, tenant_id: str, user_id: str, actor: Actor) -> int:
-        """Remove every TOTP factor and backup code of the user (they enroll again at their next sign-in when the
-        policy asks); returns how many factors were removed. Audited without secrets."""
+        """Remove every TOTP factor, passkey and backup code of the user (they enroll again at their next sign-in
+        when the policy asks); returns how many factors were removed. Audited without secrets."""
         with self._db.transaction() as conn:
             if users_repo.get(conn, tenant_id, user_id) is None:
                 raise UserNotFound(f"User '{user_id[:64]}' does not exist in this tenant. Call listUsers for the ids.")
             removed = repo.delete_factors(conn, tenant_id, user_id)
+            removed += sum(removal(conn, tenant_id, user_id) for removal in self._factor_removals.values())
             codes = repo.delete_backup_codes(conn, tenant_id, user_id)
             repo.delete_user_pending(conn, tenant_id, user_id)
             self._audit.write(

@@ -517,3 +517,46 @@ mfa_pending = Table(
     ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
     Index("ix_mfa_pending_expires_at", "expires_at"),
 )
+
+# WebAuthn credentials (passkeys) of a tenant's users. The credential id and the COSE public key are kept as
+# base64url text (no secret: a public key proves nothing without the authenticator's private key). ``sign_count``
+# only moves forward, so a cloned authenticator shows itself; ``backed_up`` tells a synced passkey (amr "swk") from
+# a device-bound one ("hwk").
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("credential_id", String(1400), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("sign_count", Integer, nullable=False),
+    Column("transports", JSON, nullable=False),
+    Column("device_type", String(16), nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+    UniqueConstraint("tenant_id", "credential_id", name="uq_passkeys_tenant_credential"),
+    Index("ix_passkeys_user", "tenant_id", "user_id"),
+)
+
+# WebAuthn challenges waiting for the browser's answer: single use (deleted when answered, right or wrong), short
+# lived, and bound to the tenant, the purpose and the browser's pending interaction (by its digest). Stored here,
+# not in memory, so the answer may reach another replica than the one that issued the options.
+webauthn_challenges = Table(
+    "webauthn_challenges",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("interaction_digest", String(64), nullable=False),
+    Column("user_id", String(64)),  # who registers, or who must answer (second factor); None: anyone (passwordless)
+    Column("challenge", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Index("ix_webauthn_challenges_interaction", "tenant_id", "purpose", "interaction_digest"),
+    Index("ix_webauthn_challenges_expires_at", "expires_at"),
+)

@@ -37,6 +37,8 @@ class HostedPages:
         # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
         self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
         self.mfa_pages: MfaPages | None = None  # the second-factor pages set themselves here (web/mfa.py)
+        # Set by the passkey pages: after a sign-in, may offer to add a passkey before going on to the application.
+        self.offer_passkey: Callable[[TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -254,7 +256,8 @@ class HostedPages:
         """Finish the request with the session ``decision`` started, and set its cookies."""
         assert decision.session is not None
         session = await self._session_from_raw(decision.session, provider.tenant_id)
-        response = await self._complete(request, provider, interaction, session)
+        offer = await self.offer_passkey(provider, interaction, session.user_id) if self.offer_passkey else None
+        response = offer or await self._complete(request, provider, interaction, session)
         self.cookies.set_session(response, decision.session, provider.tenant_id)
         self.cookies.set_device(response, device)
         self.cookies.clear_mfa_pending(response, provider.tenant_id)

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from idp_mcp.core.brand_colours import Palette
 from idp_mcp.core.mail import Mailer, OutgoingEmail
 from idp_mcp.core.mfa import AMR_EMAIL, AMR_PASSWORD
+from idp_mcp.core.passkeys import passkey_first
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.core.sign_in import HostedPage, SignUpForm
 from idp_mcp.core.sign_in_experience import Branding
@@ -25,12 +26,13 @@ from idp_mcp.domain import User
 from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
-from idp_mcp.web.security import framed_by_own_pages
+from idp_mcp.web.security import framed_by_own_pages, run_passkey_script
 
 if TYPE_CHECKING:  # the hosted pages build this module's view; only the type is needed here
     from idp_mcp.web.hosted import HostedPages
 
 NOT_FOUND = "This sign-in page does not exist."
+PASSKEY_TEMPLATES = frozenset({"hosted_passkey.html", "hosted_passkey_mfa.html"})  # they load /static/passkeys.js
 # After a sign-up with an unverified address: the same words whether the account is new or existed already.
 SIGN_UP_DONE = "Thanks. Sign in with your email address to continue. If it already had an account, use that password."
 _LABELS = {"email": "Email", "username": "Username"}
@@ -78,11 +80,14 @@ class ExperienceView:
     ) -> Response:  # fmt: skip
         page = page or await self.load(tenant_id)
         experience = page.experience
-        return self.pages.render(
+        response = self.pages.render(
             request, template, status=status, tenant=page.tenant, experience=experience,
             branding=experience.branding, brand_name=page.brand_name, sign_up=experience.sign_up,
             **{"preview": False, **context},
         )  # fmt: skip
+        if template in PASSKEY_TEMPLATES or (context.get("passkey_first") and not context.get("preview")):
+            run_passkey_script(response)  # these pages load /static/passkeys.js; every other page runs no script
+        return response
 
     async def sign_in(
         self, request: Request, tenant_id: str, *, interaction_id: str | None, application: str | None,
@@ -117,6 +122,7 @@ class ExperienceView:
             application=application, error=error, identifier=identifier, email=email, notice=notice,
             sections=sections, password_identifiers=password_identifiers, password_label=label.capitalize(),
             sign_up_url=sign_up_url, preview=preview, social=list(page.social), forgot_url=forgot_url,
+            passkey_first=passkey_first(experience),
         )  # fmt: skip
 
     async def sign_up(

@@ -1,6 +1,7 @@
-"""The pages' Content-Security-Policy (no script, never framed, never framing) and its three narrow exceptions: the
+"""The pages' Content-Security-Policy (no script, never framed, never framing) and its four narrow exceptions: the
 console's sign-in experience page frames the tenant's preview; only the preview may be framed, by this origin only;
-and the page that shows a new secret once runs this origin's copy-button script."""
+the page that shows a new secret once runs this origin's copy-button script; and the hosted pages that offer a
+passkey run this origin's passkey script, which fetches the WebAuthn options from this origin."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def framed_by_own_pages(response: Response) -> Response:
     (``form-action 'none'`` makes sure nothing is ever submitted from it)."""
     response.headers["Content-Security-Policy"] = f"{_BASE}; form-action 'none'; frame-ancestors 'self'"
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def run_passkey_script(response: Response) -> Response:
+    """Let this page run /static/passkeys.js and let it fetch from this origin (the ceremonies' options)."""
+    response.headers["Content-Security-Policy"] = (
+        f"{_BASE}; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    )
     return response
 
 
