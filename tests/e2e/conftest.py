@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
+from tests.support.app_server import AppServer, run_app_server
 from tests.support.browser import launch_browser
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port, run_live_server
+from tests.support.smtp import SmtpSink, run_smtp_server
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")
 
@@ -41,3 +43,17 @@ async def page() -> AsyncIterator[Page]:
 def callback_uri() -> str:
     # Nothing listens here: the browser intercepts the redirect, as a native client's listener would get it.
     return f"http://127.0.0.1:{free_port()}/callback"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a loopback port; ``smtp.env()`` points a server at it."""
+    with run_smtp_server() as sink:
+        yield sink
+
+
+@pytest.fixture
+def app_server() -> Iterator[AppServer]:
+    """A relying party's own web server on a loopback port (the application that signs users in)."""
+    with run_app_server() as server:
+        yield server

@@ -13,7 +13,6 @@ tokens from the real server decide what it answers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,13 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from markdown_it import MarkdownIt
-from mcp import Client
 from playwright.async_api import Page
 
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.browser import BrowserAuthorizer
 from tests.support.guide_code import run_uvicorn_app
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port
-from tests.support.mcp_client import MemoryTokenStorage, connect
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -41,12 +39,6 @@ API_A = "https://api.example.com/invoices"
 API_B = "https://reports.example.com"
 USER_EMAIL = "erin@example.com"
 USER_PASSWORD = "a long secret passphrase 11"
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as server:
-        yield server
 
 
 def api_code(markdown: str) -> str:
@@ -65,13 +57,6 @@ def api_code(markdown: str) -> str:
 def run_api(folder: Path, env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     """``python -m uvicorn api:app`` in ``folder``, as the guide says to run it; yields its base URL."""
     return run_uvicorn_app(folder, "api", free_port(), env)
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def _client_credentials(token_endpoint: str, app: dict[str, Any], resource: str) -> str:
@@ -98,30 +83,34 @@ async def test_the_guides_api_enforces_roles_and_permissions_from_real_tokens(
         async with connect(live_server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
             permissions = [{"name": "read:invoices", "description": "Read invoices"},
                            {"name": "delete:invoices", "description": "Delete invoices"}]  # fmt: skip
-            await _call(mcp, "createApiResource", {"name": "Invoices", "identifier": API_A, "permissions": permissions})
+            await call_ok(
+                mcp, "createApiResource", {"name": "Invoices", "identifier": API_A, "permissions": permissions}
+            )
             both = [{"resource": API_A, "permission": p["name"]} for p in permissions]
-            reader = await _call(mcp, "createRole", {"name": "Reader", "type": "user", "permissions": both[:1]})
-            service = await _call(mcp, "createRole", {"name": "Invoice service", "type": "m2m", "permissions": both})
+            reader = await call_ok(mcp, "createRole", {"name": "Reader", "type": "user", "permissions": both[:1]})
+            service = await call_ok(mcp, "createRole", {"name": "Invoice service", "type": "m2m", "permissions": both})
 
-            job = await _call(mcp, "createApplication", {"name": "Billing job", "type": "m2m"})
-            plain = await _call(mcp, "createApplication", {"name": "Other job", "type": "m2m"})
-            web = await _call(
+            job = await call_ok(mcp, "createApplication", {"name": "Billing job", "type": "m2m"})
+            plain = await call_ok(mcp, "createApplication", {"name": "Other job", "type": "m2m"})
+            web = await call_ok(
                 mcp, "createApplication", {"name": "Erin's web app", "type": "traditional",
                                            "redirectUris": [app_server.callback]},
             )  # fmt: skip
-            await _call(mcp, "assignRoles", {"roleIds": [service["roleId"]], "applicationId": job["applicationId"]})
-            user = await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
-            await _call(mcp, "assignRoles", {"roleIds": [reader["roleId"]], "userId": user["userId"]})
-            shown = await _call(mcp, "getUser", {"userId": user["userId"]})
+            await call_ok(mcp, "assignRoles", {"roleIds": [service["roleId"]], "applicationId": job["applicationId"]})
+            user = await call_ok(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
+            await call_ok(mcp, "assignRoles", {"roleIds": [reader["roleId"]], "userId": user["userId"]})
+            shown = await call_ok(mcp, "getUser", {"userId": user["userId"]})
             assert shown["permissions"] == [{"resource": API_A, "permission": "read:invoices"}]
 
-            guide = await _call(mcp, "getInstructions", {"topic": GUIDE_ID, "applicationId": job["applicationId"]})
+            guide = await call_ok(mcp, "getInstructions", {"topic": GUIDE_ID, "applicationId": job["applicationId"]})
             code = api_code(guide["markdown"])
             assert f'"{API_A}"' in code and f'"{job["issuer"]}"' in code
             assert "{{" not in code and "<your" not in code, "the guide's API has a placeholder left"
 
             # A second API of the tenant, for the audience check.
-            await _call(mcp, "createApiResource", {"name": "Reports", "identifier": API_B, "permissions": permissions})
+            await call_ok(
+                mcp, "createApiResource", {"name": "Reports", "identifier": API_B, "permissions": permissions}
+            )
 
             folder = tmp_path / "guide-api"
             folder.mkdir()
@@ -167,7 +156,9 @@ async def test_the_guides_api_enforces_roles_and_permissions_from_real_tokens(
                     assert await _status("GET", f"{api_a}/invoices", token["access_token"]) == 200
                     assert await _status("DELETE", f"{api_a}/invoices/42", token["access_token"]) == 403
 
-                    removed = await _call(mcp, "removeRoles", {"roleIds": [reader["roleId"]], "userId": user["userId"]})
+                    removed = await call_ok(
+                        mcp, "removeRoles", {"roleIds": [reader["roleId"]], "userId": user["userId"]}
+                    )
                     assert removed["permissions"] == []
                     refreshed = await oidc.refresh_token(token_endpoint, refresh_token=token["refresh_token"])
                     assert _scope(refreshed["access_token"]) == set()

@@ -4,7 +4,6 @@ client) really signs a user in through the tenant's hosted sign-in page in Chrom
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,17 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from mcp import Client
 from playwright.async_api import Page
 
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.browser import BrowserAuthorizer
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
-from tests.support.mcp_client import MemoryTokenStorage, connect
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 USER_EMAIL = "carol@example.com"
 USER_PASSWORD = "a long secret passphrase 7"
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as server:
-        yield server
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def _get_json(url: str) -> dict[str, Any]:
@@ -72,12 +57,12 @@ async def test_agent_creates_a_traditional_app_that_signs_a_real_user_in(
     storage = MemoryTokenStorage()
     with anyio.fail_after(90):
         async with connect(live_server.mcp_url, authorizer, storage, redirect_uri=callback_uri) as mcp:
-            app = await _call(
+            app = await call_ok(
                 mcp,
                 "createApplication",
                 {"name": "Carol's shop", "type": "traditional", "redirectUris": [app_server.callback]},
             )
-            await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD, "name": "Carol"})
+            await call_ok(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD, "name": "Carol"})
         secret = app["temporarySecret"]["value"]
         secrets_seen.append(secret)
         assert storage.tokens is not None
@@ -129,14 +114,14 @@ async def test_spa_signs_a_user_in_with_pkce_and_no_secret(
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(90):
         async with connect(live_server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            app = await _call(
+            app = await call_ok(
                 mcp,
                 "createApplication",
                 {"name": "Carol's SPA", "type": "spa", "redirectUris": [app_server.callback],
                  "corsOrigins": [app_server.base_url]},
             )  # fmt: skip
             assert app.get("temporarySecret") is None
-            await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
+            await call_ok(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
 
         async with AsyncOAuth2Client(
             client_id=app["clientId"],
@@ -167,7 +152,9 @@ async def test_m2m_temporary_secret_works_until_its_ttl_and_stops_at_once_when_r
         authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
         with anyio.fail_after(90):
             async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-                app = await _call(mcp, "createApplication", {"name": "Nightly job", "type": "m2m", "redirectUris": []})
+                app = await call_ok(
+                    mcp, "createApplication", {"name": "Nightly job", "type": "m2m", "redirectUris": []}
+                )
                 token_endpoint = f"{app['issuer']}/token"
 
                 async def client_credentials(secret: str) -> dict[str, Any]:
@@ -182,8 +169,8 @@ async def test_m2m_temporary_secret_works_until_its_ttl_and_stops_at_once_when_r
                 await asyncio.sleep(3.5)
                 assert (await client_credentials(first))["error"] == "invalid_client"
 
-                second = await _call(mcp, "createTemporarySecret", {"applicationId": app["applicationId"]})
+                second = await call_ok(mcp, "createTemporarySecret", {"applicationId": app["applicationId"]})
                 assert "access_token" in await client_credentials(second["value"])
-                revoked = await _call(mcp, "revokeTemporarySecrets", {"applicationId": app["applicationId"]})
+                revoked = await call_ok(mcp, "revokeTemporarySecrets", {"applicationId": app["applicationId"]})
                 assert revoked["revoked"] >= 1
                 assert (await client_credentials(second["value"]))["error"] == "invalid_client"

@@ -18,17 +18,16 @@ import jwt
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from mcp import Client
 from playwright.async_api import Browser, Page
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.settings import Settings
 from tests.e2e.conftest import assert_no_secrets_in_logs
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.browser import BrowserAuthorizer, launch_browser
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port, run_live_server
-from tests.support.mcp_client import MemoryTokenStorage, connect
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
 from tests.support.node_upstream import run_node_provider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -59,12 +58,6 @@ def server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as app:
-        yield app
-
-
-@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with launch_browser() as launched:
         yield launched
@@ -75,13 +68,6 @@ async def admin_page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context()
     yield await context.new_page()
     await context.close()
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def _set_secret(page: Page, secret_url: str, secret: str) -> None:
@@ -161,11 +147,11 @@ async def test_sign_in_with_node_oidc_provider_and_enterprise_sso(
     issuer = f"http://127.0.0.1:{free_port()}"
     with anyio.fail_after(240):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            node = await _call(
+            node = await call_ok(
                 mcp, "createConnector",
                 {"kind": "oidc", "name": "Node", "clientId": "node-client", "issuer": issuer, "linkByEmail": True},
             )  # fmt: skip
-            acme = await _call(
+            acme = await call_ok(
                 mcp, "createConnector",
                 {"kind": "oidc", "name": "Acme SSO", "clientId": "acme-client", "issuer": issuer,
                  "emailDomains": ["acme.test"]},
@@ -180,20 +166,20 @@ async def test_sign_in_with_node_oidc_provider_and_enterprise_sso(
             with run_node_provider(tmp_path / "upstream", int(issuer.rsplit(":", 1)[1]), clients, ACCOUNTS):
                 await _set_secret(admin_page, node["secretUrl"], NODE_SECRET)
                 await _set_secret(admin_page, acme["secretUrl"], ACME_SECRET)
-                tested = await _call(mcp, "testConnector", {"connectorId": node["connectorId"]})
+                tested = await call_ok(mcp, "testConnector", {"connectorId": node["connectorId"]})
                 assert tested["ok"] is True and tested["signingKeys"] >= 1, tested
-                await _call(mcp, "updateSignInMethod", {"social": [node["connectorId"]]})
-                await _call(mcp, "updateSignUpMethod", {"enabled": True})
+                await call_ok(mcp, "updateSignInMethod", {"social": [node["connectorId"]]})
+                await call_ok(mcp, "updateSignUpMethod", {"enabled": True})
                 shop = {"name": "Shop", "type": "spa", "redirectUris": [app_server.callback]}
-                app = Application(await _call(mcp, "createApplication", shop), app_server)
-                bob = await _call(mcp, "createUser", {"email": "bob@example.com", "password": USER_PASSWORD})
-                carl = await _call(mcp, "createUser", {"email": "carl@example.com", "password": USER_PASSWORD})
+                app = Application(await call_ok(mcp, "createApplication", shop), app_server)
+                bob = await call_ok(mcp, "createUser", {"email": "bob@example.com", "password": USER_PASSWORD})
+                carl = await call_ok(mcp, "createUser", {"email": "carl@example.com", "password": USER_PASSWORD})
 
                 # A new user, then the same user again.
                 alice = await app.sign_in(browser, node_sign_in("alice", issuer=issuer))
                 again = await app.sign_in(browser, node_sign_in("alice", issuer=issuer))
                 assert again["sub"] == alice["sub"]
-                shown = await _call(mcp, "getUser", {"userId": alice["sub"]})
+                shown = await call_ok(mcp, "getUser", {"userId": alice["sub"]})
                 assert shown["email"] == "alice@example.com" and shown["name"] == "Alice"
                 assert [(i["connectorId"], i["subject"], i["emailVerified"]) for i in shown["identities"]] == [
                     (node["connectorId"], "alice", True)
@@ -203,9 +189,9 @@ async def test_sign_in_with_node_oidc_provider_and_enterprise_sso(
                 assert (await app.sign_in(browser, node_sign_in("carl", issuer=issuer)))["sub"] != carl["userId"]
                 # Enterprise SSO: an address of acme.test goes straight to Acme's provider.
                 dana = await app.sign_in(browser, node_sign_in("dana", typed_email="dana@acme.test", issuer=issuer))
-                identities = (await _call(mcp, "getUser", {"userId": dana["sub"]}))["identities"]
+                identities = (await call_ok(mcp, "getUser", {"userId": dana["sub"]}))["identities"]
                 assert [i["connectorId"] for i in identities] == [acme["connectorId"]]
-            everything = await _call(mcp, "listConnectors", {})
+            everything = await call_ok(mcp, "listConnectors", {})
             assert NODE_SECRET not in str(everything) and ACME_SECRET not in str(everything)
 
 
@@ -219,7 +205,7 @@ async def test_sign_in_with_another_idp_mcp_tenant_as_an_oauth2_connector(
     with anyio.fail_after(240):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
             base = f"{server.url}/t/upstream/oidc"
-            connector = await _call(
+            connector = await call_ok(
                 mcp, "createConnector",
                 {"kind": "oauth2", "name": "Upstream Corp", "clientId": "pending",
                  "endpoints": {"authorization": f"{base}/authorize", "token": f"{base}/token",
@@ -248,12 +234,14 @@ async def test_sign_in_with_another_idp_mcp_tenant_as_an_oauth2_connector(
                 )
             finally:
                 upstream.close()
-            await _call(mcp, "updateConnector", {"connectorId": connector["connectorId"], "clientId": upstream_app.id})
+            await call_ok(
+                mcp, "updateConnector", {"connectorId": connector["connectorId"], "clientId": upstream_app.id}
+            )
             await _set_secret(admin_page, connector["secretUrl"], secret)
-            await _call(mcp, "updateSignInMethod", {"social": [connector["connectorId"]]})
-            await _call(mcp, "updateSignUpMethod", {"enabled": True})
+            await call_ok(mcp, "updateSignInMethod", {"social": [connector["connectorId"]]})
+            await call_ok(mcp, "updateSignUpMethod", {"enabled": True})
             shop = {"name": "Shop", "type": "spa", "redirectUris": [app_server.callback]}
-            app = Application(await _call(mcp, "createApplication", shop), app_server)
+            app = Application(await call_ok(mcp, "createApplication", shop), app_server)
 
             async def steps(page: Page) -> None:
                 await page.click("button:has-text('Continue with Upstream Corp')")
@@ -265,7 +253,7 @@ async def test_sign_in_with_another_idp_mcp_tenant_as_an_oauth2_connector(
             first = await app.sign_in(browser, steps)
             second = await app.sign_in(browser, steps)
             assert first["sub"] == second["sub"]
-            shown = await _call(mcp, "getUser", {"userId": first["sub"]})
+            shown = await call_ok(mcp, "getUser", {"userId": first["sub"]})
             assert [(i["connectorId"], i["subject"]) for i in shown["identities"]] == [
                 (connector["connectorId"], erin.id)
             ]
@@ -280,14 +268,14 @@ async def test_a_cancelled_or_unreachable_upstream_ends_on_a_clear_page_with_not
     issuer = f"http://127.0.0.1:{free_port()}"
     with anyio.fail_after(180):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            node = await _call(mcp, "createConnector", {"kind": "oidc", "name": "Node", "clientId": "node-client",
+            node = await call_ok(mcp, "createConnector", {"kind": "oidc", "name": "Node", "clientId": "node-client",
                                                         "issuer": issuer})  # fmt: skip
             clients = [
                 {"client_id": "node-client", "client_secret": NODE_SECRET, "redirect_uris": [node["callbackUrl"]]}
             ]
-            await _call(mcp, "updateSignUpMethod", {"enabled": True})
+            await call_ok(mcp, "updateSignUpMethod", {"enabled": True})
             shop = {"name": "Shop", "type": "spa", "redirectUris": [app_server.callback]}
-            app = await _call(mcp, "createApplication", shop)
+            app = await call_ok(mcp, "createApplication", shop)
             async with httpx.AsyncClient() as http:
                 discovery = (await http.get(app["discoveryUrl"])).json()
             oidc = AsyncOAuth2Client(client_id=app["clientId"], redirect_uri=app_server.callback, scope="openid",
@@ -298,12 +286,12 @@ async def test_a_cancelled_or_unreachable_upstream_ends_on_a_clear_page_with_not
             context = await browser.new_context()
             page = await context.new_page()
             # A second provider that is down: nothing listens on its port.
-            gone = await _call(mcp, "createConnector", {"kind": "oidc", "name": "Gone", "clientId": "gone-client",
+            gone = await call_ok(mcp, "createConnector", {"kind": "oidc", "name": "Gone", "clientId": "gone-client",
                                                         "issuer": f"http://127.0.0.1:{free_port()}"})  # fmt: skip
             with run_node_provider(tmp_path / "upstream", int(issuer.rsplit(":", 1)[1]), clients, ACCOUNTS):
                 await _set_secret(admin_page, node["secretUrl"], NODE_SECRET)
                 await _set_secret(admin_page, gone["secretUrl"], "gone-client-secret")
-                await _call(mcp, "updateSignInMethod", {"social": [node["connectorId"], gone["connectorId"]]})
+                await call_ok(mcp, "updateSignInMethod", {"social": [node["connectorId"], gone["connectorId"]]})
                 await page.goto(url)
                 await page.click("button:has-text('Continue with Node')")
                 await page.wait_for_url(f"{issuer}/interaction/**")
@@ -314,5 +302,5 @@ async def test_a_cancelled_or_unreachable_upstream_ends_on_a_clear_page_with_not
                 await page.wait_for_selector("text=Signing in with Gone is not possible right now")
                 assert "refused the connection" in await page.content()
             await context.close()
-            listed = await _call(mcp, "listUsers", {})
+            listed = await call_ok(mcp, "listUsers", {})
             assert listed["total"] == 0

@@ -12,19 +12,17 @@ factor with acr_values (the user sets up an authenticator app), and /payments th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pyotp
 import pytest
 from markdown_it import MarkdownIt
-from mcp import Client
 from playwright.async_api import Page
 
 from tests.support.browser import BrowserAuthorizer
 from tests.support.guide_code import run_uvicorn_app
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port
-from tests.support.mcp_client import MemoryTokenStorage, connect
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -61,13 +59,6 @@ def amr_snippet(markdown: str) -> str:
     raise AssertionError(f"no ```python block under '{AMR_HEADING}' in {GUIDE_ID}.md")
 
 
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
-
-
 async def test_fastapi_guide_code_signs_a_real_user_in(
     live_server: LiveServer, page: Page, callback_uri: str, tmp_path: Path
 ) -> None:
@@ -75,13 +66,13 @@ async def test_fastapi_guide_code_signs_a_real_user_in(
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(150):
         async with connect(live_server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            app = await _call(
+            app = await call_ok(
                 mcp,
                 "createApplication",
                 {"name": "Dora's FastAPI app", "type": "traditional", "redirectUris": [f"http://127.0.0.1:{port}/callback"]},
             )  # fmt: skip
-            await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD, "name": "Dora"})
-            guide = await _call(mcp, "getInstructions", {"topic": GUIDE_ID, "applicationId": app["applicationId"]})
+            await call_ok(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD, "name": "Dora"})
+            guide = await call_ok(mcp, "getInstructions", {"topic": GUIDE_ID, "applicationId": app["applicationId"]})
         secret = app["temporarySecret"]["value"]
 
         code = app_code(guide["markdown"])

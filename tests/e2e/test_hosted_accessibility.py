@@ -13,15 +13,14 @@ import anyio
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from mcp import Client
 from playwright.async_api import Page
 
 from tests.e2e.conftest import assert_no_secrets_in_logs
 from tests.support.axe import axe_violations, describe
 from tests.support.browser import BrowserAuthorizer
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
-from tests.support.mcp_client import MemoryTokenStorage, connect
-from tests.support.smtp import SmtpSink, run_smtp_server
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
+from tests.support.smtp import SmtpSink
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -34,25 +33,12 @@ MODES = [("off", "light"), ("on", "dark"), ("auto", "light"), ("auto", "dark")]
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with run_smtp_server() as sink:
-        yield sink
-
-
-@pytest.fixture
 def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveServer]:
     with run_live_server(tmp_path / "server", database_url, extra_env=smtp.env()) as live:
         created = live.cli("admin", "create", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
         assert created.returncode == 0, created.stderr
         yield live
     assert_no_secrets_in_logs(live)
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def _authorization_url(app: dict[str, Any], page: Page) -> str:
@@ -126,21 +112,21 @@ async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
     checked: list[str] = []
     with anyio.fail_after(300):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            await _call(mcp, "updateSignUpMethod", {"enabled": True, "identifiers": ["email"], "password": True})
-            await _call(
+            await call_ok(mcp, "updateSignUpMethod", {"enabled": True, "identifiers": ["email"], "password": True})
+            await call_ok(
                 mcp, "updateSignInMethod",
                 {"methods": [{"identifier": "email", "password": True, "verificationCode": True},
                              {"identifier": "username", "password": True}]},
             )  # fmt: skip
-            app = await _call(
+            app = await call_ok(
                 mcp, "createApplication", {"name": "Acme shop", "type": "spa", "redirectUris": [CALLBACK]}
             )
-            await _call(mcp, "updateMfaPolicy", {"policy": "optional", "factors": ["totp", "email"]})
-            await _call(mcp, "createUser", {"email": "gina@example.com", "password": MFA_PASSWORD})
-            frank = await _call(mcp, "createUser", {"email": "frank@example.com", "password": MFA_PASSWORD})
-            await _call(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
+            await call_ok(mcp, "updateMfaPolicy", {"policy": "optional", "factors": ["totp", "email"]})
+            await call_ok(mcp, "createUser", {"email": "gina@example.com", "password": MFA_PASSWORD})
+            frank = await call_ok(mcp, "createUser", {"email": "frank@example.com", "password": MFA_PASSWORD})
+            await call_ok(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
             for dark_mode, scheme in MODES:
-                branded = await _call(
+                branded = await call_ok(
                     mcp, "updateBranding",
                     {"displayName": "Acme", "primaryColor": "#ffff00", "darkPrimaryColor": "#000080",
                      "darkMode": dark_mode, "termsOfUseUrl": "https://acme.example/terms",

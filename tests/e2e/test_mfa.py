@@ -19,27 +19,20 @@ import pyotp
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from mcp import Client
 from playwright.async_api import Page
 
 from tests.e2e.conftest import assert_no_secrets_in_logs
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.axe import axe_violations, describe
 from tests.support.browser import BrowserAuthorizer
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
-from tests.support.mcp_client import MemoryTokenStorage, connect
-from tests.support.smtp import SmtpSink, code_in, run_smtp_server
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
+from tests.support.smtp import SmtpSink, code_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 PASSWORD = "a long secret passphrase 9"
 MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with run_smtp_server() as sink:
-        yield sink
 
 
 @pytest.fixture
@@ -50,19 +43,6 @@ def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveSe
         yield live
     assert_no_secrets_in_logs(live)
     assert PASSWORD not in live.logs()
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as app:
-        yield app
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 async def _accessible(page: Page, what: str) -> None:
@@ -136,10 +116,10 @@ async def test_required_totp_enrollment_then_codes_once_and_backup_codes_once(
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(180):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            updated = await _call(mcp, "updateMfaPolicy", {"policy": "required", "factors": ["totp"]})
+            updated = await call_ok(mcp, "updateMfaPolicy", {"policy": "required", "factors": ["totp"]})
             assert updated["mfa"]["policy"] == "required"
-            dana = await _call(mcp, "createUser", {"email": "dana@example.com", "password": PASSWORD})
-            app = await _call(mcp, "createApplication", {"name": "Bank", "type": "spa",
+            dana = await call_ok(mcp, "createUser", {"email": "dana@example.com", "password": PASSWORD})
+            app = await call_ok(mcp, "createApplication", {"name": "Bank", "type": "spa",
                                                          "redirectUris": [app_server.callback]})  # fmt: skip
             sign = Sign(page, app, app_server)
 
@@ -177,7 +157,7 @@ async def test_required_totp_enrollment_then_codes_once_and_backup_codes_once(
             await page.get_by_role("button", name="Continue").click()
             assert "works once" in await page.get_by_role("alert").inner_text()
 
-            details = await _call(mcp, "getUser", {"userId": dana["userId"]})
+            details = await call_ok(mcp, "getUser", {"userId": dana["userId"]})
             kinds = {factor["kind"]: factor for factor in details["mfaFactors"]}
             assert set(kinds) == {"totp", "backup_codes"} and kinds["backup_codes"]["remaining"] == 9
     logs = server.logs()
@@ -190,8 +170,8 @@ async def test_step_up_with_acr_values_and_an_email_code_as_second_factor(
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(180):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            await _call(mcp, "createUser", {"email": "erin@example.com", "password": PASSWORD})
-            app = await _call(mcp, "createApplication", {"name": "Admin area", "type": "spa",
+            await call_ok(mcp, "createUser", {"email": "erin@example.com", "password": PASSWORD})
+            app = await call_ok(mcp, "createApplication", {"name": "Admin area", "type": "spa",
                                                          "redirectUris": [app_server.callback]})  # fmt: skip
             sign = Sign(page, app, app_server)
 
@@ -206,9 +186,9 @@ async def test_step_up_with_acr_values_and_an_email_code_as_second_factor(
             assert "otp" in claims["amr"] and "mfa" in claims["amr"] and claims["acr"] == MFA_ACR
 
             # An email code as the second factor, for a user whose address is proven.
-            await _call(mcp, "updateMfaPolicy", {"policy": "required", "factors": ["email"]})
-            frank = await _call(mcp, "createUser", {"email": "frank@example.com", "password": PASSWORD})
-            await _call(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
+            await call_ok(mcp, "updateMfaPolicy", {"policy": "required", "factors": ["email"]})
+            frank = await call_ok(mcp, "createUser", {"email": "frank@example.com", "password": PASSWORD})
+            await call_ok(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
             flow = await sign.start("frank@example.com")
             assert "f***@example.com" in await page.content()
             await _accessible(page, "email challenge")

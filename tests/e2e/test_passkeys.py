@@ -21,7 +21,7 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.settings import Settings
 from tests.e2e.conftest import assert_no_secrets_in_logs
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.axe import axe_violations, describe
 from tests.support.browser import launch_browser
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, free_port, run_live_server
@@ -55,12 +55,6 @@ def core(server: LiveServer, database_url: str, tmp_path: Path) -> Iterator[Iden
     )
     yield direct
     direct.close()
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as app:
-        yield app
 
 
 @pytest.fixture

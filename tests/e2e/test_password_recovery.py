@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, update
 
 from idp_mcp.store.tables import verification_codes
 from tests.e2e.conftest import assert_no_secrets_in_logs
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.axe import axe_violations, describe
 from tests.support.browser import BrowserAuthorizer
 from tests.support.inprocess import csrf_from, pkce_pair
@@ -30,7 +30,7 @@ from tests.support.live_flow import call_tool, http_client
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
 from tests.support.mcp_client import MemoryTokenStorage, connect
 from tests.support.mcp_http import text_of
-from tests.support.smtp import SmtpSink, body_of, code_in, run_smtp_server
+from tests.support.smtp import SmtpSink, body_of, code_in
 from tests.support.tokens import obtain_access_token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -43,12 +43,6 @@ SET = "support chose this 77"
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with run_smtp_server() as sink:
-        yield sink
-
-
-@pytest.fixture
 def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveServer]:
     with run_live_server(tmp_path / "server", database_url, extra_env=smtp.env()) as live:
         created = live.cli("admin", "create", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
@@ -57,12 +51,6 @@ def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveSe
     assert_no_secrets_in_logs(live)
     for secret in (OLD, NEW, SET):
         assert secret not in live.logs()
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as app:
-        yield app
 
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:

@@ -16,15 +16,14 @@ import jwt
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from mcp import Client
 from playwright.async_api import Page, Route
 
 from tests.e2e.conftest import assert_no_secrets_in_logs
-from tests.support.app_server import AppServer, run_app_server
+from tests.support.app_server import AppServer
 from tests.support.browser import BrowserAuthorizer
 from tests.support.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, run_live_server
-from tests.support.mcp_client import MemoryTokenStorage, connect
-from tests.support.smtp import SmtpSink, code_in, run_smtp_server
+from tests.support.mcp_client import MemoryTokenStorage, call_ok, connect
+from tests.support.smtp import SmtpSink, code_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -46,12 +45,6 @@ def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with run_smtp_server() as sink:
-        yield sink
-
-
-@pytest.fixture
 def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveServer]:
     with run_live_server(tmp_path / "server", database_url, extra_env=smtp.env()) as live:
         created = live.cli("admin", "create", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
@@ -59,19 +52,6 @@ def server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Iterator[LiveSe
         yield live
     assert_no_secrets_in_logs(live)
     assert USER_PASSWORD not in live.logs()
-
-
-@pytest.fixture
-def app_server() -> Iterator[AppServer]:
-    with run_app_server() as app:
-        yield app
-
-
-async def _call(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return dict(result.structured_content)
 
 
 def _callback(app_server: AppServer) -> str:
@@ -113,14 +93,14 @@ async def test_branding_set_by_an_agent_shows_on_the_hosted_page(
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(120):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            branded = await _call(
+            branded = await call_ok(
                 mcp,
                 "updateBranding",
                 {"displayName": "Acme", "logoUrl": LOGO, "primaryColor": "#ff5500", "darkMode": "off",
                  "termsOfUseUrl": "https://acme.example/terms", "privacyPolicyUrl": "https://acme.example/privacy"},
             )  # fmt: skip
             assert branded["version"] == 1 and branded["changed"]
-            app = await _call(
+            app = await call_ok(
                 mcp, "createApplication", {"name": "Acme web", "type": "spa", "redirectUris": [app_server.callback]}
             )
 
@@ -152,14 +132,14 @@ async def test_after_email_code_is_enabled_a_user_signs_in_with_a_code_from_smtp
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(120):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            methods = await _call(
+            methods = await call_ok(
                 mcp, "updateSignInMethod", {"methods": [{"identifier": "email", "verificationCode": True}]}
             )
             assert methods["signIn"]["methods"] == [
                 {"identifier": "email", "password": False, "verificationCode": True}
             ]
-            await _call(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
-            app = await _call(
+            await call_ok(mcp, "createUser", {"email": USER_EMAIL, "password": USER_PASSWORD})
+            app = await call_ok(
                 mcp, "createApplication", {"name": "Code app", "type": "spa", "redirectUris": [app_server.callback]}
             )
 
@@ -189,13 +169,13 @@ async def test_sign_up_asks_for_exactly_the_required_fields_and_stops_when_disab
     authorizer = BrowserAuthorizer(page, callback_uri, ADMIN_EMAIL, ADMIN_PASSWORD)
     with anyio.fail_after(150):
         async with connect(server.mcp_url, authorizer, MemoryTokenStorage(), redirect_uri=callback_uri) as mcp:
-            sign_up = await _call(
+            sign_up = await call_ok(
                 mcp,
                 "updateSignUpMethod",
                 {"enabled": True, "identifiers": ["email", "username"], "password": True, "verifyEmail": True},
             )
             assert sign_up["signUp"]["enabled"] is True
-            app = await _call(
+            app = await call_ok(
                 mcp, "createApplication", {"name": "Sign-up app", "type": "spa", "redirectUris": [app_server.callback]}
             )
 
@@ -219,12 +199,12 @@ async def test_sign_up_asks_for_exactly_the_required_fields_and_stops_when_disab
                 await page.wait_for_url(f"{app_server.callback}**")
                 claims = await _id_token_claims(oidc, app, discovery, _callback(app_server), verifier, state)
 
-            listed = await _call(mcp, "listUsers", {})
+            listed = await call_ok(mcp, "listUsers", {})
             [erin] = listed["users"]
             assert (erin["email"], erin["username"], erin["name"]) == ("erin@example.com", "erin", None)
             assert claims["sub"] == erin["userId"] and claims["email"] == "erin@example.com"
 
-            await _call(mcp, "updateSignUpMethod", {"enabled": False})
+            await call_ok(mcp, "updateSignUpMethod", {"enabled": False})
             await page.context.clear_cookies()  # a new visitor, without erin's session
             async with _oidc(app, app_server) as oidc:
                 url, _state = oidc.create_authorization_url(
@@ -236,4 +216,4 @@ async def test_sign_up_asks_for_exactly_the_required_fields_and_stops_when_disab
                 response = await page.goto(page.url + "/sign-up")
                 assert response is not None and response.status == 403
                 assert "not available" in await page.content()
-            assert len((await _call(mcp, "listUsers", {}))["users"]) == 1
+            assert len((await call_ok(mcp, "listUsers", {}))["users"]) == 1

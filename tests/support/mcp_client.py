@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx2
 from mcp import Client
@@ -66,3 +67,11 @@ async def connect(
         Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client,
     ):
         yield client
+
+
+async def call_ok(mcp: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call ``tool`` and return its structured result; fails the test if the tool answered with an error."""
+    result = await mcp.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return dict(result.structured_content)
