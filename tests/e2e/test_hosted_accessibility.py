@@ -59,7 +59,8 @@ async def _assert_accessible(page: Page, what: str) -> None:
 
 async def _check_hosted_pages(visitor: Page, preview: str, app: dict[str, Any], scheme: str, where: str,
                               email: str) -> None:  # fmt: skip
-    """Both previews, then a real sign-in page, its sign-up page and the email-code page: each free of violations."""
+    """Both previews, then a real sign-in page (with its passkey button), its sign-up page, the email-code page,
+    the recovery pages and the second-factor pages (an authenticator app or a passkey): each free of violations."""
     await visitor.goto(preview)
     await _assert_accessible(visitor, f"preview of sign-in ({where})")
     await visitor.goto(f"{preview}?screen=sign-up")
@@ -98,9 +99,13 @@ async def _check_hosted_pages(visitor: Page, preview: str, app: dict[str, Any], 
         await visitor.goto(await _authorization_url(app, visitor))
         await visitor.fill("form[action$='/sign-in'] input[name=identifier]", user)
         await visitor.fill("input[name=password]", MFA_PASSWORD)
-        await visitor.get_by_role("button", name="Sign in").click()
+        await visitor.get_by_role("button", name="Sign in", exact=True).click()
         await visitor.get_by_role("heading", name=heading).wait_for()
         await _assert_accessible(visitor, f"{heading} ({where})")
+        if user == "gina@example.com":  # the passkey way to set up a factor, offered next to the app
+            await visitor.get_by_role("link", name="Use a passkey instead").click()
+            await visitor.locator("[data-passkey]").first.wait_for()
+            await _assert_accessible(visitor, f"set up a passkey ({where})")
 
 
 async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
@@ -121,7 +126,8 @@ async def test_hosted_pages_have_no_wcag_violations_after_low_contrast_branding(
             app = await call_ok(
                 mcp, "createApplication", {"name": "Acme shop", "type": "spa", "redirectUris": [CALLBACK]}
             )
-            await call_ok(mcp, "updateMfaPolicy", {"policy": "optional", "factors": ["totp", "email"]})
+            mfa = {"policy": "optional", "factors": ["totp", "email", "passkey"], "passkeyFirst": True}
+            await call_ok(mcp, "updateMfaPolicy", mfa)
             await call_ok(mcp, "createUser", {"email": "gina@example.com", "password": MFA_PASSWORD})
             frank = await call_ok(mcp, "createUser", {"email": "frank@example.com", "password": MFA_PASSWORD})
             await call_ok(mcp, "updateUser", {"userId": frank["userId"], "emailVerified": True})
