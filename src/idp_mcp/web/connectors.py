@@ -24,18 +24,18 @@ from idp_mcp.core.connectors import Connector, ConnectorNotFound
 from idp_mcp.core.mfa import AMR_FEDERATED
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Actor, Tenant, User
-from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.errors import IdpError
 from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
 from idp_mcp.settings import Settings
 from idp_mcp.web.console import Console
 from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.hosted_experience import NOT_FOUND
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
 logger = logging.getLogger(__name__)
 
 STATE_COOKIE_MAX_AGE = 600
-NO_SUCH_PAGE = "This sign-in page does not exist."
 SECRET_LINK_INVALID = (
     "This link to set the connector's secret expired or is not valid. Ask the agent for a new one (getConnector "
     "returns a fresh secretUrl)."
@@ -68,27 +68,15 @@ class ConnectorPages:
 
     # --- going upstream -----------------------------------------------------------------------------------------
 
-    async def _provider(self, request: Request) -> TenantProvider | None:
-        try:
-            return await run_in_threadpool(self.hosted.providers.get, request.path_params["tenant"])
-        except TenantNotFound:
-            return None
-
     def _cookie(self, tenant_id: str) -> str:
         return f"{'__Host-' if self.secure else ''}idp_upstream_{tenant_id}"
 
     async def start(self, request: Request) -> Response:
         """The "Continue with …" button of the hosted page."""
-        provider = await self._provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", NO_SUCH_PAGE, 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self.hosted._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
-        if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        found = await self.hosted.interaction_form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, _ = found
         return await self.go_upstream(request, provider, interaction, request.path_params["connector"][:64])
 
     async def go_upstream(
@@ -139,9 +127,9 @@ class ConnectorPages:
     # --- coming back --------------------------------------------------------------------------------------------
 
     async def callback(self, request: Request) -> Response:
-        provider = await self._provider(request)
+        provider = await self.hosted.provider(request)
         if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", NO_SUCH_PAGE, 404)
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         tenant_id = provider.tenant_id
         connector_id = request.path_params["connector"][:64]
         params = request.query_params
@@ -163,7 +151,7 @@ class ConnectorPages:
         except IdpError as exc:
             await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, "state_reused")
             return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
-        interaction = await self.hosted._interaction(provider, login.interaction_id)
+        interaction = await self.hosted.interaction(provider, login.interaction_id)
         if interaction is None:
             return await self._end(request, tenant_id, "interaction.expired", EXPIRED, 410)
         error = params.get("error")

@@ -4,7 +4,7 @@ the client gets) lives in the authorization flow; this module renders and relays
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +17,7 @@ from idp_mcp.core.sessions import BrowserSession, Interaction
 from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
-from idp_mcp.web.hosted_experience import ExperienceView
+from idp_mcp.web.hosted_experience import NOT_FOUND, ExperienceView
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages, client_host
 
 if TYPE_CHECKING:  # web/mfa.py builds on this module; only the type is needed here
@@ -48,15 +48,30 @@ class HostedPages:
             Route("/t/{tenant}/oidc/end-session", self.end_session, methods=["GET", "POST"]),
         ]
 
-    async def _provider(self, request: Request) -> TenantProvider | None:
+    async def provider(self, request: Request) -> TenantProvider | None:
         try:
             return await run_in_threadpool(self.providers.get, request.path_params["tenant"])
         except TenantNotFound:
             return None
 
-    async def _interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id)
+    async def interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
+        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id[:MAX_FIELD])
         return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
+
+    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
+        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
+        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
+        provider = await self.provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        try:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        interaction = await self.interaction(provider, form.get("interaction") or "")
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        return provider, interaction, form
 
     async def _session(self, request: Request, tenant_id: str) -> BrowserSession | None:
         session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request, tenant_id))
@@ -122,14 +137,14 @@ class HostedPages:
         )  # fmt: skip
 
     async def consent_submit(self, request: Request) -> Response:
-        provider = await self._provider(request)
+        provider = await self.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
         try:
             form = await self.pages.read_form(request)
         except CsrfFailed as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self._interaction(provider, request.path_params["id"])
+        interaction = await self.interaction(provider, request.path_params["id"])
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         session = await self._session(request, provider.tenant_id)
@@ -166,7 +181,7 @@ class HostedPages:
             return await self.view.sign_in(
                 request, tenant_id, interaction_id=interaction.id, application=found.application, page=found.page
             )
-        provider = await self._provider(request)  # signed in already: the flow decides what comes next
+        provider = await self.provider(request)  # signed in already: the flow decides what comes next
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
         session = found.session
@@ -198,16 +213,10 @@ class HostedPages:
         return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
-        provider = await self._provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
-        if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        found = await self.interaction_form(request)
+        if isinstance(found, Response):
+            return found
+        provider, interaction, form = found
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
         if self.home_realm is not None:
             upstream = await self.home_realm(request, provider, interaction, identifier.strip())
@@ -282,7 +291,7 @@ class HostedPages:
         Without one anyone could sign the user out with a link or an image (logout CSRF), so the user is asked to
         confirm first (OpenID RP-Initiated Logout 1.0 §2, §6): a form posted back here with the page's CSRF token.
         """
-        provider = await self._provider(request)
+        provider = await self.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This page does not exist.", 404)
         params = {k: v[:MAX_LOGOUT_FIELD] for k, v in request.query_params.items() if "\x00" not in v}

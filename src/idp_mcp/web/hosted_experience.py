@@ -23,7 +23,7 @@ from idp_mcp.core.sign_in import HostedPage, SignUpForm
 from idp_mcp.core.sign_in_experience import Branding
 from idp_mcp.core.verification_codes import Purpose
 from idp_mcp.domain import User
-from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.errors import IdpError, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD, Pages
 from idp_mcp.web.security import framed_by_own_pages, run_passkey_script
@@ -182,33 +182,9 @@ class HostedExperiencePages:
 
     # --- lookups ------------------------------------------------------------------------------------------------
 
-    async def _provider(self, request: Request) -> TenantProvider | None:
-        try:
-            return await run_in_threadpool(self.providers.get, request.path_params["tenant"])
-        except TenantNotFound:
-            return None
-
-    async def _interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id[:MAX_FIELD])
-        return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
-
     async def _application(self, provider: TenantProvider, interaction: Interaction) -> str | None:
         client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
         return client.name if client else None
-
-    async def _form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
-        """The tenant, the pending interaction and the CSRF-checked form of a POST; or the error page to show."""
-        provider = await self._provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self._interaction(provider, form.get("interaction") or "")
-        if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        return provider, interaction, form
 
     async def _signed_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, user: User, amr: tuple[str, ...]
@@ -245,7 +221,7 @@ class HostedExperiencePages:
     # --- sign-in with an email code -----------------------------------------------------------------------------
 
     async def send_sign_in_code(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
@@ -267,7 +243,7 @@ class HostedExperiencePages:
         return await self._verify_code(request, "sign_in")
 
     async def resend_code(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
@@ -307,7 +283,7 @@ class HostedExperiencePages:
         )
 
     async def sign_up_submit(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
@@ -345,7 +321,7 @@ class HostedExperiencePages:
 
     async def _verify_code(self, request: Request, purpose: Literal["sign_in", "sign_up"]) -> Response:
         """Check an emailed code, then sign the user in (or finish their sign-up); a bad code re-renders."""
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found

@@ -23,13 +23,13 @@ from starlette.routing import BaseRoute, Route
 from idp_mcp.core.mfa import PENDING_TTL, MfaExpired, MfaUnavailable, PendingMfa, SecondFactor, masked
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import as_utc
-from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
+from idp_mcp.errors import IdpError
 from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.hosted_experience import NOT_FOUND
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
 PasskeyPage = Callable[[Request, TenantProvider, Interaction, PendingMfa, bool], Awaitable[Response]]
-NOT_FOUND = "This sign-in page does not exist."
 EXPIRED_MFA = "This sign-in expired or had too many wrong codes. Sign in again."
 _FACTORS: tuple[SecondFactor, ...] = ("totp", "passkey", "email", "backup_code")
 
@@ -63,25 +63,6 @@ class MfaPages:
         ]
 
     # --- lookups ------------------------------------------------------------------------------------------------
-
-    async def _provider(self, request: Request) -> TenantProvider | None:
-        try:
-            return await run_in_threadpool(self.hosted.providers.get, request.path_params["tenant"])
-        except TenantNotFound:
-            return None
-
-    async def _form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
-        provider = await self._provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self.hosted._interaction(provider, (form.get("interaction") or "")[:MAX_FIELD])
-        if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        return provider, interaction, form
 
     async def _pending(self, request: Request, provider: TenantProvider, interaction: Interaction) -> PendingMfa | None:
         raw = self.cookies.mfa_pending(request, provider.tenant_id)
@@ -129,10 +110,10 @@ class MfaPages:
     # --- routes -------------------------------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        provider = await self._provider(request)
+        provider = await self.hosted.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        interaction = await self.hosted._interaction(provider, request.path_params["id"][:MAX_FIELD])
+        interaction = await self.hosted.interaction(provider, request.path_params["id"][:MAX_FIELD])
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         pending = await self._pending(request, provider, interaction)
@@ -155,7 +136,7 @@ class MfaPages:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
 
     async def verify(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
@@ -184,7 +165,7 @@ class MfaPages:
         return await self.hosted.signed_in(request, provider, interaction, decision, device)
 
     async def send_email(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, _form = found
@@ -204,7 +185,7 @@ class MfaPages:
         return response
 
     async def enroll(self, request: Request) -> Response:
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, form = found
@@ -238,7 +219,7 @@ class MfaPages:
 
     async def skip(self, request: Request) -> Response:
         """Not now: the optional enrollment is declined and the request goes on with the first factor."""
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, _form = found
@@ -254,7 +235,7 @@ class MfaPages:
 
     async def continue_(self, request: Request) -> Response:
         """After the backup codes were shown: finish the authorization request with the new session."""
-        found = await self._form(request)
+        found = await self.hosted.interaction_form(request)
         if isinstance(found, Response):
             return found
         provider, interaction, _form = found

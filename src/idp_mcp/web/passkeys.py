@@ -150,7 +150,7 @@ class PasskeyPages:
             provider = await run_in_threadpool(self.providers.get, tenant_id)
         except TenantNotFound:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        interaction = await self.hosted._interaction(provider, request.path_params["id"][:MAX_FIELD])
+        interaction = await self.hosted.interaction(provider, request.path_params["id"][:MAX_FIELD])
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         if await self._session(request, tenant_id) is None:
