@@ -20,9 +20,10 @@ from starlette.routing import BaseRoute, Route
 from idp_mcp.core.mfa import MfaDecision, MfaExpired, PendingMfa
 from idp_mcp.core.passkeys import MAX_RESPONSE
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.errors import CsrfFailed, IdpError, TenantNotFound
-from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
+from idp_mcp.errors import CsrfFailed, IdpError
+from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.hosted_experience import NOT_FOUND
 from idp_mcp.web.mfa import MfaPages
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
@@ -53,7 +54,6 @@ class PasskeyPages:
         self.pages = hosted.pages
         self.core = hosted.core
         self.cookies = hosted.cookies
-        self.providers: TenantProviders = hosted.providers
         hosted.offer_passkey = self.offer_after_sign_in
         mfa.passkey_page = self.mfa_step  # the passkey step of the second-factor pages
 
@@ -75,23 +75,17 @@ class PasskeyPages:
 
     async def _request(self, request: Request) -> _Found | _Refusal:
         """The tenant, its pending interaction and the CSRF-checked form; or why not."""
-        try:
-            provider = await run_in_threadpool(self.providers.get, request.path_params["tenant"])
-        except TenantNotFound:
-            return _Refusal("tenant.not_found", "This sign-in page does not exist.", 404)
+        provider = await self.hosted.provider(request)
+        if provider is None:
+            return _Refusal("tenant.not_found", NOT_FOUND, 404)
         try:
             form = await self.pages.read_form(request)
         except CsrfFailed as exc:
             return _Refusal(exc.code, exc.message, exc.status)
-        interaction_id = (form.get("interaction") or "")[:MAX_FIELD]
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id)
-        if interaction is None or interaction.tenant_id != provider.tenant_id:
+        interaction = await self.hosted.interaction(provider, form.get("interaction") or "")
+        if interaction is None:
             return _Refusal("interaction.expired", EXPIRED, 410)
         return _Found(provider, interaction, form)
-
-    async def _session(self, request: Request, tenant_id: str) -> BrowserSession | None:
-        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request, tenant_id))
-        return session if session and session.tenant_id == tenant_id else None
 
     @staticmethod
     def _json_error(refusal: _Refusal) -> JSONResponse:
@@ -146,14 +140,13 @@ class PasskeyPages:
 
     async def offer_page(self, request: Request) -> Response:
         tenant_id = request.path_params["tenant"]
-        try:
-            provider = await run_in_threadpool(self.providers.get, tenant_id)
-        except TenantNotFound:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        interaction = await self.hosted.interaction(provider, request.path_params["id"][:MAX_FIELD])
+        provider = await self.hosted.provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
+        interaction = await self.hosted.interaction(provider, request.path_params["id"])
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        if await self._session(request, tenant_id) is None:
+        if await self.hosted._session(request, tenant_id) is None:
             return await self.hosted._render_sign_in(request, provider, interaction, error=SIGN_IN_FIRST)
         return await self._render_offer(request, provider, interaction)
 
@@ -172,7 +165,7 @@ class PasskeyPages:
         if isinstance(found, _Refusal):
             return self._json_error(found)
         provider, interaction = found.provider, found.interaction
-        session = await self._session(request, provider.tenant_id)
+        session = await self.hosted._session(request, provider.tenant_id)
         if session is None:
             return self._json_error(_Refusal("session.required", SIGN_IN_FIRST, 401))
         try:
@@ -189,7 +182,7 @@ class PasskeyPages:
         if isinstance(found, _Refusal):
             return await self._error_page(request, found)
         provider, interaction, form = found.provider, found.interaction, found.form
-        session = await self._session(request, provider.tenant_id)
+        session = await self.hosted._session(request, provider.tenant_id)
         if session is None:
             return await self.hosted._render_sign_in(request, provider, interaction, error=SIGN_IN_FIRST)
         try:
@@ -207,7 +200,7 @@ class PasskeyPages:
         if isinstance(found, _Refusal):
             return await self._error_page(request, found)
         provider, interaction = found.provider, found.interaction
-        session = await self._session(request, provider.tenant_id)
+        session = await self.hosted._session(request, provider.tenant_id)
         if session is None:
             return RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}", status_code=303)
         return await self._go_on(request, provider, interaction, session)
