@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from idp_mcp.store import loop_guard
+from idp_mcp.store import loop_guard, transaction_tally
 from tests.support.databases import fresh_database_url
 
 # Every in-process request comes from one address ("testclient") and every live server's from 127.0.0.1, so suites
@@ -33,6 +33,7 @@ def _loop_guard_on() -> Iterator[None]:
     variable, in module-scoped fixtures too) and in the servers the e2e tests start (they inherit the environment)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("IDP_MCP_DEBUG_LOOP_GUARD", "1")
+        patch.setenv("IDP_MCP_DEBUG_TRANSACTION_TALLY", "1")
         yield
 
 
@@ -44,6 +45,21 @@ def _no_database_work_on_the_event_loop(_loop_guard_on: None) -> Iterator[None]:
     caused = loop_guard.VIOLATIONS[before:]
     del loop_guard.VIOLATIONS[before:]
     assert not caused, "database work ran on the event loop:\n" + "\n".join(caused)
+
+
+@pytest.fixture(autouse=True)
+def _one_transaction_per_use_case(_loop_guard_on: None) -> Iterator[None]:
+    """A test fails if a request or tool call it made opened more transactions than its use case's one."""
+    before = len(transaction_tally.VIOLATIONS)
+    yield
+    caused = transaction_tally.VIOLATIONS[before:]
+    del transaction_tally.VIOLATIONS[before:]
+    if caused and os.environ.get("IDP_MCP_TEST_TALLY_REPORT"):
+        # A survey (e.g. while making use cases one transaction): write them to that file instead of failing.
+        with open(os.environ["IDP_MCP_TEST_TALLY_REPORT"], "a", encoding="utf-8") as report:
+            report.write("".join(f"{line}\n" for line in caused))
+        return
+    assert not caused, "a use case opened more than one transaction:\n" + "\n".join(caused)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ from idp_mcp.oauth.tenants import TenantEndpoints, TenantProviders
 from idp_mcp.oauth.upstream import UpstreamSignIn
 from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
+from idp_mcp.store.transaction_tally import tallied
 from idp_mcp.web.connectors import ConnectorPages
 from idp_mcp.web.console import Console
 from idp_mcp.web.console_sign_in_experience import ConsoleSignInExperience
@@ -78,6 +79,20 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+#: Requests whose use case opens more than one transaction, and why (IDP_MCP_DEBUG_TRANSACTION_TALLY; every other
+#: request, and every MCP tool call, is one transaction at most).
+TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {}
+
+
+def route_label(scope: Scope) -> str:
+    """``POST /t/{tenant}/sign-in``: the method and the path with each path parameter's value put back as its name."""
+    path = scope["path"]
+    for name, value in (scope.get("path_params") or {}).items():
+        if isinstance(value, str) and value:
+            path = path.replace(f"/{value}", f"/{{{name}}}", 1)
+    return f"{scope['method']} {path}"
+
+
 class IdpApp(Starlette):
     """The app, with one fast path: a request to exactly ``/mcp`` goes straight to the MCP endpoint (bearer check,
     then the SDK's transport), past the router's route table and the middleware. Those add nothing there: the
@@ -86,12 +101,27 @@ class IdpApp(Starlette):
     The body limit applies on both ways: the fast path wraps the endpoint in it too.
     """
 
-    def __init__(self, *args: Any, mcp_endpoint: ASGIApp, mcp_methods: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, mcp_endpoint: ASGIApp, mcp_methods: tuple[str, ...], tally: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._mcp_endpoint = mcp_endpoint
         self._mcp_methods = frozenset(mcp_methods)
+        self._tally = tally
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._tally and scope["type"] == "http":
+            # IDP_MCP_DEBUG_TRANSACTION_TALLY: a request is one use case, one transaction (see transaction_tally).
+            with tallied(f"{scope['method']} {scope['path']}") as tally:
+                try:
+                    await self._dispatch(scope, receive, send)
+                finally:
+                    tally.label = route_label(scope)
+                    tally.budget = TRANSACTION_BUDGETS.get(tally.label, (1, ""))[0]
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["path"] == "/mcp"
@@ -193,6 +223,7 @@ def create_app(
         middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits=limits)],
         mcp_endpoint=BodyLimit(mcp, limits),
         mcp_methods=MCP_METHODS,
+        tally=settings.debug_transaction_tally,
         exception_handlers={404: pages.not_found},
     )
     app.state.core = core

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         default=False,
         description="DEBUGGING: database work on an event-loop thread raises (the test suite turns it on).",
     )
+    debug_transaction_tally: bool = Field(
+        default=False,
+        description="DEBUGGING: a request or tool call that opens more than one transaction is logged as an error "
+        "(the test suite turns it on and fails the test).",
+    )
     access_token_ttl: int = Field(default=3600, ge=30, le=86400, description="Access token lifetime (s).")
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60, description="Refresh token lifetime (s).")
     authorization_code_ttl: int = Field(default=300, ge=10, le=600, description="Authorization code life.")

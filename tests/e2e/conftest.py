@@ -22,6 +22,16 @@ def assert_no_secrets_in_logs(server: LiveServer) -> None:
     assert ADMIN_PASSWORD not in logs, "the administrator's password was written to the server log"
 
 
+def assert_guards_held(server: LiveServer) -> None:
+    """The server's debugging guards (on in every server the tests start) found nothing: no database work on the
+    event loop, no request or tool call with more transactions than its use case's budget."""
+    logs = server.logs()
+    assert "blocking database work on the event loop" not in logs, logs
+    assert "a use case is one transaction" not in logs, "\n".join(
+        line for line in logs.splitlines() if "a use case is one transaction" in line
+    )
+
+
 @pytest.fixture
 def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
     with run_live_server(tmp_path / "server", database_url) as server:
@@ -29,6 +39,7 @@ def live_server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
         assert created.returncode == 0, created.stderr
         yield server
     assert_no_secrets_in_logs(server)
+    assert_guards_held(server)
 
 
 @pytest.fixture

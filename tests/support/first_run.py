@@ -16,7 +16,7 @@ from tests.support.processes import answers, running
 
 REPO = Path(__file__).resolve().parents[2]
 #: Kept from the test run's environment: the suite's own switches (loop guard, lifted registration limit).
-KEPT = ("IDP_MCP_DEBUG_LOOP_GUARD", "IDP_MCP_REGISTRATION_MAX_PER_ADDRESS")
+KEPT = ("IDP_MCP_DEBUG_LOOP_GUARD", "IDP_MCP_DEBUG_TRANSACTION_TALLY", "IDP_MCP_REGISTRATION_MAX_PER_ADDRESS")
 SETUP_CODE = re.compile(r"setup code ([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})")
 
 

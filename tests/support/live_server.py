@@ -66,6 +66,7 @@ def run_live_server(
         "IDP_MCP_LOG_LEVEL": "DEBUG",
         # Database work on the event loop raises and is logged: assert_no_loop_blocking() finds it in the log.
         "IDP_MCP_DEBUG_LOOP_GUARD": "1",
+        "IDP_MCP_DEBUG_TRANSACTION_TALLY": "1",
         **(extra_env or {}),
     }
     log_path = data_dir / f"server-{port}.log"

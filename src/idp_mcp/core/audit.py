@@ -7,6 +7,9 @@ import logging
 import threading
 import weakref
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +37,17 @@ FLUSH_INTERVAL_SECONDS = 0.05
 _MAX_PENDING = 100_000
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RidingRow:
+    """An audit row that commits with the next change written in its context (see :meth:`AuditLog.riding`)."""
+
+    row: dict[str, Any]
+    written: bool = False
+
+
+_riders: ContextVar[tuple[RidingRow, ...]] = ContextVar("idp_mcp_audit_riders", default=())
 
 
 def scrub(details: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +144,38 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         tenant_id: str | None = None,
     ) -> None:
-        """Write an audit row inside the caller's transaction, so it lands exactly when the change does."""
-        repo.insert_entry(conn, self._row(actor, action, target_type, target_id, outcome, details, tenant_id))
+        """Write an audit row inside the caller's transaction, so it lands exactly when the change does; rows
+        riding in this context (:meth:`riding`) are written with it when this row records a success."""
+        rows = [self._row(actor, action, target_type, target_id, outcome, details, tenant_id)]
+        for rider in _riders.get() if outcome == "success" else ():
+            if not rider.written:
+                rider.written = True
+                rows.append(rider.row)
+        if len(rows) == 1:
+            repo.insert_entry(conn, rows[0])
+        else:
+            repo.insert_entries(conn, rows)
+
+    @contextmanager
+    def riding(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Iterator[RidingRow]:
+        """A success row for the change made inside the block: it is written by the change's own transaction (the
+        next :meth:`write` in this context, in worker threads too), so the change and its row commit together and
+        need no second transaction. ``written`` says whether that happened; if not, the caller records it itself.
+        """
+        rider = RidingRow(self._row(actor, action, target_type, target_id, "success", details, None))
+        token = _riders.set((*_riders.get(), rider))
+        try:
+            yield rider
+        finally:
+            _riders.reset(token)
 
     def enqueue(
         self,

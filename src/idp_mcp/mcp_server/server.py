@@ -6,7 +6,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import anyio
@@ -40,6 +40,7 @@ from idp_mcp.mcp_server.registry import Confirm, OpenUrl, ToolContext, ToolFailu
 from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
+from idp_mcp.store.transaction_tally import apart, tallied
 
 logger = logging.getLogger(__name__)
 
@@ -269,25 +270,40 @@ class McpApp:
             return _error(_explain(exc))
         arguments = {"arguments": args.model_dump(mode="json")}
         durable = not tool.read_only
-        try:
-            result = await tool.handler(context, args)
-        except (ToolFailure, IdpError) as exc:
-            message = exc.message if isinstance(exc, IdpError) else str(exc)
-            code = exc.code if isinstance(exc, IdpError) else "tool.failed"
-            await self._audited(context, name, arguments, "failure", code, durable=durable)
-            return _error(message)
-        except Exception:
-            # A bug. Left to the SDK it would become a JSON-RPC error carrying the exception's text (SQL and its
-            # parameters included); the agent gets a tool error without internals, the log gets the traceback.
-            logger.exception("tool %s failed unexpectedly", name)
-            await self._audited(context, name, arguments, "failure", "internal", durable=durable)
-            return _error(f"{name} failed on the server (an internal error, now logged). Try again later.")
-        await self._audited(context, name, arguments, "success", None, durable=durable)
+        with (
+            self._tallied(name),
+            self.core.audit.riding(
+                context.actor, f"tool.{name}", target_type="tool", target_id=name, details=arguments
+            ) as call_row,
+        ):
+            # A write tool's change commits with this call's audit row (one transaction); a read tool's row is
+            # queued below. Failures are recorded after the change rolled back: apart from the use case.
+            try:
+                result = await tool.handler(context, args)
+            except (ToolFailure, IdpError) as exc:
+                message = exc.message if isinstance(exc, IdpError) else str(exc)
+                code = exc.code if isinstance(exc, IdpError) else "tool.failed"
+                with apart("the audit row of a failed call"):
+                    await self._audited(context, name, arguments, "failure", code, durable=durable)
+                return _error(message)
+            except Exception:
+                # A bug. Left to the SDK it would become a JSON-RPC error carrying the exception's text (SQL and its
+                # parameters included); the agent gets a tool error without internals, the log gets the traceback.
+                logger.exception("tool %s failed unexpectedly", name)
+                with apart("the audit row of a failed call"):
+                    await self._audited(context, name, arguments, "failure", "internal", durable=durable)
+                return _error(f"{name} failed on the server (an internal error, now logged). Try again later.")
+            if not call_row.written:
+                await self._audited(context, name, arguments, "success", None, durable=durable)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=to_json(structured).decode())],
             structured_content=structured,
         )
+
+    def _tallied(self, tool_name: str) -> AbstractContextManager[object]:
+        """IDP_MCP_DEBUG_TRANSACTION_TALLY: a tool call is one use case, one transaction (see transaction_tally)."""
+        return tallied(f"tool {tool_name}") if self.settings.debug_transaction_tally else nullcontext()
 
     def _audit_call(
         self, context: ToolContext, tool_name: str, details: dict[str, Any], outcome: str, error: str | None

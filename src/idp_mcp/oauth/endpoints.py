@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, QueryParams
@@ -22,6 +22,8 @@ from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.metadata import authorization_server_metadata
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
+
+T = TypeVar("T")
 
 ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
 # (request, client id, the redirect URI refused, error, description): the page for a known client's unregistered
@@ -164,7 +166,11 @@ class AuthorizationServerEndpoints:
             return form
         await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/token", request_headers(request), {}, form)
-        result = await run_token_work(self._lane_db, self.server.create_token_response, oauth_request)
+        # Client credentials only read; the other grants spend a code or a refresh token and store its successor.
+        writes = form.get("grant_type") != ["client_credentials"]
+        result = await run_token_work(
+            self._lane_db, self._one_transaction, writes, self.server.create_token_response, oauth_request
+        )
         return to_response(result)
 
     async def revoke(self, request: Request) -> Response:
@@ -173,8 +179,21 @@ class AuthorizationServerEndpoints:
             return form
         await self._prefetch_client(form)
         oauth_request = PlainOAuth2Request("POST", f"{self.base_url}/revoke", request_headers(request), {}, form)
-        result = await run_token_work(self._lane_db, self.server.create_endpoint_response, "revocation", oauth_request)
+        result = await run_token_work(
+            self._lane_db,
+            self._one_transaction,
+            True,
+            self.server.create_endpoint_response,
+            "revocation",
+            oauth_request,
+        )
         return to_response(result)
+
+    def _one_transaction(self, writes: bool, work: Callable[..., T], *args: object) -> T:
+        """``work(*args)`` as one transaction: authlib's look-ups and the grant's writes commit together. (A client
+        ID metadata document was fetched before, on the event loop: see ``_prefetch_client``.)"""
+        with self.server.core.db.unit_of_work(writes=writes):
+            return work(*args)
 
     async def _prefetch_client(self, params: dict[str, list[str]]) -> None:
         client_ids = params.get("client_id") or []

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +35,9 @@ from idp_mcp.oauth.lane import run_token_work
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.verifier import decode_signed
+from idp_mcp.store.db import Database
+
+T = TypeVar("T")
 
 TENANT_SCOPES = (SCOPE_OPENID, SCOPE_PROFILE, SCOPE_EMAIL, SCOPE_OFFLINE)
 CORS_CACHE_SECONDS = 5.0
@@ -180,7 +183,8 @@ class TenantEndpoints:
     async def userinfo(self, provider: TenantProvider, request: Request) -> Response:
         authorization = request.headers.get("authorization", "")
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-        claims = await run_token_work(self.providers.core.db, self._userinfo_claims, provider, token)
+        db = self.providers.core.db
+        claims = await run_token_work(db, _one_read, db, self._userinfo_claims, provider, token)
         if claims is None:
             return JSONResponse(
                 {"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."},
@@ -219,7 +223,8 @@ class TenantEndpoints:
             return form
         oauth_request = PlainOAuth2Request("POST", f"{provider.issuer}/introspect", request_headers(request), {}, form)
         try:
-            result = await run_token_work(self.providers.core.db, self._introspect, provider, oauth_request)
+            db = self.providers.core.db
+            result = await run_token_work(db, _one_read, db, self._introspect, provider, oauth_request)
         except OAuth2Error as error:
             status, body, headers = error()
             return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
@@ -255,6 +260,12 @@ class TenantEndpoints:
             "active": True, "token_type": "refresh_token", "client_id": record.client_id, "sub": record.user_id,
             "scope": record.scope, "exp": int(record.expires_at.timestamp()),
         }  # fmt: skip
+
+
+def _one_read(db: Database, work: Callable[..., T], *args: object) -> T:
+    """``work(*args)`` in one read transaction: its look-ups (grant, client, user) see one snapshot."""
+    with db.unit_of_work(writes=False):
+        return work(*args)
 
 
 def _preflight(origin: str | None) -> Response:

@@ -22,6 +22,7 @@ import jwt
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import SUPPORTED_ALGS, KeyRing, SigningKey
 from idp_mcp.domain import split_scope
+from idp_mcp.store.transaction_tally import apart
 
 if TYPE_CHECKING:
     # Not at run time: importing any of ``mcp`` imports the whole SDK (~0.5 s), and the authorization server
@@ -202,14 +203,16 @@ class McpTokenVerifier:
         answered, signing_key = self._keys.cached_verification_key(kid, tenant_id=self._tenant_id)
         if answered:
             return signing_key
-        return await anyio.to_thread.run_sync(partial(self._keys.verification_key, kid, tenant_id=self._tenant_id))
+        with apart("the bearer check"):
+            return await anyio.to_thread.run_sync(partial(self._keys.verification_key, kid, tenant_id=self._tenant_id))
 
     async def _is_revoked(self, family_id: str) -> bool:
         now = time.monotonic()
         cached = self._revocation_checked.get(family_id)
         if cached is not None and now - cached[0] < self._revocation_ttl:
             return cached[1]
-        revoked = await anyio.to_thread.run_sync(self._grants.is_family_revoked, family_id)
+        with apart("the bearer check"):
+            revoked = await anyio.to_thread.run_sync(self._grants.is_family_revoked, family_id)
         if len(self._revocation_checked) > self._cache_size:
             self._revocation_checked.clear()
         self._revocation_checked[family_id] = (now, revoked)
@@ -224,7 +227,8 @@ class McpTokenVerifier:
         cached = self._subject_checked.get(key)
         if cached is not None and now - cached[0] < self._revocation_ttl:
             return cached[1]
-        active = await anyio.to_thread.run_sync(check, sub, client_id, tenant)
+        with apart("the bearer check"):
+            active = await anyio.to_thread.run_sync(check, sub, client_id, tenant)
         if len(self._subject_checked) > self._cache_size:
             self._subject_checked.clear()
         self._subject_checked[key] = (now, active)

@@ -7,6 +7,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 from idp_mcp.store.loop_guard import install_loop_guard
+from idp_mcp.store.transaction_tally import note_transaction
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -116,6 +119,18 @@ def _create_engine(
     )
 
 
+@dataclass(frozen=True)
+class _Unit:
+    """The transaction of a unit of work in progress (see :meth:`Database.unit_of_work`)."""
+
+    db: Database
+    conn: Connection
+    writes: bool
+
+
+_unit: ContextVar[_Unit | None] = ContextVar("idp_mcp_unit_of_work", default=None)
+
+
 class Database:
     """A thin owner of the engine: ``with db.transaction() as conn`` commits on success, rolls back on error."""
 
@@ -127,7 +142,33 @@ class Database:
         self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @contextmanager
+    def unit_of_work(self, *, writes: bool) -> Iterator[None]:
+        """One transaction for a whole use case: the :meth:`transaction` and :meth:`read` blocks run inside this
+        block (in this thread) join it instead of opening their own, so the use case commits or rolls back as one.
+
+        A joined write block runs in a savepoint, so a caller that catches its error (a unique violation) goes on
+        in a transaction that is still usable. In a unit that only reads (``writes=False``), a write block opens a
+        transaction of its own, as without the unit: a read that turned into a write could fail on SQLite. A unit
+        inside a unit joins the outer one.
+        """
+        if _unit.get() is not None:
+            yield
+            return
+        with self.transaction() if writes else self.read() as conn:
+            token = _unit.set(_Unit(self, conn, writes))
+            try:
+                yield
+            finally:
+                _unit.reset(token)
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
+        unit = _unit.get()
+        if unit is not None and unit.db is self and unit.writes:
+            with unit.conn.begin_nested():
+                yield unit.conn
+            return
+        note_transaction("write")
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
@@ -138,6 +179,11 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads: on SQLite it does not take the write lock."""
+        unit = _unit.get()
+        if unit is not None and unit.db is self:
+            yield unit.conn
+            return
+        note_transaction("read")
         with self.engine.connect() as conn:
             conn = conn.execution_options(idp_read_only=True)
             with conn.begin():
