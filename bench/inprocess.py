@@ -199,6 +199,12 @@ async def main_async(args: argparse.Namespace, work: Path) -> None:
             "hosted sign-in page": lambda i: ("GET", interaction_path, {}, b""),
             "tools/call getTenantInfo": lambda i: tool("getTenantInfo"),
             "tools/call listInstructions": lambda i: tool("listInstructions"),
+            "tools/list": lambda i: (
+                "POST",
+                "/mcp",
+                mcp,
+                json.dumps({"jsonrpc": "2.0", "id": next(counter) + 1, "method": "tools/list"}).encode(),
+            ),
         }
         for name, make in scenarios.items():
             if args.only and not any(part in name for part in args.only):

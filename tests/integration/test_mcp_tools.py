@@ -16,6 +16,7 @@ from idp_mcp.core.audit import FLUSH_INTERVAL_SECONDS
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.settings import Settings
 from idp_mcp.store.tables import audit_log
+from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL, authorize, exchange_code
 from tests.support.live_server import ADMIN_EMAIL
 from tests.support.mcp_http import McpSession, text_of
@@ -130,6 +131,22 @@ def test_tool_lists_of_different_scopes_on_one_server_stay_apart(client: TestCli
     read_only.initialize()
     assert {tool["name"] for tool in read_only.list_tools()} == READ_TOOLS
     assert {tool["name"] for tool in session.list_tools()} == ALL_TOOLS
+
+
+def test_a_listing_kept_in_memory_is_the_one_the_sdk_shaped_for_each_protocol_version(
+    client: TestClient, issued: IssuedToken
+) -> None:
+    # The first tools/list of a (scopes, version) pair goes through the SDK's whole path; later ones are answered from
+    # memory (ToolListAnswers). Same bytes for the same version, and each version keeps its own shape.
+    for version in ("2025-06-18", "2025-11-25"):
+        first, second = McpSession(client, issued.access_token), McpSession(client, issued.access_token)
+        first.initialize(version)
+        second.initialize(version)
+        shaped = first.post({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+        kept = second.post({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+        assert shaped.status_code == kept.status_code == 200
+        assert kept.text == shaped.text
+        assert {tool["name"] for tool in second.list_tools()} == ALL_TOOLS
 
 
 def test_write_tool_called_on_a_read_only_connection_asks_to_reconnect_and_changes_nothing(
@@ -325,17 +342,20 @@ def test_a_read_tool_calls_row_is_committed_within_the_flush_interval_without_an
 # Rows that may be queued wait an hour: only a row committed before the answer can be seen below.
 @pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
 def test_a_write_tool_calls_row_is_committed_before_its_answer(
-    client: TestClient, core: IdentityCore, issued: IssuedToken
+    client: TestClient, core: IdentityCore, issued: IssuedToken, clock: Clock
 ) -> None:
     mcp = McpSession(client, issued.access_token)
     mcp.initialize()
 
     mcp.call_tool("getTenantInfo")
+    clock.advance(1)  # the log orders rows by the time of the call
     assert mcp.call_tool("updateTenant", {"name": "Acme Corp"}).get("isError") is not True
 
     committed = committed_actions(core)
-    # The write's row, and the read queued before it (committed with it, so none is lost or reordered after it).
-    assert {"tenant.update", "tool.updateTenant", "tool.getTenantInfo"} <= set(committed)
+    # The write's own row commits with its change, in the change's transaction (the tally holds the call to one).
+    assert {"tenant.update", "tool.updateTenant"} <= set(committed)
+    assert "tool.getTenantInfo" not in committed  # a read's row waits in the queue for the flush interval
+    # Listed newest first by the time of the call, the read's row before the write's once it is committed too.
     assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
 
 

@@ -37,6 +37,7 @@ from idp_mcp.mcp_server.front import (
     resource_metadata_url,
 )
 from idp_mcp.mcp_server.registry import Confirm, OpenUrl, ToolContext, ToolFailure, ToolRegistry, ToolSpec
+from idp_mcp.mcp_server.tool_list import ToolListAnswers
 from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.oauth.verifier import McpTokenVerifier
 from idp_mcp.settings import Settings
@@ -163,6 +164,7 @@ class McpApp:
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
+        self.server.middleware.append(ToolListAnswers(_access_token))
         self._names: dict[tuple[str, str, str], tuple[float, Actor, str | None]] = {}
         self.session_manager = StreamableHTTPSessionManager(
             app=self.server,
@@ -184,9 +186,10 @@ class McpApp:
         """A token speaks for an administrator who may still act on its tenant, through a client that still exists;
         the scopes their role there withholds (a read-only member's write access) are not usable, whatever the
         consent granted."""
-        role = self.core.users.administrator_role(sub, tenant)
-        if role is None or self.core.clients.get(ADMIN_TENANT_ID, client_id) is None:
-            return None
+        with self.core.db.unit_of_work(writes=False):
+            role = self.core.users.administrator_role(sub, tenant)
+            if role is None or self.core.clients.get(ADMIN_TENANT_ID, client_id) is None:
+                return None
         return withheld_scopes(role)
 
     def _transport_security(self) -> TransportSecuritySettings:
@@ -222,7 +225,7 @@ class McpApp:
         token = _access_token(ctx)
         scopes = frozenset(token.scopes if token else ())
         # The registry does not change while the process runs, and building every tool's JSON schema costs
-        # ~1 ms a tool: describe each set of scopes once.
+        # ~1 ms a tool: describe each set of scopes once (and ToolListAnswers keeps the SDK's wire form of it).
         listed = self._tool_lists.get(scopes)
         if listed is None:
             listed = types.ListToolsResult(tools=[_describe(tool) for tool in self.registry.allowed(scopes)])
@@ -342,11 +345,13 @@ class McpApp:
         if cached is None or time.monotonic() - cached[0] > NAMES_TTL_SECONDS:
             # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
             def lookup() -> tuple[str | None, str | None]:
-                client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
-                user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
+                with self.core.db.unit_of_work(writes=False):
+                    client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
+                    user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
                 return (client.name if client else None, user.email if user else None)
 
-            client_name, user_email = await run_in_threadpool(lookup)
+            with apart("the names that label the audit rows, read once per 30 s"):
+                client_name, user_email = await run_in_threadpool(lookup)
             actor = Actor(tenant_id=tenant_id, sub=token.subject, client_id=client_id, client_name=client_name)
             cached = (time.monotonic(), actor, user_email)
             if len(self._names) > 4096:
