@@ -4,14 +4,18 @@
   public (spa) application and one user of the tenant;
 - an API resource with two permissions and an m2m role granting both, held by the m2m application (for the client
   credentials scenario with ``resource``);
-- N authorization codes (PKCE S256, one grant each) and N refresh tokens (one family each) for the spa;
 - a real access token for the MCP endpoint: a dynamically registered client, a consent (grant) and the
   server's own AccessTokenIssuer, signed with the admin issuer's key.
 
-Settings come from the IDP_MCP_* environment variables, as for ``idp-mcp serve``. Writes ``setup.json``,
-``codes.txt`` ("code verifier" lines) and ``refresh.txt`` into the output directory.
+With ``--mint code|refresh N`` it only mints, into the prepared database (the server may be running): N
+authorization codes for the spa (PKCE S256, one grant each; "code verifier" lines in ``code.txt``) or N refresh
+tokens (one family each; ``refresh.txt``). bench/run mints a fresh set right before each trial, so each code and
+token is presented once and none waits long enough to expire.
 
-    python bench/idp_setup.py OUT_DIR --codes N --refresh N
+Settings come from the IDP_MCP_* environment variables, as for ``idp-mcp serve``. Writes into the output directory.
+
+    python bench/idp_setup.py OUT_DIR                        # writes setup.json
+    python bench/idp_setup.py OUT_DIR --mint code|refresh N  # writes code.txt or refresh.txt
 """
 
 from __future__ import annotations
@@ -55,17 +59,71 @@ def _read_transaction_ms(core: IdentityCore, n: int = 100) -> float:
     return round((time.perf_counter() - started) / n * 1e3, 3)
 
 
+def mint(core: IdentityCore, settings: Settings, setup: dict[str, str], kind: str, n: int) -> list[str]:
+    """N fresh authorization codes ("code verifier") or refresh tokens for the spa, through the core."""
+    now = core.clock()
+    lines = []
+    for _ in range(n):
+        value = secrets.token_urlsafe(32)
+        if kind == "code":
+            verifier = secrets.token_urlsafe(48)
+            core.grants.save_code(
+                value,
+                CodeRecord(
+                    tenant_id=TENANT,
+                    client_id=setup["spa_client_id"],
+                    user_id=setup["user_id"],
+                    grant_id=new_id(16),
+                    redirect_uri=REDIRECT_URI,
+                    scope="openid offline_access",
+                    resource=setup["issuer"],
+                    acting_tenant_id=None,
+                    code_challenge=s256(verifier),
+                    code_challenge_method="S256",
+                    nonce=None,
+                    auth_time=now,
+                    expires_at=now + timedelta(seconds=settings.authorization_code_ttl),
+                ),
+            )
+            lines.append(f"{value} {verifier}")
+        else:
+            core.grants.save_refresh_token(
+                value,
+                RefreshRecord(
+                    tenant_id=TENANT,
+                    family_id=new_id(16),
+                    client_id=setup["spa_client_id"],
+                    user_id=setup["user_id"],
+                    scope="openid offline_access",
+                    resource=setup["issuer"],
+                    acting_tenant_id=None,
+                    auth_time=now,
+                    expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
+                ),
+            )
+            lines.append(value)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
-    parser.add_argument("--codes", type=int, default=0)
-    parser.add_argument("--refresh", type=int, default=0)
-    parser.add_argument("--nullpool", dest="pooled", action="store_false", help="mint on the server's NullPool engine")
+    parser.add_argument("--mint", nargs=2, metavar=("KIND", "N"), help="only mint N codes or refresh tokens")
+    parser.add_argument("--nullpool", dest="pooled", action="store_false", help="measure on the server's engine only")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     settings = Settings()
     core = IdentityCore.from_settings(settings)
+    if args.mint:
+        kind, n = args.mint
+        if kind not in ("code", "refresh"):
+            parser.error("--mint KIND is 'code' or 'refresh'")
+        setup = json.loads((args.out / "setup.json").read_text())
+        lines = mint(core, settings, setup, kind, int(n))
+        core.close()
+        (args.out / f"{kind}.txt").write_text("".join(f"{line}\n" for line in lines))
+        return
     core.bootstrap()
     admin = asyncio.run(core.users.create_administrator("bench-admin@example.com", PASSWORD))
     admin_actor = Actor(tenant_id=ADMIN_TENANT_ID, sub=admin.id)
@@ -93,60 +151,13 @@ def main() -> None:
     user = asyncio.run(core.tenant_users.create(TENANT, password=PASSWORD, actor=actor, email="bench-user@example.com"))
     issuer = tenant_issuer(settings.public_url, TENANT)
 
-    # The server's engine uses NullPool: every transaction opens a SQLite connection, runs three PRAGMAs and
-    # closes it, which costs milliseconds. Measure one read transaction both ways (evidence for the README), then
-    # mint through the same core API on a pooled engine so that minting takes seconds, not a minute.
+    # One read transaction on the server's engine and on a one-connection pool (evidence for docs/performance.md).
     per_transaction = {"nullpool_ms": _read_transaction_ms(core)}
     if args.pooled:
         engine, old = core.db.engine, core.db.engine.pool
         engine.pool = QueuePool(old._creator, pool_size=1, max_overflow=0, dialect=old._dialect, _dispatch=old.dispatch)
         per_transaction["pooled_ms"] = _read_transaction_ms(core)
-    started = time.monotonic()
     now = core.clock()
-    with (args.out / "codes.txt").open("w") as out:
-        for _ in range(args.codes):
-            code, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
-            core.grants.save_code(
-                code,
-                CodeRecord(
-                    tenant_id=TENANT,
-                    client_id=spa.id,
-                    user_id=user.id,
-                    grant_id=new_id(16),
-                    redirect_uri=REDIRECT_URI,
-                    scope="openid offline_access",
-                    resource=issuer,
-                    acting_tenant_id=None,
-                    code_challenge=s256(verifier),
-                    code_challenge_method="S256",
-                    nonce=None,
-                    auth_time=now,
-                    expires_at=now + timedelta(seconds=settings.authorization_code_ttl),
-                ),
-            )
-            out.write(f"{code} {verifier}\n")
-    codes_seconds = time.monotonic() - started
-
-    started = time.monotonic()
-    with (args.out / "refresh.txt").open("w") as out:
-        for _ in range(args.refresh):
-            token = secrets.token_urlsafe(32)
-            core.grants.save_refresh_token(
-                token,
-                RefreshRecord(
-                    tenant_id=TENANT,
-                    family_id=new_id(16),
-                    client_id=spa.id,
-                    user_id=user.id,
-                    scope="openid offline_access",
-                    resource=issuer,
-                    acting_tenant_id=None,
-                    auth_time=now,
-                    expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
-                ),
-            )
-            out.write(f"{token}\n")
-    refresh_seconds = time.monotonic() - started
 
     # A real MCP access token: registered client, recorded consent, signed by the server's own issuer code.
     scope = "idp:read idp:write offline_access"
@@ -196,9 +207,9 @@ def main() -> None:
                 "api_identifier": api.identifier,
                 "api_permissions": [permission.name for permission in api.permissions],
                 "spa_client_id": spa.id,
+                "user_id": user.id,
                 "redirect_uri": REDIRECT_URI,
                 "mcp_access_token": access_token,
-                "mint_seconds": {"codes": round(codes_seconds, 2), "refresh": round(refresh_seconds, 2)},
                 "read_transaction": per_transaction,
             },
             indent=2,
