@@ -26,6 +26,7 @@ from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.domain import Actor
 from idp_mcp.oauth.verifier import McpTokenVerifier
+from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL
 
 TENANTS = [f"tenant-{n:02d}" for n in range(20)]
@@ -112,15 +113,15 @@ def test_made_up_kids_reload_each_tenant_alone_and_at_most_once_a_second(
 
 
 def test_a_kid_still_unknown_after_a_reload_is_not_looked_for_again_within_the_cache_interval(
-    core: IdentityCore, key_reads: KeyReads
+    core: IdentityCore, key_reads: KeyReads, clock: Clock
 ) -> None:
-    ring = KeyRing(core.db, core.clock, refresh_seconds=60, miss_reload_seconds=0.2)
+    ring = KeyRing(core.db, clock, refresh_seconds=60, miss_reload_seconds=0.2, monotonic=clock.monotonic)
     ring.jwks("default")
     kid = random_kid()
     key_reads.clear()
 
     assert ring.verification_key(kid, tenant_id="default") is None
-    time.sleep(0.3)  # past the reload rate limit: only the memory of the unknown kid stops a reload
+    clock.advance(0.3)  # past the reload rate limit: only the memory of the unknown kid stops a reload
     assert ring.verification_key(kid, tenant_id="default") is None
     assert len(key_reads.of("default")) == 1
 

@@ -27,6 +27,7 @@ from idp_mcp.oauth.cimd import MetadataDocumentResolver
 from idp_mcp.oauth.outbound import FetchPolicy, OutboundError, SafeFetcher
 from idp_mcp.oauth.upstream_http import UpstreamHttp, UpstreamUnreachable
 from idp_mcp.settings import Settings
+from tests.support.clock import Clock
 from tests.support.tls import HangingServer, hanging_https_server, https_document_server
 from tests.support.upstream import CLIENT_ID, CLIENT_SECRET, FakeProvider, run_provider
 
@@ -39,12 +40,12 @@ def hanging(tmp_path: Path) -> Iterator[HangingServer]:
         yield server
 
 
-def fetcher(server: HangingServer, **overrides: Any) -> SafeFetcher:
+def fetcher(server: HangingServer, clock: Clock | None = None, **overrides: Any) -> SafeFetcher:
     policy: dict[str, Any] = {
         "what": "test document", "timeout": 5.0, "max_bytes": 5120, "allow_private_addresses": True,
         "ca_bundle": server.ca_bundle, **overrides,
     }  # fmt: skip
-    return SafeFetcher(FetchPolicy(**policy))
+    return SafeFetcher(FetchPolicy(**policy), monotonic=clock.monotonic if clock else time.monotonic)
 
 
 async def accepted(server: HangingServer, count: int) -> None:
@@ -65,7 +66,8 @@ async def test_a_host_that_never_answers_fails_at_the_deadline(hanging: HangingS
 
 
 async def test_a_failed_url_is_not_fetched_again_within_the_failure_window(hanging: HangingServer) -> None:
-    fetch = fetcher(hanging, timeout=0.3, failure_ttl=0.8)
+    clock = Clock()
+    fetch = fetcher(hanging, clock, timeout=0.3, failure_ttl=0.8)
     url = hanging.url("/failing.json")
     with pytest.raises(OutboundError, match="timed out"):
         await fetch.get_json(url)
@@ -81,7 +83,7 @@ async def test_a_failed_url_is_not_fetched_again_within_the_failure_window(hangi
         await fetch.get_json(hanging.url("/other.json"))
     assert len(hanging.accepted) == 2
 
-    await anyio.sleep(0.9)  # the window is over: fetched again
+    clock.advance(0.9)  # the window is over: fetched again
     with pytest.raises(OutboundError, match="timed out"):
         await fetch.get_json(url)
     assert len(hanging.accepted) == 3

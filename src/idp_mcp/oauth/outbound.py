@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,8 +145,9 @@ def _resolve_loopback(host: str, port: int, what: str) -> list[str]:
 class SafeFetcher:
     """Fetches JSON documents under a :class:`FetchPolicy`. Safe to share between threads and event loops."""
 
-    def __init__(self, policy: FetchPolicy) -> None:
+    def __init__(self, policy: FetchPolicy, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
+        self._monotonic = monotonic  # of the failure window (tests move it on instead of waiting)
         self._lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_by_host: dict[str, int] = {}
@@ -265,7 +266,7 @@ class SafeFetcher:
             remembered = self._failures.get(url)
             if remembered is None:
                 return None
-            if time.monotonic() - remembered[0] >= self.policy.failure_ttl:
+            if self._monotonic() - remembered[0] >= self.policy.failure_ttl:
                 del self._failures[url]
                 return None
             return remembered[1]
@@ -274,7 +275,7 @@ class SafeFetcher:
         if self.policy.failure_ttl <= 0:
             return
         with self._lock:
-            self._failures[url] = (time.monotonic(), message)
+            self._failures[url] = (self._monotonic(), message)
             self._failures.move_to_end(url)
             while len(self._failures) > MAX_REMEMBERED_FAILURES:
                 self._failures.popitem(last=False)
