@@ -81,7 +81,18 @@ class SecurityHeaders:
 
 #: Requests whose use case opens more than one transaction, and why (IDP_MCP_DEBUG_TRANSACTION_TALLY; every other
 #: request, and every MCP tool call, is one transaction at most).
-TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {}
+TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
+    "POST /console/t/{tenant}/users": (
+        2,
+        "a read (the write role, checked before any hashing, and the list the form is on, shown again on a refusal), "
+        "Argon2id outside any transaction (~50 ms: it must not hold SQLite's write lock), then the insert",
+    ),
+    "POST /console/t/{tenant}/users/{user_id}/password": (
+        2,
+        "a read (the write role, checked before any hashing, and the user's page, shown again on a refusal), "
+        "Argon2id outside any transaction (~50 ms: it must not hold SQLite's write lock), then the write",
+    ),
+}
 
 
 def route_label(scope: Scope) -> str:

@@ -691,6 +691,22 @@ class Connectors:
                 raise refused
         return PendingLogin(state, row.nonce, row.code_verifier, row.interaction_id)
 
+    def come_back(
+        self, tenant_id: str, connector_id: str, state: str | None
+    ) -> tuple[Connector, PendingLogin | None, str | None]:
+        """A callback from the upstream, in one transaction: the connector, and, given the ``state`` (the browser's
+        cookie matched it), the sign-in it was made for, used up now (:meth:`finish_login`), and the client secret for
+        the token request. Given no ``state``, it only reads the connector (for the page that refuses the answer)."""
+        with self._db.unit_of_work(writes=state is not None):
+            connector = self.get(tenant_id, connector_id)
+            if state is None:
+                return connector, None, None
+            return (
+                connector,
+                self.finish_login(tenant_id, connector_id, state),
+                self.client_secret(tenant_id, connector_id),
+            )
+
     def resolve_user(self, tenant_id: str, connector_id: str, profile: UpstreamProfile) -> SignedInUpstream:
         """The user behind an upstream identity (see :meth:`_resolve_user`). Two first sign-ins of one identity at
         the same moment: the second insert fails on the identity's key, and its retry finds the first one's user."""

@@ -11,6 +11,7 @@ from idp_mcp.core.applications import Applications
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.clients import Clients, RegistrationLimits
 from idp_mcp.core.connectors import Connectors
+from idp_mcp.core.console import ConsoleAccess
 from idp_mcp.core.grants import Grants
 from idp_mcp.core.keys import KeyRing
 from idp_mcp.core.mail import Mailer
@@ -82,6 +83,7 @@ class IdentityCore:
         self.sessions = Sessions(
             db, clock, self.audit, settings.session_ttl, settings.interaction_ttl, settings.known_device_ttl
         )
+        self.console = ConsoleAccess(db, self.sessions, self.users, self.tenants, self.audit)
         self.mailer = Mailer(settings)
         self.sign_in_experiences = SignInExperiences(
             db, clock, self.audit, email_connector=settings.email_connector_configured

@@ -171,13 +171,18 @@ class PasswordRecovery:
             current = users_repo.get(conn, tenant_id, user_id)
         if current is None:
             raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+        return self.set_for_user_by_admin(current, password, actor)
+
+    def set_for_user_by_admin(self, current: User, password: str, actor: Actor) -> PasswordChanged:
+        """:meth:`set_by_admin` for a user the caller has read already: the rules and Argon2id outside any
+        transaction, then one write. Call it from a worker thread."""
         local = current.email.split("@")[0] if current.email else None
         passwords.check_policy(password, identifiers=(current.email, current.username, local))
         password_hash = passwords.hash_password_sync(password)
         with self._db.transaction() as conn:
-            user = users_repo.get(conn, tenant_id, user_id, for_update=True)
+            user = users_repo.get(conn, current.tenant_id, current.id, for_update=True)
             if user is None:
-                raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+                raise UserNotFound(f"No user '{current.id[:64]}' in this tenant. Call listUsers to find the id.")
             return self._change(conn, user, password_hash, actor, "user.set_password", "password_set_by_admin")
 
     def send_by_admin(self, tenant_id: str, user_id: str, actor: Actor) -> ResetSent:

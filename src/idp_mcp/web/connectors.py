@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.connectors import Connector, ConnectorNotFound
+from idp_mcp.core.console import TenantAdministrator
 from idp_mcp.core.mfa import AMR_FEDERATED
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.domain import Actor, Tenant, User
@@ -28,6 +29,7 @@ from idp_mcp.errors import IdpError
 from idp_mcp.oauth.tenants import TenantProvider
 from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
 from idp_mcp.settings import Settings
+from idp_mcp.store.transaction_tally import apart
 from idp_mcp.web.console import Console
 from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import NOT_FOUND
@@ -135,28 +137,30 @@ class ConnectorPages:
         params = request.query_params
         state = (params.get("state") or "")[:MAX_FIELD]
         cookie = request.cookies.get(self._cookie(tenant_id)) or ""
+        # One transaction: the connector, and the sign-in the state was made for (used up) when the cookie matches.
+        matches = bool(state and cookie and hmac.compare_digest(state.encode(), cookie.encode()))
         try:
-            connector = await run_in_threadpool(self.core.connectors.get, tenant_id, connector_id)
+            connector, login, secret = await run_in_threadpool(
+                self.core.connectors.come_back, tenant_id, connector_id, state if matches else None
+            )
         except ConnectorNotFound as exc:
             return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
-        if not state or not cookie or not hmac.compare_digest(state.encode(), cookie.encode()):
-            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, "state_mismatch")
+        except IdpError as exc:
+            await self._record_failure(tenant_id, connector_id, "state_reused")
+            return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
+        if login is None:
+            await self._record_failure(tenant_id, connector_id, "state_mismatch")
             return await self._end(
                 request, tenant_id, "connector.state_mismatch",
                 f"This answer from {connector.label} does not belong to a sign-in started in this browser, so it was "
                 "not used. Go back to the application and sign in again.", 400,
             )  # fmt: skip
-        try:
-            login = await run_in_threadpool(self.core.connectors.finish_login, tenant_id, connector_id, state)
-        except IdpError as exc:
-            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, "state_reused")
-            return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
         interaction = await self.hosted.interaction(provider, login.interaction_id)
         if interaction is None:
             return await self._end(request, tenant_id, "interaction.expired", EXPIRED, 410)
         error = params.get("error")
         if error:
-            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, error[:64])
+            await self._record_failure(tenant_id, connector_id, error[:64])
             message = (
                 f"Signing in with {connector.label} was cancelled."
                 if error == "access_denied"
@@ -172,7 +176,6 @@ class ConnectorPages:
             )
         try:
             endpoints = await self.upstream.endpoints(connector)
-            secret = await run_in_threadpool(self.core.connectors.client_secret, tenant_id, connector_id)
             profile = await self.upstream.profile(
                 connector, endpoints, code=code, login=login, client_secret=secret,
                 redirect_uri=connector_callback_url(self.settings, tenant_id, connector.id),
@@ -180,11 +183,16 @@ class ConnectorPages:
             signed_in = await run_in_threadpool(self.core.connectors.resolve_user, tenant_id, connector_id, profile)
         except IdpError as exc:
             logger.info("sign-in through connector %s failed: %s", connector_id, exc.code)
-            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, exc.code)
+            await self._record_failure(tenant_id, connector_id, exc.code)
             return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
         response = await self.hosted.sign_user_in(request, provider, interaction, signed_in.user, (AMR_FEDERATED,))
         response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
+
+    async def _record_failure(self, tenant_id: str, connector_id: str, reason: str) -> None:
+        # The audit row of a refused callback, in a transaction of its own: the sign-in it records did not happen.
+        with apart("the audit row of a failed upstream sign-in"):
+            await run_in_threadpool(self.core.connectors.record_failure, tenant_id, connector_id, reason)
 
     async def _end(self, request: Request, tenant_id: str, code: str, message: str, status: int) -> Response:
         response = await self.pages.error_page(request, code, message, status)
@@ -207,32 +215,45 @@ class ConnectorPages:
         signature = request.query_params.get("sig") or ""
         return self.core.connectors.check_secret_link(tenant_id, connector_id, expires, signature)
 
-    async def _secret_context(self, request: Request) -> tuple[User, Tenant, Connector]:
-        """The administrator, the tenant (which they must administer) and the connector, for a valid link only."""
-        path = f"{request.url.path}?{request.url.query}"
-        user, tenant = await self.console._tenant(request, next_url=path)
+    def _linked_connector(self, request: Request, tenant_id: str) -> Connector:
+        """The connector of a valid link only (in the caller's unit of work)."""
         connector_id = request.path_params["connector"][:64]
-        if not await run_in_threadpool(self._link_ok, request, tenant.id, connector_id):
+        if not self._link_ok(request, tenant_id, connector_id):
             raise LinkInvalid(SECRET_LINK_INVALID)
-        connector = await run_in_threadpool(self.core.connectors.get, tenant.id, connector_id)
-        return user, tenant, connector
+        return self.core.connectors.get(tenant_id, connector_id)
 
     async def secret_page(self, request: Request) -> Response:
-        user, tenant, connector = await self._secret_context(request)
-        return self._render_secret(request, user, tenant, connector)
+        """The form, for an administrator of the tenant (else 403) holding a valid link: one read."""
+        access, connector = await self.console._as_admin(
+            request, lambda a: self._linked_connector(request, a.tenant.id), next_url=self._next_url(request)
+        )
+        return self._render_secret(request, access.user, access.tenant, connector)
 
     async def secret_submit(self, request: Request) -> Response:
-        form = await self.pages.read_form(request)  # the CSRF token first
-        user, tenant, connector = await self._secret_context(request)
-        actor = Actor(tenant_id=connector.tenant_id, sub=user.id)  # the human in the browser
-        try:
-            connector = await run_in_threadpool(
-                self.core.connectors.set_secret, connector.tenant_id, connector.id,
-                (form.get("clientSecret") or "")[:2048], actor,
-            )  # fmt: skip
-        except IdpError as exc:
-            return self._render_secret(request, user, tenant, connector, error=exc.message, status=exc.status)
-        return self._render_secret(request, user, tenant, connector, saved=True)
+        """Set the secret: CSRF first, then the same checks as the form and the change, in one transaction."""
+        form = await self.pages.read_form(request)
+        secret = str(form.get("clientSecret") or "")[:2048]
+
+        def submit(access: TenantAdministrator) -> tuple[Connector, IdpError | None]:
+            connector = self._linked_connector(request, access.tenant.id)
+            try:
+                actor = Actor(tenant_id=connector.tenant_id, sub=access.user.id)  # the human in the browser
+                return self.core.connectors.set_secret(connector.tenant_id, connector.id, secret, actor), None
+            except IdpError as exc:  # rolled back (its savepoint): the form again, with the sentence
+                return connector, exc
+
+        access, (connector, refused) = await self.console._as_admin(
+            request, submit, next_url=self._next_url(request), writes=True
+        )
+        if refused is not None:
+            return self._render_secret(
+                request, access.user, access.tenant, connector, error=refused.message, status=refused.status
+            )
+        return self._render_secret(request, access.user, access.tenant, connector, saved=True)
+
+    @staticmethod
+    def _next_url(request: Request) -> str:
+        return f"{request.url.path}?{request.url.query}"
 
     def _render_secret(
         self, request: Request, user: User, tenant: Tenant, connector: Connector, *, error: str | None = None,

@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.connectors import Connector
+from idp_mcp.core.console import TenantAdministrator
 from idp_mcp.core.custom_css import MAX_CSS_BYTES
 from idp_mcp.core.sign_in_experience import BRANDING_FIELDS, MAX_URL, SignInExperience
 from idp_mcp.core.tenants import may_write
-from idp_mcp.domain import Actor, Tenant, User
+from idp_mcp.domain import Tenant, User
 from idp_mcp.errors import IdpError
 from idp_mcp.web.console import Console, tenant_url
 from idp_mcp.web.security import frame_own_pages
@@ -51,6 +51,16 @@ class _Shown:
     sign_in: dict[str, Any]
     sign_up: dict[str, Any]
     mfa: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A form's use case: what the page shows again when the change was refused (``refused``)."""
+
+    experience: SignInExperience
+    connectors: list[Connector]
+    shown: _Shown
+    refused: IdpError | None
 
 
 def _stored(experience: SignInExperience) -> _Shown:
@@ -146,57 +156,62 @@ class ConsoleSignInExperience:
             *(Route(f"{page}/{section}", self.console._page(self.save), methods=["POST"]) for section in SECTIONS),
         ]
 
-    async def _read(self, tenant_id: str) -> tuple[SignInExperience, list[Connector]]:
-        def read() -> tuple[SignInExperience, list[Connector]]:
-            return self.core.sign_in_experiences.get(tenant_id), self.core.connectors.list(tenant_id)
-
-        return await run_in_threadpool(read)
+    def _read(self, tenant_id: str) -> tuple[SignInExperience, list[Connector]]:
+        """The experience and the tenant's connectors (in the caller's unit of work)."""
+        return self.core.sign_in_experiences.get(tenant_id), self.core.connectors.list(tenant_id)
 
     async def page(self, request: Request) -> Response:
         """The experience as it is, with a preview of the hosted page; ``?saved=`` after a change."""
-        user, tenant = await self.console._tenant(request)
-        experience, connectors = await self._read(tenant.id)
+        access, (experience, connectors) = await self.console._as_admin(request, lambda a: self._read(a.tenant.id))
         saved = request.query_params.get("saved")
         return self._render(
-            request, user, tenant, experience, connectors, _stored(experience), saved=saved if saved in SECTIONS else ""
-        )
+            request, access.user, access.tenant, experience, connectors, _stored(experience),
+            saved=saved if saved in SECTIONS else "",
+        )  # fmt: skip
 
     async def save(self, request: Request) -> Response:
         """One of the four forms: CSRF first, then the write role, then the core's use case with the person as
-        actor."""
+        actor, in one transaction."""
         form = await self.console.pages.read_form(request)
         section = request.url.path.rsplit("/", 1)[1]
         back = tenant_url(request.path_params["tenant"], "sign-in-experience")
-        user, tenant = await self.console._tenant(request, next_url=back, write=True)
-        actor = Actor(tenant_id=tenant.id, sub=user.id)  # the human, in the browser: no agent
+        ticked = {"sign-in": "social", "sign-up": "identifiers", "mfa": "factors"}.get(section)
+        if ticked is not None:
+            form[ticked] = await _ticked(request, ticked)
         experiences = self.core.sign_in_experiences
-        experience, connectors = await self._read(tenant.id)
-        shown = _stored(experience)
-        try:
-            if section == "branding":
-                changes, typed = _branding_changes(form)
-                shown = replace(shown, branding=typed)
-                await run_in_threadpool(experiences.update_branding, tenant.id, changes, actor)
-            elif section == "sign-in":
-                form["social"] = await _ticked(request, "social")
-                changes, ticked = _sign_in_changes(form, connectors, experience.social)
-                shown = replace(shown, sign_in=ticked)
-                await run_in_threadpool(experiences.update_sign_in, tenant.id, changes, actor)
-            elif section == "sign-up":
-                form["identifiers"] = await _ticked(request, "identifiers")
-                changes = _sign_up_changes(form)
-                shown = replace(shown, sign_up=changes)
-                await run_in_threadpool(experiences.update_sign_up, tenant.id, changes, actor)
-            else:
-                form["factors"] = await _ticked(request, "factors")
-                changes = _mfa_changes(form)
-                shown = replace(shown, mfa=changes)
-                await run_in_threadpool(experiences.update_mfa, tenant.id, changes, actor)
-        except IdpError as exc:
-            status = exc.status if 400 <= exc.status < 500 else 400
+
+        def save(access: TenantAdministrator) -> _Saved:
+            tenant_id, actor = access.tenant.id, access.actor
+            experience, connectors = self._read(tenant_id)
+            shown = _stored(experience)
+            try:
+                if section == "branding":
+                    branding, typed = _branding_changes(form)
+                    shown = replace(shown, branding=typed)
+                    experiences.update_branding(tenant_id, branding, actor)
+                elif section == "sign-in":
+                    sign_in, methods = _sign_in_changes(form, connectors, experience.social)
+                    shown = replace(shown, sign_in=methods)
+                    experiences.update_sign_in(tenant_id, sign_in, actor)
+                elif section == "sign-up":
+                    sign_up = _sign_up_changes(form)
+                    shown = replace(shown, sign_up=sign_up)
+                    experiences.update_sign_up(tenant_id, sign_up, actor)
+                else:
+                    mfa = _mfa_changes(form)
+                    shown = replace(shown, mfa=mfa)
+                    experiences.update_mfa(tenant_id, mfa, actor)
+            except IdpError as exc:  # the change rolled back (its savepoint): the page again, as typed
+                return _Saved(experience, connectors, shown, exc)
+            return _Saved(experience, connectors, shown, None)
+
+        access, saved = await self.console._as_admin(request, save, next_url=back, write=True)
+        if saved.refused is not None:
+            status = saved.refused.status if 400 <= saved.refused.status < 500 else 400
             return self._render(
-                request, user, tenant, experience, connectors, shown, status=status, error=exc.message, failed=section
-            )
+                request, access.user, access.tenant, saved.experience, saved.connectors, saved.shown, status=status,
+                error=saved.refused.message, failed=section,
+            )  # fmt: skip
         return RedirectResponse(f"{back}?saved={section}", status_code=303)
 
     def _render(
