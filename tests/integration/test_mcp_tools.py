@@ -339,6 +339,22 @@ def test_a_write_tool_calls_row_is_committed_before_its_answer(
     assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
 
 
+# Rows that may be queued wait an hour: only a row committed before the answer can be seen below.
+@pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
+def test_a_write_tool_that_changes_nothing_commits_its_calls_row_in_its_one_transaction(
+    client: TestClient, core: IdentityCore, issued: IssuedToken
+) -> None:
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+    created = mcp.call_tool("createApplication", {"name": "Same", "type": "m2m"})["structuredContent"]
+
+    unchanged = mcp.call_tool("updateApplication", {"applicationId": created["applicationId"], "name": "Same"})
+
+    assert unchanged["structuredContent"]["changed"] == []
+    # The call's row commits with the update's (empty) transaction: the tally saw one transaction, not two.
+    assert committed_actions(core).count("tool.updateApplication") == 1
+
+
 # The writer thread would not commit the queued rows in this test's lifetime.
 @pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
 def test_queued_rows_are_committed_when_the_app_shuts_down(settings: Settings, core: IdentityCore) -> None:

@@ -340,10 +340,12 @@ class McpApp:
         key = (client_id, token.subject or "", tenant_id)
         cached = self._names.get(key)
         if cached is None or time.monotonic() - cached[0] > NAMES_TTL_SECONDS:
-            # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
+            # One thread hop and one read for both lookups, and only every 30 s per (agent, human): names only label
+            # audit rows.
             def lookup() -> tuple[str | None, str | None]:
-                client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
-                user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
+                with self.core.db.unit_of_work(writes=False):
+                    client = self.core.clients.get(ADMIN_TENANT_ID, client_id)
+                    user = self.core.users.get(ADMIN_TENANT_ID, token.subject or "")
                 return (client.name if client else None, user.email if user else None)
 
             client_name, user_email = await run_in_threadpool(lookup)
