@@ -66,3 +66,40 @@ def test_a_closed_log_starts_its_writer_again_when_rows_come(core: IdentityCore)
 
     assert committed(core, "test.") == ["test.before", "test.after"]
     log.close()
+
+
+def test_a_riding_row_takes_the_rows_queued_before_it_into_the_changes_transaction(core: IdentityCore) -> None:
+    log = queue_of(core)
+    log.enqueue(ACTOR, "test.read")
+    with log.riding(ACTOR, "test.call") as call, core.db.transaction() as conn:
+        log.write(conn, ACTOR, "test.change")
+
+    assert call.written
+    assert committed(core, "test.") == ["test.read", "test.change", "test.call"]
+    log.close()
+
+
+def test_rows_taken_by_a_change_that_rolls_back_return_to_the_queue(core: IdentityCore) -> None:
+    log = queue_of(core)
+    log.enqueue(ACTOR, "test.read")
+    try:
+        with log.riding(ACTOR, "test.call"), core.db.transaction() as conn:
+            log.write(conn, ACTOR, "test.change")
+            raise RuntimeError("the change fails after its audit row")
+    except RuntimeError:
+        pass
+    assert committed(core, "test.") == []
+
+    log.close()
+
+    assert committed(core, "test.") == ["test.read"]
+
+
+def test_a_use_case_that_changes_nothing_still_records_the_riding_row_in_its_transaction(core: IdentityCore) -> None:
+    log = queue_of(core)
+    with log.riding(ACTOR, "test.call") as call, core.db.transaction() as conn:
+        log.ride(conn)
+
+    assert call.written
+    assert committed(core, "test.") == ["test.call"]
+    log.close()

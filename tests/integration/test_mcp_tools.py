@@ -352,11 +352,27 @@ def test_a_write_tool_calls_row_is_committed_before_its_answer(
     assert mcp.call_tool("updateTenant", {"name": "Acme Corp"}).get("isError") is not True
 
     committed = committed_actions(core)
-    # The write's own row commits with its change, in the change's transaction (the tally holds the call to one).
-    assert {"tenant.update", "tool.updateTenant"} <= set(committed)
-    assert "tool.getTenantInfo" not in committed  # a read's row waits in the queue for the flush interval
-    # Listed newest first by the time of the call, the read's row before the write's once it is committed too.
+    # The write's own row commits with its change, in the change's transaction (the tally holds the call to one), and
+    # takes the read's row queued before it along: no row is committed after a later call's.
+    assert {"tenant.update", "tool.updateTenant", "tool.getTenantInfo"} <= set(committed)
+    assert committed.index("tool.getTenantInfo") < committed.index("tool.updateTenant")
     assert [a for a in actions(core) if a.startswith("tool.")][:2] == ["tool.updateTenant", "tool.getTenantInfo"]
+
+
+# Rows that may be queued wait an hour: only a row committed before the answer can be seen below.
+@pytest.mark.parametrize("settings", [{"audit_flush_interval": 3600.0}], indirect=True)
+def test_a_write_tool_that_changes_nothing_commits_its_calls_row_in_its_one_transaction(
+    client: TestClient, core: IdentityCore, issued: IssuedToken
+) -> None:
+    mcp = McpSession(client, issued.access_token)
+    mcp.initialize()
+    created = mcp.call_tool("createApplication", {"name": "Same", "type": "m2m"})["structuredContent"]
+
+    unchanged = mcp.call_tool("updateApplication", {"applicationId": created["applicationId"], "name": "Same"})
+
+    assert unchanged["structuredContent"]["changed"] == []
+    # The call's row commits with the update's (empty) transaction: the tally saw one transaction, not two.
+    assert committed_actions(core).count("tool.updateApplication") == 1
 
 
 # The writer thread would not commit the queued rows in this test's lifetime.

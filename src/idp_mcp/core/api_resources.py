@@ -333,6 +333,7 @@ class ApiResources:
                 self._insert_permissions(conn, tenant_id, resource_id, new, now)
             changed = sorted([*values, *(["permissions"] if added or lost or described else [])])
             if not changed:
+                self._audit.ride(conn)
                 return ResourceUpdate(before, before, (), (), ())
             repo.update_resource(conn, tenant_id, resource_id, {**values, "updated_at": now})
             self._audit.write(

@@ -66,6 +66,19 @@ class Application:
         return self.type in ("traditional", "m2m")
 
 
+#: The fields an update may change, in the order a diff names them.
+_FIELDS = ("name", "description", "redirect_uris", "post_logout_redirect_uris", "cors_origins", "id_token_alg")
+
+
+@dataclass(frozen=True)
+class ApplicationUpdate:
+    """What :meth:`Applications.revise` did: the application before and after, and the fields that changed."""
+
+    before: Application
+    after: Application
+    changed: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class ApplicationChanges:
     """A partial update: only the fields that are not None change."""
@@ -356,7 +369,14 @@ class Applications:
     def change(
         self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor
     ) -> tuple[Application, Application]:
-        """Apply a partial update and return the application (before, after) as this update saw and left it.
+        """Apply a partial update and return the application (before, after) as this update saw and left it."""
+        update = self.revise(tenant_id, application_id, changes, actor)
+        return update.before, update.after
+
+    def revise(
+        self, tenant_id: str, application_id: str, changes: ApplicationChanges, actor: Actor
+    ) -> ApplicationUpdate:
+        """Apply a partial update; returns the application as this update saw and left it, and what changed.
 
         The application is read, checked and written in one transaction holding its row (``FOR UPDATE`` on
         PostgreSQL; SQLite's write transactions are serial), so concurrent updates of different fields all land and
@@ -367,7 +387,8 @@ class Applications:
             current = _application_or_not_found(client, application_id)
             changed, values = _apply(current, changes)
             if not changed:
-                return current, current
+                self._audit.ride(conn)
+                return ApplicationUpdate(current, current, ())
             assert client is not None
             values["metadata"] = {**client.metadata, **values["metadata"]}
             repo.update_client(conn, tenant_id, application_id, {**values, "updated_at": self._clock()})
@@ -376,7 +397,8 @@ class Applications:
                 tenant_id=tenant_id, details={"changed": sorted(changed)},
             )  # fmt: skip
             updated = repo.get(conn, tenant_id, application_id)
-        return current, _application_or_not_found(updated, application_id)
+        after = _application_or_not_found(updated, application_id)
+        return ApplicationUpdate(current, after, tuple(field for field in _FIELDS if field in changed))
 
     def delete(self, tenant_id: str, application_id: str, actor: Actor) -> Application:
         """Delete an application, its secrets, and end every grant it holds."""

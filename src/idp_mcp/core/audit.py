@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 
 from idp_mcp.domain import Actor, AuditEntry, Clock
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import audit as repo
+from idp_mcp.store.transaction_tally import apart
 
 # Keys whose values are never written, whatever a caller passes in ``details``.
 _SECRET_WORDS = ("secret", "token", "password", "code_verifier", "credential", "authorization", "cookie")
@@ -146,15 +147,44 @@ class AuditLog:
     ) -> None:
         """Write an audit row inside the caller's transaction, so it lands exactly when the change does; rows
         riding in this context (:meth:`riding`) are written with it when this row records a success."""
-        rows = [self._row(actor, action, target_type, target_id, outcome, details, tenant_id)]
-        for rider in _riders.get() if outcome == "success" else ():
-            if not rider.written:
-                rider.written = True
-                rows.append(rider.row)
-        if len(rows) == 1:
-            repo.insert_entry(conn, rows[0])
+        row = self._row(actor, action, target_type, target_id, outcome, details, tenant_id)
+        queued, riders = self._take_riding(conn) if outcome == "success" else ([], [])
+        if not riders:
+            repo.insert_entry(conn, row)
         else:
-            repo.insert_entries(conn, rows)
+            repo.insert_entries(conn, [*queued, row, *riders])
+
+    def ride(self, conn: Connection) -> None:
+        """Write the rows riding in this context (:meth:`riding`) inside the caller's transaction, for a use case
+        that asked for a change and found nothing to change (so it writes no row of its own): the call is still
+        recorded in the transaction that decided so, without a second one."""
+        queued, riders = self._take_riding(conn)
+        if riders:
+            repo.insert_entries(conn, [*queued, *riders])
+
+    def _take_riding(self, conn: Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows riding in this context and not written yet (now marked written), and with them the rows queued
+        before (:meth:`enqueue`): those commit in the same transaction, so none is committed after a change that
+        followed it. They go back to the front of the queue if the transaction rolls back."""
+        riders = [rider for rider in _riders.get() if not rider.written]
+        if not riders:
+            return [], []
+        for rider in riders:
+            rider.written = True
+        queued: list[dict[str, Any]] = []
+        pending = self._pending
+        while pending:
+            try:
+                queued.append(pending.popleft())
+            except IndexError:  # the writer thread took the last ones
+                break
+        if queued:
+            event.listen(conn, "rollback", lambda _conn: self._requeue(queued), once=True)
+        return queued, [rider.row for rider in riders]
+
+    def _requeue(self, rows: list[dict[str, Any]]) -> None:
+        self._pending.extendleft(reversed(rows))
+        self._wake.set()
 
     @contextmanager
     def riding(
@@ -265,18 +295,24 @@ class AuditLog:
 
     def search(self, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
         """A tenant's rows that match ``query``, newest first, queued rows of this process included."""
-        self.flush()
+        self._flush_before_reading()
         with self._db.read() as conn:
             return self._search(conn, tenant_id, query)
 
     def search_with_people(self, tenant_id: str, query: AuditQuery) -> tuple[list[AuditEntry], dict[str, str]]:
         """:meth:`search`, and the email of each human in the rows who still exists (user id → email), in one read:
         what the console shows."""
-        self.flush()
+        self._flush_before_reading()
         with self._db.read() as conn:
             entries = self._search(conn, tenant_id, query)
             subjects = sorted({entry.actor_sub for entry in entries if entry.actor_sub})
             return entries, repo.emails(conn, tenant_id, subjects)
+
+    def _flush_before_reading(self) -> None:
+        # The queued rows are earlier calls' records (read tools', refused calls'), committed in a write of their own:
+        # not part of the search, which only reads.
+        with apart("committing the audit rows queued by earlier calls"):
+            self.flush()
 
     def _search(self, conn: Connection, tenant_id: str, query: AuditQuery) -> list[AuditEntry]:
         email = query.actor.strip().lower() if query.actor and "@" in query.actor else None

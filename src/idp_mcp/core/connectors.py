@@ -45,6 +45,7 @@ from idp_mcp.store.repos import server_secrets as server_secrets_repo
 from idp_mcp.store.repos import sign_in_experiences as experiences_repo
 from idp_mcp.store.repos import users as users_repo
 from idp_mcp.store.tables import users as users_table
+from idp_mcp.store.transaction_tally import apart
 
 Kind = Literal["oidc", "oauth2"]
 TokenAuth = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -546,6 +547,7 @@ class Connectors:
             after = {**values, "options": options}
             changed = sorted(key for key in after if after[key] != before[key])
             if not changed:
+                self._audit.ride(conn)
                 return current, []
             self._check_domains_free(conn, tenant_id, connector_id, values["email_domains"])
             repo.update_connector(conn, tenant_id, connector_id, {**after, "updated_at": self._clock()})
@@ -636,17 +638,18 @@ class Connectors:
         with self._keys_lock:
             if name in self._keys:
                 return self._keys[name]
-        with self._db.read() as conn:
-            stored = server_secrets_repo.get(conn, name)
-        if stored is None:
-            made = Fernet.generate_key().decode() if fernet else new_secret(32)
-            try:
-                with self._db.transaction() as conn:
-                    server_secrets_repo.insert_secret(conn, name, made, self._clock())
-                stored = made
-            except IntegrityError:  # another process made it first: use theirs
-                with self._db.read() as conn:
-                    stored = server_secrets_repo.get(conn, name)
+        with apart("filling this process's cache of a server-wide key, once: not the request's use case"):
+            with self._db.read() as conn:
+                stored = server_secrets_repo.get(conn, name)
+            if stored is None:
+                made = Fernet.generate_key().decode() if fernet else new_secret(32)
+                try:
+                    with self._db.transaction() as conn:
+                        server_secrets_repo.insert_secret(conn, name, made, self._clock())
+                    stored = made
+                except IntegrityError:  # another process made it first: use theirs
+                    with self._db.read() as conn:
+                        stored = server_secrets_repo.get(conn, name)
         assert stored is not None
         with self._keys_lock:
             self._keys[name] = stored.encode()
@@ -835,8 +838,9 @@ class Connectors:
 
     def unlink(self, tenant_id: str, user_id: str, connector_id: str, actor: Actor) -> int:
         """Remove the user's identity at a connector, unless it is their last way in."""
-        email_codes = self._experiences.get(tenant_id).email_code
         with self._db.transaction() as conn:
+            # Read in the same transaction: whether email codes are a way in is part of the check.
+            email_codes = self._experiences.get_in(conn, tenant_id).email_code
             user = users_repo.get(conn, tenant_id, user_id[:64])
             if user is None:
                 raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")

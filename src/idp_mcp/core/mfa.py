@@ -536,7 +536,7 @@ class Mfa:
         when the policy asks); returns how many factors were removed. Audited without secrets."""
         with self._db.transaction() as conn:
             if users_repo.get(conn, tenant_id, user_id) is None:
-                raise UserNotFound(f"User '{user_id[:64]}' does not exist in this tenant. Call listUsers for the ids.")
+                raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
             removed = repo.delete_factors(conn, tenant_id, user_id)
             removed += sum(removal(conn, tenant_id, user_id) for removal in self._factor_removals.values())
             codes = repo.delete_backup_codes(conn, tenant_id, user_id)

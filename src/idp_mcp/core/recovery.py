@@ -32,6 +32,7 @@ from idp_mcp.core.verification_codes import (
     CodeRejected,
     Purpose,
     RefusedCode,
+    TooManyCodes,
     VerificationCodes,
 )
 from idp_mcp.domain import Actor, Clock, User
@@ -167,22 +168,28 @@ class PasswordRecovery:
         """Set a user's password for them (a test user, or support), with the sign-up rules; signs them out
         everywhere and revokes their applications' tokens. The password is never audited. Runs Argon2id: call it
         from a worker thread."""
-        with self._db.read() as conn:
-            current = users_repo.get(conn, tenant_id, user_id)
-        if current is None:
-            raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
-        return self.set_for_user_by_admin(current, password, actor)
+        # The rules that need no account first; the hash outside the transaction (it takes a while); then the user
+        # is read, checked against the rest of the rules and changed in one transaction.
+        passwords.check_policy(password)
+        return self._set_hashed(tenant_id, user_id, password, passwords.hash_password_sync(password), actor)
 
     def set_for_user_by_admin(self, current: User, password: str, actor: Actor) -> PasswordChanged:
-        """:meth:`set_by_admin` for a user the caller has read already: the rules and Argon2id outside any
-        transaction, then one write. Call it from a worker thread."""
+        """:meth:`set_by_admin` for a user the caller has read already (the console, in its page's read): every
+        rule and Argon2id outside any transaction, then one write. Call it from a worker thread."""
         local = current.email.split("@")[0] if current.email else None
         passwords.check_policy(password, identifiers=(current.email, current.username, local))
         password_hash = passwords.hash_password_sync(password)
+        return self._set_hashed(current.tenant_id, current.id, password, password_hash, actor)
+
+    def _set_hashed(
+        self, tenant_id: str, user_id: str, password: str, password_hash: str, actor: Actor
+    ) -> PasswordChanged:
         with self._db.transaction() as conn:
-            user = users_repo.get(conn, current.tenant_id, current.id, for_update=True)
+            user = users_repo.get(conn, tenant_id, user_id, for_update=True)
             if user is None:
-                raise UserNotFound(f"No user '{current.id[:64]}' in this tenant. Call listUsers to find the id.")
+                raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+            local = user.email.split("@")[0] if user.email else None
+            passwords.check_policy(password, identifiers=(user.email, user.username, local))
             return self._change(conn, user, password_hash, actor, "user.set_password", "password_set_by_admin")
 
     def send_by_admin(self, tenant_id: str, user_id: str, actor: Actor) -> ResetSent:
@@ -191,25 +198,36 @@ class PasswordRecovery:
         tenant does not sign in with passwords, or the user has no address or is suspended."""
         if not self._experiences.email_connector:
             raise ResetNotPossible(NO_EMAIL_CONNECTOR)
-        experience = self._experiences.get(tenant_id)
-        if not experience.password_identifiers:
-            raise ResetNotPossible(
-                "This tenant's users do not sign in with passwords, so there is nothing to reset: they sign in with "
-                "codes sent by email. Add password: true to a sign-in method first (updateSignInMethods)."
-            )
-        with self._db.read() as conn:
-            user = users_repo.get(conn, tenant_id, user_id)
-        if user is None:
-            raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
-        if not user.email:
-            raise ResetNotPossible(
-                "This user has no email address to send a reset code to. Use setUserPassword instead, and give "
-                "them the password over a channel you trust."
-            )
-        if user.suspended:
-            raise ResetNotPossible("This user is suspended. Reactivate them first (updateUser with suspended: false).")
-        issued = self._codes.issue(tenant_id, PURPOSE, user.email, actor=actor)
-        return ResetSent(self._email(tenant_id, experience, user.email, issued.code), issued.expires_at)
+        refused: TooManyCodes | None = None
+        with self._db.unit_of_work(writes=True):
+            experience = self._experiences.get(tenant_id)
+            if not experience.password_identifiers:
+                raise ResetNotPossible(
+                    "This tenant's users do not sign in with passwords, so there is nothing to reset: they sign in "
+                    "with codes sent by email. Add password: true to a sign-in method first (updateSignInMethods)."
+                )
+            with self._db.read() as conn:
+                user = users_repo.get(conn, tenant_id, user_id)
+            if user is None:
+                raise UserNotFound(f"No user '{user_id[:64]}' in this tenant. Call listUsers to find the id.")
+            if not user.email:
+                raise ResetNotPossible(
+                    "This user has no email address to send a reset code to. Use setUserPassword instead, and give "
+                    "them the password over a channel you trust."
+                )
+            if user.suspended:
+                raise ResetNotPossible(
+                    "This user is suspended. Reactivate them first (updateUser with suspended: false)."
+                )
+            try:
+                issued = self._codes.issue(tenant_id, PURPOSE, user.email, actor=actor)
+            except TooManyCodes as exc:
+                refused = exc  # raised once the unit has committed the refusal's audit row
+            else:
+                sent = ResetSent(self._email(tenant_id, experience, user.email, issued.code), issued.expires_at)
+        if refused is not None:
+            raise refused
+        return sent
 
     # --- helpers --------------------------------------------------------------------------------------------
 

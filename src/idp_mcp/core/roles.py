@@ -265,6 +265,7 @@ class Roles:
                         repo.set_permissions(conn, tenant_id, role_id, ids)
                         changed.append("permissions")
                 if not changed:
+                    self._audit.ride(conn)
                     return before, before, ()
                 repo.update_role(conn, tenant_id, role_id, {**values, "updated_at": self._clock()})
                 after = self._get(conn, tenant_id, role_id)
@@ -375,6 +376,8 @@ class Roles:
                     conn, actor, "role.assign", target_type=kind, target_id=subject_id, tenant_id=tenant_id,
                     details={"roles": new},
                 )  # fmt: skip
+            else:
+                self._audit.ride(conn)
             now = self._held(conn, tenant_id, kind, subject_id)
         return RoleAssignment(kind, subject_id, tuple(new), tuple(r.id for r in roles if r.id in held), now)
 
@@ -399,6 +402,8 @@ class Roles:
                     conn, actor, "role.remove", target_type=kind, target_id=subject_id, tenant_id=tenant_id,
                     details={"roles": gone},
                 )  # fmt: skip
+            else:
+                self._audit.ride(conn)
             now = self._held(conn, tenant_id, kind, subject_id)
         return RoleAssignment(kind, subject_id, tuple(gone), tuple(r.id for r in roles if r.id not in held), now)
 

@@ -182,6 +182,8 @@ class ClientSecrets:
                     tenant_id=tenant_id, details={"secret_id": secret_id, "kind": row.kind},
                 )  # fmt: skip
                 row = repo.get_one(conn, tenant_id, client_id, secret_id)
+            else:
+                self._audit.ride(conn)
         return RevokedSecret(_info(row, now), already)
 
     def revoke_temporary(self, tenant_id: str, client_id: str, actor: Actor) -> int:

@@ -520,16 +520,18 @@ class SignInExperiences:
                 "'Continue with …' buttons, in order), or both."
             )
         methods = parse_methods(changes["methods"]) if "methods" in changes else None
-        social = self._social(tenant_id, changes["social"]) if "social" in changes else None
+        # The connector ids are checked in the update's transaction: a connector deleted meanwhile is not shown.
+        with self._db.unit_of_work(writes=True):
+            social = self._social(tenant_id, changes["social"]) if "social" in changes else None
 
-        def apply(current: SignInExperience) -> SignInExperience:
-            return replace(
-                current,
-                sign_in_methods=current.sign_in_methods if methods is None else methods,
-                social=current.social if social is None else social,
-            )
+            def apply(current: SignInExperience) -> SignInExperience:
+                return replace(
+                    current,
+                    sign_in_methods=current.sign_in_methods if methods is None else methods,
+                    social=current.social if social is None else social,
+                )
 
-        return self._update(tenant_id, apply, actor)
+            return self._update(tenant_id, apply, actor)
 
     def _social(self, tenant_id: str, value: Any) -> tuple[str, ...]:
         """Connector ids of this tenant, each once, at most ten."""
@@ -591,6 +593,7 @@ class SignInExperiences:
             before, after = _flatten(current), _flatten(proposed)
             changed = [path for path in after if after[path] != before[path]]
             if not changed:
+                self._audit.ride(conn)
                 return ExperienceUpdate(current, (), f"Nothing changed: version {current.version} stays.")
             document = proposed.document()
             if row is None:

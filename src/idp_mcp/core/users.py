@@ -272,6 +272,15 @@ MAX_NAME = 128
 
 
 @dataclass(frozen=True)
+class UserUpdate:
+    """What :meth:`TenantUsers.revise` did: the user before and after, and the fields that changed."""
+
+    before: User
+    after: User
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class UserChanges:
     name: str | None = None
     suspended: bool | None = None
@@ -394,8 +403,13 @@ class TenantUsers:
         return self.change(tenant_id, user_id, changes, actor)[1]
 
     def change(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> tuple[User, User]:
+        """:meth:`revise`, returning the user (before, after) as this change saw and left them."""
+        update = self.revise(tenant_id, user_id, changes, actor)
+        return update.before, update.after
+
+    def revise(self, tenant_id: str, user_id: str, changes: UserChanges, actor: Actor) -> UserUpdate:
         """Rename, suspend or reactivate a user, or mark their email verified, read and written in one transaction
-        holding the user's row; returns the user (before, after) as this change saw and left them.
+        holding the user's row; returns the user as this change saw and left them, and the fields it changed.
 
         Suspending ends all the user's access in the same transaction: browser sessions, and every grant with its
         refresh and access tokens (see :func:`end_access`). Reactivating does not bring those back: the user signs
@@ -418,7 +432,8 @@ class TenantUsers:
                     raise ValidationFailed("This user has no email address to mark as verified.")
                 values["email_verified"] = changes.email_verified
             if not values:
-                return current, current
+                self._audit.ride(conn)
+                return UserUpdate(current, current, ())
             now = self._clock()
             repo.update_user(conn, tenant_id, user_id, {**values, "updated_at": now})
             details: dict[str, object] = {"changed": sorted(values)}
@@ -430,7 +445,9 @@ class TenantUsers:
             )  # fmt: skip
             updated = repo.get(conn, tenant_id, user_id)
         assert updated is not None
-        return current, updated
+        return UserUpdate(
+            current, updated, tuple(field for field in ("name", "suspended", "email_verified") if field in values)
+        )
 
     def delete(self, tenant_id: str, user_id: str, actor: Actor) -> User:
         """Delete a user and, in the same transaction, end their sessions, grants and tokens."""

@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.domain import Actor
 from idp_mcp.guides import GuideLibrary
 from idp_mcp.oauth.upstream_http import UpstreamHttp
 from idp_mcp.settings import Settings
+from idp_mcp.store.transaction_tally import apart
 
 TOOL_NAME = re.compile(r"^[a-z]+[A-Za-z0-9]*$")  # lowerCamelCase verbNoun
 
 InputT = TypeVar("InputT", bound=BaseModel)
+T = TypeVar("T")
 
 #: Ask the human behind the agent a yes/no question through the MCP client (form elicitation): True when they
 #: confirmed, False when they declined, cancelled or did not answer, None when the client could not ask them.
@@ -79,6 +82,31 @@ async def require_confirmation(ctx: ToolContext, question: str, *, confirmed: bo
             f'This cannot be undone, so nothing was changed yet. Ask the user: "{question}" Only if they say yes, '
             f"call {tool} again with confirm: true."
         )
+
+
+async def confirm_first(ctx: ToolContext, question: Callable[[], str], *, confirmed: bool, tool: str) -> None:
+    """:func:`require_confirmation` for a question that names what goes, which takes a look-up (``question`` runs in a
+    worker thread).
+
+    When nobody is to be asked (the agent passed ``confirm: true`` and its client cannot ask the user), nothing is
+    read: the change finds what it removes in its own transaction. Otherwise the look-up is a read of its own, apart
+    from the use case: the human answers between it and the change, which checks again in its transaction.
+    """
+    if confirmed and ctx.confirm is None:
+        return
+    with apart("the confirmation question: the human answers between this read and the change"):
+        text = await run_in_threadpool(question)
+    await require_confirmation(ctx, text, confirmed=confirmed, tool=tool)
+
+
+async def read_once(ctx: ToolContext, read: Callable[[], T]) -> T:
+    """Run a read tool's look-ups with one thread hop, in one read-only transaction: one consistent view."""
+
+    def run() -> T:
+        with ctx.core.db.unit_of_work(writes=False):
+            return read()
+
+    return await run_in_threadpool(run)
 
 
 @dataclass(frozen=True)

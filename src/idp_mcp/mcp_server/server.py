@@ -343,7 +343,8 @@ class McpApp:
         key = (client_id, token.subject or "", tenant_id)
         cached = self._names.get(key)
         if cached is None or time.monotonic() - cached[0] > NAMES_TTL_SECONDS:
-            # One thread hop for both lookups, and only every 30 s per (agent, human): names only label audit rows.
+            # One thread hop and one read for both lookups, and only every 30 s per (agent, human): names only label
+            # audit rows.
             def lookup() -> tuple[str | None, str | None]:
                 with self.core.db.unit_of_work(writes=False):
                     client = self.core.clients.get(ADMIN_TENANT_ID, client_id)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from idp_mcp.core.api_resources import MAX_PERMISSIONS, MAX_TTL, MIN_TTL, ApiResource
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE
 from idp_mcp.mcp_server.links import tenant_issuer
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 ApiResourceId = Annotated[
@@ -202,15 +202,16 @@ class DeleteApiResourceInput(BaseModel):
 async def delete_api_resource(ctx: ToolContext, args: DeleteApiResourceInput) -> DeletedApiResource:
     """Delete an API resource after the person acting confirmed it."""
     tenant_id = ctx.actor.tenant_id
-    resource = await run_in_threadpool(ctx.core.api_resources.get, tenant_id, args.apiResourceId)
-    await require_confirmation(
-        ctx,
-        f"Delete the API resource '{resource.name}' ({resource.identifier}) and its {len(resource.permissions)} "
-        "permissions? Roles stop granting them and no new token is issued for this API.",
-        confirmed=args.confirm,
-        tool="deleteApiResource",
-    )
-    deleted, affected = await run_in_threadpool(ctx.core.api_resources.delete, tenant_id, resource.id, ctx.actor)
+
+    def question() -> str:
+        resource = ctx.core.api_resources.get(tenant_id, args.apiResourceId)
+        return (
+            f"Delete the API resource '{resource.name}' ({resource.identifier}) and its {len(resource.permissions)} "
+            "permissions? Roles stop granting them and no new token is issued for this API."
+        )
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="deleteApiResource")
+    deleted, affected = await run_in_threadpool(ctx.core.api_resources.delete, tenant_id, args.apiResourceId, ctx.actor)
     return DeletedApiResource(
         apiResourceId=deleted.id, identifier=deleted.identifier, deleted=True, rolesAffected=affected
     )

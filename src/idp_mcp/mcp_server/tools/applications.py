@@ -14,7 +14,7 @@ from idp_mcp.core.applications import Application, ApplicationChanges
 from idp_mcp.core.secrets import IssuedSecret, ProductionSecretInConsole, SecretInfo
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, as_utc
 from idp_mcp.mcp_server.links import console_application_url, discovery_url, tenant_issuer
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first, read_once
 from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
@@ -223,13 +223,13 @@ class ApplicationRef(BaseModel):
 async def get_application(ctx: ToolContext, args: ApplicationRef) -> ApplicationWithSecrets:
     """One application with its secrets described (id, kind, last four characters, dates), never their values."""
     tenant_id = ctx.actor.tenant_id
-    app = await run_in_threadpool(ctx.core.applications.get, tenant_id, args.applicationId)
 
-    def read() -> tuple[list[Any], Any]:
+    def read() -> tuple[Application, list[Any], Any]:
+        app = ctx.core.applications.get(tenant_id, args.applicationId)
         secrets = ctx.core.secrets.list(tenant_id, app.id) if app.confidential else []
-        return secrets, ctx.core.roles.of_subject(tenant_id, "application", app.id)
+        return app, secrets, ctx.core.roles.of_subject(tenant_id, "application", app.id)
 
-    secrets, held = await run_in_threadpool(read)
+    app, secrets, held = await read_once(ctx, read)
     return ApplicationWithSecrets(
         **_info(ctx, app),
         **roles_and_permissions(held),
@@ -260,7 +260,12 @@ class UpdateApplicationInput(BaseModel):
     idTokenAlg: IdTokenAlg | None = Field(default=None, description="ES256 or RS256.")
 
 
-_COMPARED = ("name", "description", "redirectUris", "postLogoutRedirectUris", "corsOrigins", "idTokenAlg")
+# The core's field names, as this tool's arguments name them.
+_ARGUMENT_NAMES = {
+    "name": "name", "description": "description", "redirect_uris": "redirectUris",
+    "post_logout_redirect_uris": "postLogoutRedirectUris", "cors_origins": "corsOrigins",
+    "id_token_alg": "idTokenAlg",
+}  # fmt: skip
 
 
 async def update_application(ctx: ToolContext, args: UpdateApplicationInput) -> UpdatedApplication:
@@ -279,11 +284,10 @@ async def update_application(ctx: ToolContext, args: UpdateApplicationInput) -> 
         cors_origins=args.corsOrigins,
         id_token_alg=args.idTokenAlg,
     )
-    before, after = await run_in_threadpool(
-        ctx.core.applications.change, ctx.actor.tenant_id, args.applicationId, changes, ctx.actor
+    update = await run_in_threadpool(
+        ctx.core.applications.revise, ctx.actor.tenant_id, args.applicationId, changes, ctx.actor
     )
-    old, new = _info(ctx, before), _info(ctx, after)
-    return UpdatedApplication(**new, changed=[key for key in _COMPARED if old[key] != new[key]])
+    return UpdatedApplication(**_info(ctx, update.after), changed=[_ARGUMENT_NAMES[key] for key in update.changed])
 
 
 # --- deleteApplication ----------------------------------------------------------------------------------------
@@ -298,15 +302,16 @@ class DeleteApplicationInput(BaseModel):
 async def delete_application(ctx: ToolContext, args: DeleteApplicationInput) -> DeletedApplication:
     """Delete an application after the user confirmed it."""
     tenant_id = ctx.actor.tenant_id
-    app = await run_in_threadpool(ctx.core.applications.get, tenant_id, args.applicationId)
-    await require_confirmation(
-        ctx,
-        f"Delete the application '{app.name}' ({app.type}, id {app.id})? Software using it can no longer sign "
-        "users in and every token it holds is revoked.",
-        confirmed=args.confirm,
-        tool="deleteApplication",
-    )
-    deleted = await run_in_threadpool(ctx.core.applications.delete, tenant_id, app.id, ctx.actor)
+
+    def question() -> str:
+        app = ctx.core.applications.get(tenant_id, args.applicationId)
+        return (
+            f"Delete the application '{app.name}' ({app.type}, id {app.id})? Software using it can no longer sign "
+            "users in and every token it holds is revoked."
+        )
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="deleteApplication")
+    deleted = await run_in_threadpool(ctx.core.applications.delete, tenant_id, args.applicationId, ctx.actor)
     return DeletedApplication(applicationId=deleted.id, name=deleted.name, deleted=True)
 
 

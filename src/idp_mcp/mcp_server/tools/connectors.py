@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from idp_mcp.core.connectors import PRESETS, Connector, ConnectorChanges, ConnectorInput
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE
 from idp_mcp.mcp_server.links import connector_secret_url
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first
 from idp_mcp.mcp_server.tools.tenant import NoInput
 from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
 
@@ -278,16 +278,17 @@ class DeleteConnectorInput(BaseModel):
 
 async def delete_connector(ctx: ToolContext, args: DeleteConnectorInput) -> DeletedConnector:
     """Delete a connector after the user confirmed it."""
-    connector = await run_in_threadpool(ctx.core.connectors.get, ctx.actor.tenant_id, args.connectorId)
-    await require_confirmation(
-        ctx,
-        f"Delete the connector '{connector.name}' (id {connector.id})? Its button disappears, and users who signed "
-        "in only through it can no longer sign in.",
-        confirmed=args.confirm,
-        tool="deleteConnector",
-    )
+
+    def question() -> str:
+        connector = ctx.core.connectors.get(ctx.actor.tenant_id, args.connectorId)
+        return (
+            f"Delete the connector '{connector.name}' (id {connector.id})? Its button disappears, and users who "
+            "signed in only through it can no longer sign in."
+        )
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="deleteConnector")
     deleted, identities = await run_in_threadpool(
-        ctx.core.connectors.delete, ctx.actor.tenant_id, connector.id, ctx.actor
+        ctx.core.connectors.delete, ctx.actor.tenant_id, args.connectorId, ctx.actor
     )
     return DeletedConnector(connectorId=deleted.id, name=deleted.name, deleted=True, identitiesRemoved=identities)
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from idp_mcp.core.applications import Application
 from idp_mcp.docs_index import DocsQueryError, passage
 from idp_mcp.domain import SCOPE_READ
 from idp_mcp.guides import placeholders_in, render
 from idp_mcp.mcp_server.links import discovery_url, docs_url, tenant_issuer
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, read_once
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 
@@ -96,7 +95,7 @@ async def get_instructions(ctx: ToolContext, args: GetInstructionsInput) -> Guid
         api = ctx.core.api_resources.suggested_identifier(tenant_id, found.id if found else None)
         return found, api
 
-    app, api_identifier = await run_in_threadpool(read)
+    app, api_identifier = await read_once(ctx, read)
     values = _values(ctx, app)
     if api_identifier is not None:
         values["API_IDENTIFIER"] = api_identifier

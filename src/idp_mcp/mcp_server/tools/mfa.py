@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from idp_mcp.core.mfa import FactorInfo
 from idp_mcp.domain import SCOPE_WRITE
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first
 from idp_mcp.mcp_server.tools.sign_in_experience import UpdatedSignInExperience, updated_experience
 
 Policy = Literal["off", "optional", "required"]
@@ -82,17 +82,19 @@ class ResetUserMfaResult(BaseModel):
 async def reset_user_mfa(ctx: ToolContext, args: ResetUserMfaInput) -> ResetUserMfaResult:
     """Remove a user's second factors after the user confirmed it."""
     tenant_id = ctx.actor.tenant_id
-    user = await run_in_threadpool(ctx.core.tenant_users.get, tenant_id, args.userId)
-    await require_confirmation(
-        ctx,
-        f"Remove every second factor (authenticator apps, backup codes) of {user.email or user.username or user.id}? "
-        "They will set one up again at their next sign-in if the tenant requires MFA.",
-        confirmed=args.confirm,
-        tool="resetUserMfa",
-    )
-    removed = await run_in_threadpool(ctx.core.mfa.reset, tenant_id, user.id, ctx.actor)
+
+    def question() -> str:
+        user = ctx.core.tenant_users.get(tenant_id, args.userId)
+        return (
+            "Remove every second factor (authenticator apps, backup codes) of "
+            f"{user.email or user.username or user.id}? They will set one up again at their next sign-in if the "
+            "tenant requires MFA."
+        )
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="resetUserMfa")
+    removed = await run_in_threadpool(ctx.core.mfa.reset, tenant_id, args.userId, ctx.actor)
     return ResetUserMfaResult(
-        userId=user.id,
+        userId=args.userId,
         factorsRemoved=removed,
         next="The user signs in with their first factor; under a required policy they enroll a new factor then.",
     )

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from idp_mcp.core.roles import MAX_ROLE_PERMISSIONS, GrantedPermission, Role, RoleAssignment, SubjectRoles
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first
 from idp_mcp.mcp_server.tools.tenant import NoInput
 
 RoleType = Literal["user", "m2m"]
@@ -230,15 +230,16 @@ class DeleteRoleInput(BaseModel):
 async def delete_role(ctx: ToolContext, args: DeleteRoleInput) -> DeletedRole:
     """Delete a role after the person acting confirmed it."""
     tenant_id = ctx.actor.tenant_id
-    role, holders = await run_in_threadpool(ctx.core.roles.with_holders, tenant_id, args.roleId)
-    await require_confirmation(
-        ctx,
-        f"Delete the role '{role.name}' ({role.type}, id {role.id})? {holders.user_count} users and "
-        f"{holders.application_count} applications lose its permissions at their next token.",
-        confirmed=args.confirm,
-        tool="deleteRole",
-    )
-    deleted, now = await run_in_threadpool(ctx.core.roles.delete, tenant_id, role.id, ctx.actor)
+
+    def question() -> str:
+        role, holders = ctx.core.roles.with_holders(tenant_id, args.roleId)
+        return (
+            f"Delete the role '{role.name}' ({role.type}, id {role.id})? {holders.user_count} users and "
+            f"{holders.application_count} applications lose its permissions at their next token."
+        )
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="deleteRole")
+    deleted, now = await run_in_threadpool(ctx.core.roles.delete, tenant_id, args.roleId, ctx.actor)
     return DeletedRole(
         roleId=deleted.id, name=deleted.name, deleted=True, usersAffected=now.user_count,
         applicationsAffected=now.application_count,

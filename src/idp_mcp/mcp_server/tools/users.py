@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from idp_mcp.core.passwords import MAX_LENGTH, MIN_LENGTH
 from idp_mcp.core.users import UserChanges
 from idp_mcp.domain import SCOPE_READ, SCOPE_WRITE, User, as_utc
-from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, require_confirmation
+from idp_mcp.mcp_server.registry import ToolContext, ToolFailure, ToolSpec, confirm_field, confirm_first, read_once
 from idp_mcp.mcp_server.tools.mfa import FactorSummary, factor_summaries
 from idp_mcp.mcp_server.tools.roles import EffectivePermission, HeldRole, roles_and_permissions
 
@@ -167,7 +167,7 @@ async def get_user(ctx: ToolContext, args: UserRef) -> UserDetails:
             ctx.core.mfa.factors(tenant_id, user.id),
         )
 
-    user, held, identities, factors = await run_in_threadpool(read)
+    user, held, identities, factors = await read_once(ctx, read)
     return UserDetails(
         **_info(user).model_dump(),
         **roles_and_permissions(held),
@@ -211,12 +211,9 @@ async def update_user(ctx: ToolContext, args: UpdateUserInput) -> UpdatedUser:
     if args.name is None and args.suspended is None and args.emailVerified is None:
         raise ToolFailure("Give at least one field to change: name, suspended or emailVerified.")
     changes = UserChanges(name=args.name, suspended=args.suspended, email_verified=args.emailVerified)
-    before, after = await run_in_threadpool(
-        ctx.core.tenant_users.change, ctx.actor.tenant_id, args.userId, changes, ctx.actor
-    )
-    old, new = _info(before), _info(after)
-    changed = [key for key in ("name", "suspended", "emailVerified") if getattr(old, key) != getattr(new, key)]
-    return UpdatedUser(**new.model_dump(), changed=changed)
+    update = await run_in_threadpool(ctx.core.tenant_users.revise, ctx.actor.tenant_id, args.userId, changes, ctx.actor)
+    changed = ["emailVerified" if field == "email_verified" else field for field in update.changed]
+    return UpdatedUser(**_info(update.after).model_dump(), changed=changed)
 
 
 # --- deleteUser -----------------------------------------------------------------------------------------------
@@ -231,15 +228,14 @@ class DeleteUserInput(BaseModel):
 async def delete_user(ctx: ToolContext, args: DeleteUserInput) -> DeletedUser:
     """Delete a user after the person acting confirmed it."""
     tenant_id = ctx.actor.tenant_id
-    user = await run_in_threadpool(ctx.core.tenant_users.get, tenant_id, args.userId)
-    who = user.email or user.username or user.id
-    await require_confirmation(
-        ctx,
-        f"Delete the user {who} (id {user.id})? They can no longer sign in and their account is gone.",
-        confirmed=args.confirm,
-        tool="deleteUser",
-    )
-    deleted = await run_in_threadpool(ctx.core.tenant_users.delete, tenant_id, user.id, ctx.actor)
+
+    def question() -> str:
+        user = ctx.core.tenant_users.get(tenant_id, args.userId)
+        who = user.email or user.username or user.id
+        return f"Delete the user {who} (id {user.id})? They can no longer sign in and their account is gone."
+
+    await confirm_first(ctx, question, confirmed=args.confirm, tool="deleteUser")
+    deleted = await run_in_threadpool(ctx.core.tenant_users.delete, tenant_id, args.userId, ctx.actor)
     return DeletedUser(userId=deleted.id, deleted=True)
 
 
