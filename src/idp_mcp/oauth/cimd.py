@@ -120,6 +120,10 @@ class MetadataDocumentResolver:
             raise
         return self._store(tenant_id, url, metadata)
 
+    def due(self, tenant_id: str, url: str) -> bool:
+        """Whether :meth:`resolve` would fetch the document (it was not fetched within the cache interval)."""
+        return not self._is_fresh(tenant_id, url)
+
     def close(self) -> None:
         self._fetcher.close()
 
