@@ -17,7 +17,7 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from idp_mcp.core.sessions import Interaction
 from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import Client, split_scope
-from idp_mcp.errors import InteractionExpired, ValidationFailed
+from idp_mcp.errors import IdpError, InteractionExpired, ValidationFailed
 from idp_mcp.oauth.checks import UnregisteredRedirectUri
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
@@ -35,6 +35,14 @@ class AuthorizeOutcome:
     # A known client asked to return to a URI it did not register: that URI (never redirected to) and the client.
     rejected_redirect_uri: str | None = None
     client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Logout:
+    """Where to send the browser after logout (None: our signed-out page), or ``ask``: confirm it first."""
+
+    target: str | None
+    ask: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,30 @@ class AuthorizationFlow:
             return self._location(result)
 
     # --- RP-initiated logout -------------------------------------------------------------------------
+
+    def end_session(
+        self, session_id: str | None, *, id_token_hint: str | None, client_id: str | None, uri: str | None,
+        confirmed: bool, forged: IdpError | None,
+    ) -> Logout:  # fmt: skip
+        """RP-initiated logout, in one transaction: end the browser's session at this issuer and say where to go
+        (``uri`` only if the client registered it, else :class:`ValidationFailed`).
+
+        A valid ``id_token_hint`` for the session's user proceeds at once. Without one anyone could sign the user
+        out with a link (logout CSRF), so the user must have ``confirmed`` on our page; ``forged``: the error to
+        raise when that confirmation failed its CSRF check (OpenID RP-Initiated Logout 1.0 §2, §6).
+        """
+        with self.server.core.db.unit_of_work(writes=True):
+            target = self.post_logout_redirect(id_token_hint, client_id, uri)
+            sessions = self.server.core.sessions
+            session = sessions.get(session_id)
+            if session is not None and session.tenant_id == self.server.tenant_id:
+                named = id_token_hint is not None and self.id_token_subject(id_token_hint) == session.user_id
+                if not named and not confirmed:
+                    return Logout(target, ask=True)
+                if not named and forged is not None:
+                    raise forged
+            sessions.end(session_id)
+            return Logout(target)
 
     def post_logout_redirect(self, id_token_hint: str | None, client_id: str | None, uri: str | None) -> str | None:
         """Where to send the browser after logout: ``uri`` only if the client registered it exactly."""
