@@ -92,6 +92,26 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "a read (the write role, checked before any hashing, and the user's page, shown again on a refusal), "
         "Argon2id outside any transaction (~50 ms: it must not hold SQLite's write lock), then the write",
     ),
+    "POST /sign-in": (
+        2,
+        "find the administrator and count the attempt; check the password (Argon2id, ~50 ms) outside any "
+        "transaction; then record the success and start the session",
+    ),
+    "POST /setup": (
+        2,
+        "check that no administrator exists and the setup code; hash the password (Argon2id) outside any "
+        "transaction; then create the administrator (checking again) and start the session",
+    ),
+    "GET /interaction/{id}": (
+        2,
+        "only when the client's metadata document is due for a refresh: it is fetched (network, on the event loop) "
+        "between reading the interaction, which names the client, and the page's look-ups",
+    ),
+    "POST /interaction/{id}/consent": (
+        2,
+        "as GET /interaction/{id}: a client metadata document due for a refresh is fetched between reading the "
+        "interaction and deciding",
+    ),
 }
 
 

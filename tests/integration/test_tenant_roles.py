@@ -15,7 +15,7 @@ from idp_mcp.app import create_app
 from idp_mcp.core.identity import IdentityCore
 from idp_mcp.core.tenants import ReadOnlyMember
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, User
-from idp_mcp.errors import TenantNotFound, ValidationFailed
+from idp_mcp.errors import Forbidden, TenantNotFound, ValidationFailed
 from idp_mcp.settings import Settings
 from tests.support.clock import Clock
 from tests.support.inprocess import PUBLIC_URL, REDIRECT_URI, authorize, csrf_from, pkce_pair, register_client, sign_in
@@ -139,6 +139,33 @@ def _consent(client: TestClient, client_id: str, *, tenant: str, write: bool = T
     if write:
         form["scope"] = "idp:write"
     return client.post(f"{interaction}/consent", data=form, follow_redirects=False)
+
+
+def test_the_authorization_flow_itself_refuses_a_tenant_the_user_does_not_administer(
+    client: TestClient, core: IdentityCore, clock: Clock
+) -> None:
+    second = second_admin(core)  # a member of nothing
+    registered = register_client(client, client_name="Agent")
+    _verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code", "client_id": registered["client_id"], "redirect_uri": REDIRECT_URI,
+        "scope": "idp:read", "state": "s", "code_challenge": challenge, "code_challenge_method": "S256",
+    }  # fmt: skip
+    start = client.get(f"/oauth/authorize?{urlencode(params)}", follow_redirects=False)
+    interaction_id = urlsplit(start.headers["location"]).path.rsplit("/", 1)[-1]
+    interaction = core.sessions.get_interaction(interaction_id)
+    assert interaction is not None
+    pages = next(route for route in client.app.routes if getattr(route, "path", "") == "/interaction/{id}")
+    flow = pages.endpoint.__self__.flow  # type: ignore[attr-defined]
+
+    with pytest.raises(Forbidden):  # whatever page or tool asks (not only the consent page checks)
+        flow.approve(
+            interaction, user_id=second.id, auth_time=clock(), scopes=["idp:read"], acting_tenant_id=DEFAULT_TENANT_ID
+        )
+
+    # Refused as a whole: the request is still pending and no consent was recorded.
+    assert core.sessions.get_interaction(interaction_id) is not None
+    assert not core.grants.client_approved(ADMIN_TENANT_ID, registered["client_id"])
 
 
 # --- read-only members --------------------------------------------------------------------------------------------

@@ -146,8 +146,17 @@ class Clients:
         ``client_address`` (open registration over HTTP) it counts against that address's limit first:
         :class:`RegistrationThrottled` past it.
         """
-        if client_address is not None:
-            self._count_registration(tenant_id, client_address)
+        # One transaction: the count and the client commit together (a failed insert counts nothing), and a refusal
+        # commits its audit row alone (the counter is left as it was).
+        with self._db.unit_of_work(writes=True):
+            throttled = self._count_registration(tenant_id, client_address) if client_address is not None else None
+            registration = None if throttled else self._insert_registration(tenant_id, metadata, actor)
+        if throttled:
+            raise throttled
+        assert registration is not None
+        return registration
+
+    def _insert_registration(self, tenant_id: str, metadata: ClientMetadata, actor: Actor | None) -> Registration:
         now = self._clock()
         client_id = new_id(16)
         actor = actor or Actor(tenant_id=tenant_id, sub=None, client_id=client_id, client_name=metadata.client_name)
@@ -172,20 +181,22 @@ class Clients:
         assert client is not None
         return Registration(client=client, client_secret=secret)
 
-    def _count_registration(self, tenant_id: str, client_address: str) -> None:
+    def _count_registration(self, tenant_id: str, client_address: str) -> RegistrationThrottled | None:
+        """Count a registration from ``client_address``; past the limit, record the refusal and return the error to
+        raise once the transaction committed."""
         if self._rate_limits is None:
-            return
+            return None
         policy = self._registration_limits
         limit = Limit("address", address_key(client_address), policy.per_address)
         exceeded = self._rate_limits.hit(CLIENT_REGISTRATION, tenant_id, [limit], policy.window_seconds)
         if exceeded is None:
-            return
+            return None
         self._audit.write_failure(
             Actor(tenant_id=tenant_id, sub=None),
             "client.registration_throttled",
             details={"client_address": client_address, "retry_after": exceeded.retry_after},
         )
-        raise RegistrationThrottled(
+        return RegistrationThrottled(
             f"Too many client registrations from this address; try again in {exceeded.retry_after} seconds.",
             exceeded.retry_after,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from idp_mcp.core.administrator_sign_in import AdministratorSignIn
 from idp_mcp.core.agents import ConnectedAgents
 from idp_mcp.core.api_resources import ApiResources
 from idp_mcp.core.applications import Applications
@@ -116,6 +117,9 @@ class IdentityCore:
             db, clock, self.audit, tenants=self.tenants, experiences=self.sign_in_experiences,
             codes=self.verification_codes, rate_limits=self.rate_limits, public_url=settings.public_url,
         )  # fmt: skip
+        self.administrator_sign_in = AdministratorSignIn(
+            db, users=self.users, sessions=self.sessions, setup_codes=self.setup_codes
+        )
 
     @classmethod
     def from_settings(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import NoReturn, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -14,7 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from idp_mcp.core import devices, passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
-from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
+from idp_mcp.core.rate_limits import (
+    PASSWORD_SIGN_IN,
+    Exceeded,
+    RateLimits,
+    SignInLimits,
+    address_key,
+    normalise_identifier,
+)
 from idp_mcp.core.tenants import ADMIN, OWNER, check_role
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
 from idp_mcp.errors import (
@@ -33,8 +42,15 @@ from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
+from idp_mcp.store.transaction_tally import apart
+
+T = TypeVar("T")
 
 MAX_EMAIL = 254
+
+
+def _itself(user: User) -> User:
+    return user
 
 
 def normalise_email(email: str) -> str:
@@ -80,23 +96,37 @@ class Users:
         With ``first_only`` (the welcome page), refuse when any administrator exists already, checked in the
         same transaction as the insert so two browsers racing cannot both become the first administrator.
         """
+        # Argon2id and the transaction in one worker thread: both block, and one hop costs less than two.
+        insert = partial(
+            self.create_administrator_sync, email, password, _itself, tenant_id=tenant_id, role=role,
+            actor_sub=actor_sub, first_only=first_only,
+        )  # fmt: skip
+        return await anyio.to_thread.run_sync(insert)
+
+    def create_administrator_sync(
+        self, email: str, password: str, then: Callable[[User], T], *, tenant_id: str | None = None,
+        role: str | None = None, actor_sub: str | None = None, first_only: bool = False,
+    ) -> T:  # fmt: skip
+        """:meth:`create_administrator` in the calling worker thread, and ``then(user)`` in the transaction that
+        creates the administrator (a session started there commits with it). The password is hashed (Argon2id,
+        ~50 ms) before the transaction begins."""
         address = normalise_email(email)
         if role is not None and tenant_id is None:
             raise ValidationFailed("A role is given in a tenant: name the tenant too.")
         membership_role = check_role(role or ADMIN) if tenant_id is not None else None
         passwords.check_policy(password, identifiers=(address, address.split("@")[0]))
-        # Argon2id and the transaction in one worker thread: both block, and one hop costs less than two.
-        insert = partial(
-            self._insert_administrator, address, password, tenant_id=tenant_id, membership_role=membership_role,
-            actor_sub=actor_sub, first_only=first_only,
-        )  # fmt: skip
-        return await anyio.to_thread.run_sync(insert)
+        password_hash = passwords.hash_password_sync(password)
+        with self._db.unit_of_work(writes=True):
+            user = self._insert_administrator(
+                address, password_hash, tenant_id=tenant_id, membership_role=membership_role, actor_sub=actor_sub,
+                first_only=first_only,
+            )  # fmt: skip
+            return then(user)
 
     def _insert_administrator(
-        self, address: str, password: str, *, tenant_id: str | None, membership_role: str | None,
+        self, address: str, password_hash: str, *, tenant_id: str | None, membership_role: str | None,
         actor_sub: str | None, first_only: bool,
     ) -> User:  # fmt: skip
-        password_hash = passwords.hash_password_sync(password)
         now = self._clock()
         user_id = new_id()
         try:
@@ -165,25 +195,43 @@ class Users:
     ) -> User:  # fmt: skip
         """:meth:`authenticate` in the calling thread, which must be a worker thread (the database and Argon2id
         block): the whole sign-in is one thread hop."""
+        return self.sign_in_sync(tenant_id, identifier, password, _itself, client_address=client_address, device=device)
+
+    def sign_in_sync(
+        self, tenant_id: str, identifier: str, password: str, then: Callable[[User], T], *,
+        client_address: str | None = None, device: str | None = None,
+    ) -> T:  # fmt: skip
+        """:meth:`authenticate_sync`, and ``then(user)`` in the transaction that records the success (a session
+        started there commits with it). Two transactions, with the password check between them: Argon2id takes
+        ~50 ms and must not hold the write lock. The first finds the account and counts the attempt; the second
+        records the success. The audit row of a failure is written on its own, outside the use case."""
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
             raise InvalidCredentials("The email or password is incorrect.")
-        found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
-        self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+        with self._db.unit_of_work(writes=True):
+            found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
+            exceeded = self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+        if exceeded is not None:
+            self._refuse_throttled(tenant_id, identifier, client_address, known_device, exceeded)
         user, password_hash = found if found else (None, None)
         ok = passwords.verify_password_sync(password_hash, password)
         actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
         if not ok or user is None:
-            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id if user else None)
+            with apart("the audit row of a failed sign-in"):
+                self._audit.write_failure(
+                    actor, "session.sign_in", target_type="user", target_id=user.id if user else None
+                )
             raise InvalidCredentials("The email or password is incorrect.")
         if user.suspended:
-            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
+            with apart("the audit row of a failed sign-in"):
+                self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
             raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
-        with self._db.transaction() as conn:
-            repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
-            self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-        self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
-        return user
+        with self._db.unit_of_work(writes=True):
+            with self._db.transaction() as conn:
+                repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
+                self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
+            self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+            return then(user)
 
     def _find_for_sign_in(
         self, tenant_id: str, identifier: str, device: str | None
@@ -203,29 +251,34 @@ class Users:
 
     def _count_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
-    ) -> None:
+    ) -> Exceeded | None:
+        """Count the attempt; the limit reached, if one is (then nothing was counted)."""
         if self._rate_limits is None:
-            return
+            return None
         policy = self._sign_in_limits
-        exceeded = self._rate_limits.hit(
+        return self._rate_limits.hit(
             PASSWORD_SIGN_IN,
             tenant_id,
             policy.limits(identifier, client_address, known_device),
             policy.window_seconds,
         )
-        if exceeded is None:
-            return
-        self._audit.write_failure(
-            Actor(tenant_id=tenant_id, sub=None),
-            "session.sign_in_throttled",
-            details={
-                "limit": exceeded.kind,
-                "known_device": known_device is not None,
-                "identifier": normalise_identifier(identifier),
-                "client_address": client_address,
-                "retry_after": exceeded.retry_after,
-            },
-        )
+
+    def _refuse_throttled(
+        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None,
+        exceeded: Exceeded,
+    ) -> NoReturn:  # fmt: skip
+        with apart("the audit row of a refused sign-in"):
+            self._audit.write_failure(
+                Actor(tenant_id=tenant_id, sub=None),
+                "session.sign_in_throttled",
+                details={
+                    "limit": exceeded.kind,
+                    "known_device": known_device is not None,
+                    "identifier": normalise_identifier(identifier),
+                    "client_address": client_address,
+                    "retry_after": exceeded.retry_after,
+                },
+            )
         raise TooManyAttempts(exceeded.message, exceeded.retry_after)
 
     def _forgive_sign_in_attempt(

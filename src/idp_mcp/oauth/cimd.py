@@ -28,6 +28,7 @@ from idp_mcp.errors import ClientMetadataDocumentError, InvalidClientMetadata
 from idp_mcp.oauth.outbound import FetchPolicy, OutboundError, SafeFetcher, is_public_address
 from idp_mcp.oauth.outbound import resolve_host as _resolve_host
 from idp_mcp.settings import Settings
+from idp_mcp.store.transaction_tally import apart
 
 WHAT = "client ID metadata document"
 #: Kept under the old name for the tests that classify addresses one by one.
@@ -98,7 +99,7 @@ class MetadataDocumentResolver:
             self._fetcher.remember_failure(url, exc.message)
             return
         if not self._is_fresh(tenant_id, url):  # a concurrent request for the same document stored it already
-            await anyio.to_thread.run_sync(self._store, tenant_id, url, metadata)
+            await anyio.to_thread.run_sync(self._store_fetched, tenant_id, url, metadata)
 
     def resolve(self, tenant_id: str, url: str) -> Client:
         """The client described at ``url``: stored by a recent :meth:`prefetch`, or the failure it met, else
@@ -119,6 +120,10 @@ class MetadataDocumentResolver:
             raise
         return self._store(tenant_id, url, metadata)
 
+    def due(self, tenant_id: str, url: str) -> bool:
+        """Whether :meth:`resolve` would fetch the document (it was not fetched within the cache interval)."""
+        return not self._is_fresh(tenant_id, url)
+
     def close(self) -> None:
         self._fetcher.close()
 
@@ -126,6 +131,12 @@ class MetadataDocumentResolver:
         with self._lock:
             fetched_at = self._fetched_at.get((tenant_id, url))
         return fetched_at is not None and time.monotonic() - fetched_at < self._settings.cimd_cache_ttl
+
+    def _store_fetched(self, tenant_id: str, url: str, metadata: ClientMetadata) -> None:
+        # Before the request's use case, in a transaction of its own: a cache of a public document, kept whatever
+        # the request then does (it is no part of the request's one transaction).
+        with apart("storing a client ID metadata document fetched for the request (a cache fill)"):
+            self._store(tenant_id, url, metadata)
 
     def _store(self, tenant_id: str, url: str, metadata: ClientMetadata) -> Client:
         client = self._clients.store_metadata_document(tenant_id, url, metadata)

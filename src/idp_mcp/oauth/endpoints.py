@@ -29,7 +29,9 @@ ErrorPage = Callable[[Request, str, str, int], Awaitable[Response]]
 # (request, client id, the redirect URI refused, error, description): the page for a known client's unregistered
 # redirect URI, which shows the URI and how to register it.
 RedirectUriErrorPage = Callable[[Request, str, str, str, str], Awaitable[Response]]
-SignedIn = Callable[[Request], Awaitable[bool]]
+# Whether the browser has a session at this issuer: called in the worker thread, inside the authorization
+# request's transaction (the web layer knows its cookies).
+SignedIn = Callable[[Request], bool]
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -117,7 +119,7 @@ class AuthorizationServerEndpoints:
         self.base_url = base_url
         self.error_page = error_page
         self.redirect_uri_error_page = redirect_uri_error_page
-        self._signed_in = signed_in  # whether the browser has a session here (the web layer knows its cookies)
+        self._signed_in = signed_in
         # An issuer that resolves client ID metadata documents may wait on the network in a token request.
         self._lane_db = server.core.db if server.cimd is None else None
 
@@ -148,7 +150,8 @@ class AuthorizationServerEndpoints:
                 return await self.error_page(request, "invalid_request", NUL_REFUSED, 400)
         await self._prefetch_client(params)
         oauth_request = PlainOAuth2Request("GET", f"{self.base_url}/authorize", request_headers(request), params)
-        signed_in = await self._signed_in(request) if self._signed_in is not None else False
+        session_check = self._signed_in
+        signed_in = (lambda: session_check(request)) if session_check is not None else (lambda: False)
         outcome = await run_in_threadpool(lambda: self.flow.start(oauth_request, signed_in=signed_in))
         if outcome.redirect_to:
             return RedirectResponse(outcome.redirect_to, status_code=302, headers={"Cache-Control": "no-store"})

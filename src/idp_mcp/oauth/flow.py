@@ -6,6 +6,7 @@ The interaction policy (what the user must still do) lives here; ``web/`` only r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,8 +15,9 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp_mcp.core.sessions import Interaction
+from idp_mcp.core.tenants import withheld_scopes
 from idp_mcp.domain import Client, split_scope
-from idp_mcp.errors import InteractionExpired, ValidationFailed
+from idp_mcp.errors import IdpError, InteractionExpired, ValidationFailed
 from idp_mcp.oauth.checks import UnregisteredRedirectUri
 from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import EndpointResult, IdpAuthorizationServer
@@ -36,6 +38,14 @@ class AuthorizeOutcome:
 
 
 @dataclass(frozen=True)
+class Logout:
+    """Where to send the browser after logout (None: our signed-out page), or ``ask``: confirm it first."""
+
+    target: str | None
+    ask: bool = False
+
+
+@dataclass(frozen=True)
 class ConsentRequest:
     client: Client
     redirect_uri: str
@@ -52,12 +62,17 @@ class AuthorizationFlow:
 
     # --- /authorize ---------------------------------------------------------------------------------
 
-    def start(self, request: PlainOAuth2Request, *, signed_in: bool = False) -> AuthorizeOutcome:
-        """Validate an authorization request and say where the browser goes next.
+    def start(self, request: PlainOAuth2Request, *, signed_in: Callable[[], bool] = lambda: False) -> AuthorizeOutcome:
+        """Validate an authorization request and say where the browser goes next, in one transaction (the checks'
+        look-ups and the pending interaction).
 
-        ``signed_in``: the browser already has a session at this issuer (only the MCP issuer says so; it decides
-        which error ``prompt=none`` gets, OIDC Core §3.1.2.6).
+        ``signed_in``: whether the browser already has a session at this issuer (only the MCP issuer says so; it
+        decides which error ``prompt=none`` gets, OIDC Core §3.1.2.6), asked only then, in the same transaction.
         """
+        with self.server.core.db.unit_of_work(writes=True):
+            return self._start(request, signed_in)
+
+    def _start(self, request: PlainOAuth2Request, signed_in: Callable[[], bool]) -> AuthorizeOutcome:
         try:
             grant = self.server.get_consent_grant(request)
         except LoginRequiredError as error:
@@ -78,6 +93,11 @@ class AuthorizationFlow:
     # --- the consent step ---------------------------------------------------------------------------
 
     def describe(self, interaction: Interaction) -> ConsentRequest:
+        """What the pending request asks for, validated again (one read transaction)."""
+        with self.server.core.db.unit_of_work(writes=False):
+            return self._describe(interaction)
+
+    def _describe(self, interaction: Interaction) -> ConsentRequest:
         grant = self._revalidate(interaction)
         targets = self.server.targets
         return ConsentRequest(
@@ -101,12 +121,27 @@ class AuthorizationFlow:
         amr: tuple[str, ...] = (),
         acr: str | None = None,
     ) -> str:
-        """Issue the code for what the user approved and return where to send the browser. ``amr``/``acr``: how
-        the session's user signed in (core.mfa), for the ID token."""
+        """Issue the code for what the user approved and return where to send the browser, in one transaction.
+        ``acting_tenant_id`` (the MCP issuer): the tenant the user connects the client to, which they must administer
+        (:class:`Forbidden` otherwise); a member who may only read cannot grant write access there. ``amr``/``acr``:
+        how the session's user signed in (core.mfa), for the ID token."""
+        with self.server.core.db.unit_of_work(writes=True):
+            return self._approve(
+                interaction, user_id=user_id, auth_time=auth_time, scopes=scopes, acting_tenant_id=acting_tenant_id,
+                amr=amr, acr=acr,
+            )  # fmt: skip
+
+    def _approve(
+        self, interaction: Interaction, *, user_id: str, auth_time: datetime, scopes: list[str],
+        acting_tenant_id: str | None, amr: tuple[str, ...], acr: str | None,
+    ) -> str:  # fmt: skip
         grant = self._revalidate(interaction)
+        withheld: frozenset[str] = frozenset()
+        if acting_tenant_id is not None:
+            withheld = withheld_scopes(self.server.core.tenants.require_member(acting_tenant_id, user_id))
         self._consume(interaction)
         requested = split_scope(grant.request.scope)
-        granted = [scope for scope in requested if scope in scopes]
+        granted = [scope for scope in requested if scope in scopes and scope not in withheld]
         client = grant.request.client
         grant_id = self.server.core.grants.record_consent(
             tenant_id=self.server.tenant_id,
@@ -131,12 +166,38 @@ class AuthorizationFlow:
         return self._location(result)
 
     def deny(self, interaction: Interaction) -> str:
-        grant = self._revalidate(interaction)
-        self._consume(interaction)
-        result = self.server.create_authorization_response(grant.request, grant_user=None, grant=grant)
-        return self._location(result)
+        """Answer the client that the user refused (one transaction); returns where to send the browser."""
+        with self.server.core.db.unit_of_work(writes=True):
+            grant = self._revalidate(interaction)
+            self._consume(interaction)
+            result = self.server.create_authorization_response(grant.request, grant_user=None, grant=grant)
+            return self._location(result)
 
     # --- RP-initiated logout -------------------------------------------------------------------------
+
+    def end_session(
+        self, session_id: str | None, *, id_token_hint: str | None, client_id: str | None, uri: str | None,
+        confirmed: bool, forged: IdpError | None,
+    ) -> Logout:  # fmt: skip
+        """RP-initiated logout, in one transaction: end the browser's session at this issuer and say where to go
+        (``uri`` only if the client registered it, else :class:`ValidationFailed`).
+
+        A valid ``id_token_hint`` for the session's user proceeds at once. Without one anyone could sign the user
+        out with a link (logout CSRF), so the user must have ``confirmed`` on our page; ``forged``: the error to
+        raise when that confirmation failed its CSRF check (OpenID RP-Initiated Logout 1.0 §2, §6).
+        """
+        with self.server.core.db.unit_of_work(writes=True):
+            target = self.post_logout_redirect(id_token_hint, client_id, uri)
+            sessions = self.server.core.sessions
+            session = sessions.get(session_id)
+            if session is not None and session.tenant_id == self.server.tenant_id:
+                named = id_token_hint is not None and self.id_token_subject(id_token_hint) == session.user_id
+                if not named and not confirmed:
+                    return Logout(target, ask=True)
+                if not named and forged is not None:
+                    raise forged
+            sessions.end(session_id)
+            return Logout(target)
 
     def post_logout_redirect(self, id_token_hint: str | None, client_id: str | None, uri: str | None) -> str | None:
         """Where to send the browser after logout: ``uri`` only if the client registered it exactly."""
@@ -181,11 +242,11 @@ class AuthorizationFlow:
             raise InteractionExpired("This sign-in request was already completed: start again from your app.")
 
     def _silent_outcome(
-        self, request: PlainOAuth2Request, signed_in: bool, redirect_uri: str | None
+        self, request: PlainOAuth2Request, signed_in: Callable[[], bool], redirect_uri: str | None
     ) -> AuthorizeOutcome:
         error: OAuth2Error = (
             ConsentRequiredError(redirect_uri=redirect_uri)
-            if signed_in
+            if signed_in()
             else LoginRequiredError(redirect_uri=redirect_uri)
         )
         return self._error_outcome(request, error, checks_passed=True)

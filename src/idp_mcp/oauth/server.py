@@ -159,6 +159,10 @@ class IdpAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if self.cimd is not None and client_id and looks_like_metadata_url(client_id):
             await self.cimd.prefetch(self.tenant_id, client_id)
 
+    def client_due(self, client_id: str) -> bool:
+        """Whether looking ``client_id`` up would fetch its metadata document: :meth:`prefetch_client` first."""
+        return self.cimd is not None and looks_like_metadata_url(client_id) and self.cimd.due(self.tenant_id, client_id)
+
     def query_client(self, client_id: str) -> OAuthClient | None:
         if not client_id or len(client_id) > 2048 or "\x00" in client_id:  # NUL: from a Basic header's base64
             return None

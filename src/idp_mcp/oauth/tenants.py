@@ -36,6 +36,7 @@ from idp_mcp.oauth.requests import PlainOAuth2Request
 from idp_mcp.oauth.server import IdpAuthorizationServer
 from idp_mcp.oauth.verifier import decode_signed
 from idp_mcp.store.db import Database
+from idp_mcp.store.transaction_tally import apart
 
 T = TypeVar("T")
 
@@ -78,6 +79,11 @@ class TenantProviders:
             return provider
         if tenant_id == "admin" or len(tenant_id) > 64 or "\x00" in tenant_id:  # NUL: PostgreSQL refuses it
             raise TenantNotFound(f"Tenant '{tenant_id[:64]}' does not exist.")
+        # Built once per tenant and process, whatever the request: a cache fill, not the request's use case.
+        with apart("building a tenant's provider (its first request in this process)"):
+            return self._build(tenant_id)
+
+    def _build(self, tenant_id: str) -> TenantProvider:
         self.core.tenants.get(tenant_id)  # raises TenantNotFound
         issuer = tenant_issuer(self.core.settings.public_url, tenant_id)
         server = IdpAuthorizationServer(
@@ -109,9 +115,9 @@ class TenantProviders:
         cached = self._cors.get(tenant_id)
         if cached and time.monotonic() - cached[0] < CORS_CACHE_SECONDS:
             return cached[1]
-        origins = frozenset(
-            origin for app in self.core.applications.list(tenant_id) if app.type == "spa" for origin in app.cors_origins
-        )
+        with apart("the tenant's CORS origins, public and cached for a few seconds (a cache fill)"):
+            applications = self.core.applications.list(tenant_id)
+        origins = frozenset(origin for app in applications if app.type == "spa" for origin in app.cors_origins)
         self._cors[tenant_id] = (time.monotonic(), origins)
         return origins
 

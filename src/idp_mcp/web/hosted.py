@@ -300,24 +300,25 @@ class HostedPages:
             form = await request.form()
             params.update({k: v for k, v in form.items() if isinstance(v, str) and "\x00" not in v})
             confirmed = params.get("confirm") == "yes"
-        try:
-            target = await run_in_threadpool(
-                provider.flow.post_logout_redirect,
-                params.get("id_token_hint"),
-                params.get("client_id"),
-                params.get("post_logout_redirect_uri"),
-            )
-        except IdpError as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        session = await self._session(request, provider.tenant_id)
-        if session is not None and not await self._hint_names(provider, params.get("id_token_hint"), session):
-            if not confirmed:
-                return self._confirm_logout(request, provider, params)
+        forged: CsrfFailed | None = None
+        if confirmed:
             try:
                 self.cookies.check_csrf(request, params.get("csrf_token"))
             except CsrfFailed as exc:
-                return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request, provider.tenant_id))
+                forged = exc
+        session_id = self.cookies.session_id(request, provider.tenant_id)
+        try:
+            logout = await run_in_threadpool(
+                lambda: provider.flow.end_session(
+                    session_id, id_token_hint=params.get("id_token_hint"), client_id=params.get("client_id"),
+                    uri=params.get("post_logout_redirect_uri"), confirmed=confirmed, forged=forged,
+                )
+            )  # fmt: skip
+        except IdpError as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        if logout.ask:
+            return self._confirm_logout(request, provider, params)
+        target = logout.target
         if target:
             state = params.get("state")
             location = f"{target}{'&' if '?' in target else '?'}{urlencode({'state': state})}" if state else target
@@ -326,13 +327,6 @@ class HostedPages:
             response = self.pages.render(request, "signed_out.html")
         self.cookies.clear_session(response, provider.tenant_id)
         return response
-
-    async def _hint_names(self, provider: TenantProvider, hint: str | None, session: BrowserSession) -> bool:
-        """Whether ``hint`` is an ID token this tenant signed for the user of ``session``."""
-        if not hint:
-            return False
-        subject = await run_in_threadpool(provider.flow.id_token_subject, hint)
-        return subject is not None and subject == session.user_id
 
     def _confirm_logout(self, request: Request, provider: TenantProvider, params: dict[str, str]) -> Response:
         carried = {k: params[k] for k in LOGOUT_FIELDS if params.get(k)}

@@ -16,17 +16,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from idp_mcp.core.identity import IdentityCore
-from idp_mcp.core.sessions import BrowserSession, Interaction
+from idp_mcp.core.sessions import BrowserSession
 from idp_mcp.core.setup_codes import code_required
-from idp_mcp.core.tenants import withheld_scopes
-from idp_mcp.domain import ADMIN_TENANT_ID, SCOPE_DESCRIPTIONS, SCOPE_WRITE
-from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, SetupAlreadyDone
+from idp_mcp.domain import SCOPE_DESCRIPTIONS
+from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired
+from idp_mcp.oauth.consent import OPTIONAL_SCOPES, AdministratorConsent, ConsentDecision, ConsentPage
 from idp_mcp.oauth.flow import AuthorizationFlow
 from idp_mcp.web.session import CookieJar
 
 HERE = Path(__file__).parent
-# Scopes a user may untick on the consent page; the rest come with the connection.
-OPTIONAL_SCOPES = frozenset({SCOPE_WRITE})
 MAX_FIELD = 1024
 NO_PAGE = "There is no page at this address. It may have moved, or the link may be mistyped."
 _TENANT_PAGE = re.compile(r"^/t/([A-Za-z0-9_-]{1,64})/")
@@ -51,6 +49,7 @@ class Pages:
     def __init__(self, core: IdentityCore, flow: AuthorizationFlow, cookies: CookieJar, mcp_url: str) -> None:
         self.core = core
         self.flow = flow
+        self.consent = AdministratorConsent(flow)
         self.cookies = cookies
         self.mcp_url = mcp_url
         # Set by the composition root: renders an error of a tenant's pages in its branding (web.tenant_errors).
@@ -101,12 +100,12 @@ class Pages:
         return self.render(request, "not_found.html", status=404)
 
     async def _session(self, request: Request) -> BrowserSession | None:
-        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request))
-        return session if session and session.tenant_id == ADMIN_TENANT_ID else None
+        return await run_in_threadpool(self.core.administrator_sign_in.session, self.cookies.session_id(request))
 
-    async def signed_in(self, request: Request) -> bool:
-        """Whether the browser has an administrator session (what ``prompt=none`` at the MCP issuer is told)."""
-        return await self._session(request) is not None
+    def signed_in(self, request: Request) -> bool:
+        """Whether the browser has an administrator session (what ``prompt=none`` at the MCP issuer is told); in
+        the worker thread of the authorization request."""
+        return self.core.administrator_sign_in.session(self.cookies.session_id(request)) is not None
 
     async def read_form(self, request: Request) -> dict[str, Any]:
         form = await request.form()
@@ -116,10 +115,10 @@ class Pages:
     # --- home, sign-in, setup, sign-out ---------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        session = await self._session(request)
-        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, session.user_id) if session else None
-        admins = await run_in_threadpool(self.core.users.administrators_exist)
-        return self.render(request, "home.html", user=user, mcp_url=self.mcp_url, needs_setup=not admins)
+        visitor = await run_in_threadpool(self.core.administrator_sign_in.visitor, self.cookies.session_id(request))
+        return self.render(
+            request, "home.html", user=visitor.user, mcp_url=self.mcp_url, needs_setup=visitor.needs_setup
+        )
 
     async def sign_in_page(self, request: Request) -> Response:
         return await self._render_sign_in(request, safe_next(request.query_params.get("next")))
@@ -131,11 +130,14 @@ class Pages:
         error: str | None = None,
         identifier: str = "",
         status: int = 200,
+        needs_setup: bool | None = None,
     ) -> Response:
-        admins = await run_in_threadpool(self.core.users.administrators_exist)
+        """``needs_setup``: whether no administrator exists, when the caller knows it already."""
+        if needs_setup is None:
+            needs_setup = not await run_in_threadpool(self.core.users.administrators_exist)
         return self.render(
             request, "sign_in.html", status=status, next_url=next_url, error=error, identifier=identifier,
-            needs_setup=not admins, setup_url=f"/setup?next={quote(next_url)}",
+            needs_setup=needs_setup, setup_url=f"/setup?next={quote(next_url)}",
         )  # fmt: skip
 
     async def sign_in_submit(self, request: Request) -> Response:
@@ -145,25 +147,21 @@ class Pages:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         next_url = safe_next(form.get("next"))
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
+        device = self.cookies.device_for_sign_in(request)  # this browser becomes a known device of the user
         try:
-            user = await self.core.users.authenticate(
-                ADMIN_TENANT_ID,
-                identifier,
-                (form.get("password") or "")[:MAX_FIELD],
-                client_address=client_host(request),
-                device=self.cookies.device_id(request),
-            )
+            signed_in = await run_in_threadpool(
+                lambda: self.core.administrator_sign_in.sign_in(
+                    identifier, (form.get("password") or "")[:MAX_FIELD], client_address=client_host(request),
+                    device=self.cookies.device_id(request), session_device=device,
+                )
+            )  # fmt: skip
         except IdpError as exc:
             return await self._render_sign_in(request, next_url, exc.message, identifier, status=exc.status)
-        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
+        return self._with_session(RedirectResponse(next_url, status_code=303), signed_in.session, device)
 
-    async def start_session(
-        self, request: Request, user_id: str, response: Response, tenant_id: str = ADMIN_TENANT_ID
-    ) -> Response:
-        """Sign a user who just proved who they are in: a session, and this browser becomes a known device."""
-        device = self.cookies.device_for_sign_in(request)
-        raw = await run_in_threadpool(lambda: self.core.sessions.start(tenant_id, user_id, device=device))
-        self.cookies.set_session(response, raw, None if tenant_id == ADMIN_TENANT_ID else tenant_id)
+    def _with_session(self, response: Response, session: str, device: str) -> Response:
+        """The cookies of a session that just started, on ``response``."""
+        self.cookies.set_session(response, session, None)
         self.cookies.set_device(response, device)
         return response
 
@@ -190,23 +188,18 @@ class Pages:
             return await self.error_page(request, exc.code, exc.message, exc.status)
         next_url = safe_next(form.get("next"))
         email = (form.get("email") or "")[:MAX_FIELD]
-        password = (form.get("password") or "")[:MAX_FIELD]
-        if await run_in_threadpool(self.core.users.administrators_exist):
-            done = SetupAlreadyDone("An administrator exists already: sign in instead.")
-            return self._render_setup(request, next_url, email=email, error=done.message, status=done.status)
-        if self._setup_code_required(request):
-            code = (form.get("setup_code") or "")[:MAX_FIELD]
-            if not code or not await run_in_threadpool(self.core.setup_codes.verify, code):
-                error = "Enter the one-time setup code printed on the server's console when it started."
-                return self._render_setup(request, next_url, email=email, error=error, status=403)
-        if password != (form.get("password_confirm") or "")[:MAX_FIELD]:
-            return self._render_setup(request, next_url, email=email, error="The passwords do not match.", status=400)
+        code = (form.get("setup_code") or "")[:MAX_FIELD] if self._setup_code_required(request) else None
+        device = self.cookies.device_for_sign_in(request)
         try:
-            user = await self.core.users.create_administrator(email, password, first_only=True)
+            signed_in = await run_in_threadpool(
+                lambda: self.core.administrator_sign_in.set_up(
+                    email, (form.get("password") or "")[:MAX_FIELD], (form.get("password_confirm") or "")[:MAX_FIELD],
+                    setup_code=code, session_device=device,
+                )
+            )  # fmt: skip
         except IdpError as exc:
             return self._render_setup(request, next_url, email=email, error=exc.message, status=exc.status)
-        await run_in_threadpool(self.core.setup_codes.forget)
-        return await self.start_session(request, user.id, RedirectResponse(next_url, status_code=303))
+        return self._with_session(RedirectResponse(next_url, status_code=303), signed_in.session, device)
 
     async def sign_out(self, request: Request) -> Response:
         try:
@@ -220,38 +213,33 @@ class Pages:
 
     # --- the authorization interaction ------------------------------------------------------------------
 
-    async def _interaction(self, request: Request) -> Interaction | None:
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, request.path_params["id"])
-        if interaction is None or interaction.tenant_id != ADMIN_TENANT_ID:
-            return None
-        await self.flow.server.prefetch_client(interaction.client_id)  # its document, if due again: not in a thread
-        return interaction
-
     async def interaction_page(self, request: Request) -> Response:
-        interaction = await self._interaction(request)
-        if interaction is None:
-            return await self.error_page(request, "interaction.expired", EXPIRED, 410)
-        session = await self._session(request)
-        if session is None:
-            return await self._render_sign_in(request, request.url.path)
-        return await self._render_consent(request, interaction, session)
-
-    async def _render_consent(
-        self, request: Request, interaction: Interaction, session: BrowserSession, error: str | None = None
-    ) -> Response:
+        interaction_id, session_id = request.path_params["id"], self.cookies.session_id(request)
         try:
-            consent = await run_in_threadpool(self.flow.describe, interaction)
+            found = await run_in_threadpool(self.consent.page, interaction_id, session_id)
+            if found.client_due:  # its metadata document is due again: fetched on the event loop, not in a thread
+                await self.flow.server.prefetch_client(found.client_due)
+                found = await run_in_threadpool(
+                    lambda: self.consent.page(interaction_id, session_id, client_fetched=True)
+                )
         except InteractionExpired as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
-        user = await run_in_threadpool(self.core.users.get, ADMIN_TENANT_ID, session.user_id)
-        memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
+        if found.interaction is None:
+            return await self.error_page(request, "interaction.expired", EXPIRED, 410)
+        if found.session is None:
+            return await self._render_sign_in(request, request.url.path, needs_setup=found.needs_setup)
+        return self._render_consent(request, found)
+
+    def _render_consent(self, request: Request, page: ConsentPage, error: str | None = None) -> Response:
+        consent, interaction = page.consent, page.interaction
+        assert consent is not None and interaction is not None
         scopes = [
             {"name": s, "description": SCOPE_DESCRIPTIONS.get(s, s), "optional": s in OPTIONAL_SCOPES}
             for s in consent.scopes
         ]
         return self.render(
-            request, "consent.html", consent=consent, client=consent.client, user=user, scopes=scopes,
-            tenants=memberships, interaction_id=interaction.id, error=error,
+            request, "consent.html", consent=consent, client=consent.client, user=page.user, scopes=scopes,
+            tenants=list(page.memberships), interaction_id=interaction.id, error=error,
             redirect_host=urlsplit(consent.redirect_uri).netloc or consent.redirect_uri.split(":", 1)[0] + ":",
         )  # fmt: skip
 
@@ -260,39 +248,33 @@ class Pages:
             form = await self.read_form(request)
         except CsrfFailed as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self._interaction(request)
-        if interaction is None:
-            return await self.error_page(
-                request,
-                "interaction.expired",
-                "This sign-in request expired. Start again from your app.",
-                410,
-            )
-        session = await self._session(request)
-        if session is None:
-            return await self._render_sign_in(request, f"/interaction/{interaction.id}")
-        try:
-            if form.get("action") != "approve":
-                location = await run_in_threadpool(self.flow.deny, interaction)
-                return RedirectResponse(location, status_code=303)
-            memberships = await run_in_threadpool(self.core.tenants.memberships, session.user_id)
-            roles = {tenant.id: role for tenant, role in memberships}
-            tenant_id = form.get("tenant") or (next(iter(roles)) if len(roles) == 1 else "")
-            if tenant_id not in roles:
-                return await self._render_consent(request, interaction, session, "Choose a tenant you administer.")
-            consent = await run_in_threadpool(self.flow.describe, interaction)
-            ticked = set(form.get("scope") or [])
-            withheld = withheld_scopes(roles[tenant_id])  # a read-only member cannot hand out write access
-            scopes = [s for s in consent.scopes if (s not in OPTIONAL_SCOPES or s in ticked) and s not in withheld]
-            location = await run_in_threadpool(
-                lambda: self.flow.approve(
-                    interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
-                    acting_tenant_id=tenant_id,
-                )
+        interaction_id, session_id = request.path_params["id"], self.cookies.session_id(request)
+
+        def decide(client_fetched: bool = False) -> ConsentDecision:
+            return self.consent.decide(
+                interaction_id, session_id, approve=form.get("action") == "approve", tenant_id=form.get("tenant"),
+                ticked=form.get("scope") or [], client_fetched=client_fetched,
             )  # fmt: skip
+
+        try:
+            decision = await run_in_threadpool(decide)
+            if decision.page.client_due:  # as on the page: the document is fetched on the event loop first
+                await self.flow.server.prefetch_client(decision.page.client_due)
+                decision = await run_in_threadpool(decide, True)
         except InteractionExpired as exc:
             return await self.error_page(request, exc.code, exc.message, exc.status)
-        return RedirectResponse(location, status_code=303)
+        if decision.location is not None:
+            return RedirectResponse(decision.location, status_code=303)
+        found = decision.page
+        if found.interaction is None:
+            return await self.error_page(
+                request, "interaction.expired", "This sign-in request expired. Start again from your app.", 410
+            )
+        if found.session is None:
+            return await self._render_sign_in(
+                request, f"/interaction/{found.interaction.id}", needs_setup=found.needs_setup
+            )
+        return self._render_consent(request, found, decision.error)
 
 
 def _text(value: Any) -> str | None:

@@ -15,10 +15,13 @@ from starlette.responses import Response
 
 from idp_mcp.core.sign_in import HostedPage
 from idp_mcp.errors import TenantNotFound
+from idp_mcp.store.transaction_tally import apart
 from idp_mcp.web.console import application_url
 from idp_mcp.web.pages import Pages
 
 MAX_SHOWN_URI = 2048  # longer ones are cut, with a note: the page stays readable
+# The request's use case failed (or never began): the look to show that in is no part of it.
+_APART = "the tenant's branding for an error page, read after the use case failed"
 
 
 class TenantErrorPages:
@@ -39,7 +42,8 @@ class TenantErrorPages:
     async def error_page(self, request: Request, tenant_id: str, error: str, description: str, status: int) -> Response:
         """The error in the tenant's branding; the plain page when there is no such tenant to brand it with."""
         try:
-            page = await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
+            with apart(_APART):
+                page = await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
         except TenantNotFound:
             plain = "not_found.html" if error == "not_found" else "error.html"  # the administrators' 404 and way back
             return self.pages.render(request, plain, status=status, error=error, description=description)
@@ -51,7 +55,10 @@ class TenantErrorPages:
         """A known application asked to return to a URI it did not register: show that URI, and how to add it."""
         tenant_id = request.path_params["tenant"]
         try:  # one hop, one read transaction: the tenant's page and the application's name
-            page, application = await run_in_threadpool(self.core.hosted_sign_in.application_page, tenant_id, client_id)
+            with apart(_APART):
+                page, application = await run_in_threadpool(
+                    self.core.hosted_sign_in.application_page, tenant_id, client_id
+                )
         except TenantNotFound:
             return self.pages.render(request, "error.html", status=400, error=error, description=description)
         if application is None:  # deleted since the request was checked
