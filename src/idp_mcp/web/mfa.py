@@ -245,7 +245,4 @@ class MfaPages:
         fresh = session is not None and self.core.clock() - as_utc(session.auth_time) <= PENDING_TTL
         if session is None or not fresh:
             return RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}", status_code=303)
-        second = await self.hosted.second_factor_needed(request, provider, interaction, session)
-        if second is not None:
-            return second
-        return await self.hosted._complete(request, provider, interaction, session)
+        return await self.hosted._complete(request, provider, interaction, session)  # second factor checked there
