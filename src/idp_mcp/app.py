@@ -92,6 +92,11 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "a read (the write role, checked before any hashing, and the user's page, shown again on a refusal), "
         "Argon2id outside any transaction (~50 ms: it must not hold SQLite's write lock), then the write",
     ),
+    "POST /t/{tenant}/sign-in": (
+        2,
+        "a password sign-in: read the account and count the attempt, verify the Argon2id hash outside any "
+        "transaction (tens of ms: it must not hold SQLite's write lock), then record the sign-in and the session",
+    ),
 }
 
 

@@ -8,8 +8,9 @@ of a code. Emails are returned to the caller to deliver after the response, so i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -21,7 +22,7 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.sessions import BrowserSession, Interaction, Sessions
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
-from idp_mcp.core.users import USERNAME, TenantUsers, Users, normalise_email
+from idp_mcp.core.users import USERNAME, PasswordAttempt, TenantUsers, Users, normalise_email
 from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Clock, Tenant, User
 from idp_mcp.errors import (
@@ -38,6 +39,7 @@ from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as users_repo
 
 _LABELS = {"email": "email", "username": "username"}
+T = TypeVar("T")
 
 
 class SignUpDisabled(Forbidden):
@@ -168,29 +170,29 @@ class HostedSignIn:
 
     # --- password ---------------------------------------------------------------------------------------------
 
-    async def with_password(
+    def begin_password(
         self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
         device: str | None = None,
-    ) -> User:  # fmt: skip
-        """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
-        rate-limited per identifier or known ``device`` and per ``client_address``, see :meth:`Users.authenticate`)."""
-        # One worker thread for the whole sign-in: the database and Argon2id both block.
-        return await anyio.to_thread.run_sync(
-            partial(self._with_password, tenant_id, identifier, password, client_address=client_address, device=device)
-        )
+    ) -> PasswordAttempt:  # fmt: skip
+        """The first half of a password sign-in, in one transaction (the caller's unit of work, when there is one):
+        only the identifiers the experience allows with a password, then the account is read and the attempt
+        counted (failures are rate-limited per identifier or known ``device`` and per ``client_address``, see
+        :meth:`Users.authenticate`). Then :meth:`finish_password`, outside this transaction."""
+        with self._db.unit_of_work(writes=True):
+            allowed = self.experience(tenant_id).password_identifiers
+            kind = "email" if "@" in identifier else "username"
+            if kind not in allowed:
+                if not allowed:
+                    raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
+                raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
+            return self._users.begin_password_sign_in(
+                tenant_id, identifier, password, client_address=client_address, device=device
+            )
 
-    def _with_password(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None, device: str | None
-    ) -> User:
-        allowed = self.experience(tenant_id).password_identifiers
-        kind = "email" if "@" in identifier else "username"
-        if kind not in allowed:
-            if not allowed:
-                raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
-            raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
-        return self._users.authenticate_sync(
-            tenant_id, identifier, password, client_address=client_address, device=device
-        )
+    def finish_password(self, attempt: PasswordAttempt, password: str, then: Callable[[User], T]) -> T:
+        """The second half: Argon2id outside any transaction, then one transaction that records the sign-in and
+        runs ``then(user)`` (the caller's next step: the session), see :meth:`Users.finish_password_sign_in`."""
+        return self._users.finish_password_sign_in(attempt, password, then)
 
     # --- email codes ------------------------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -14,7 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from idp_mcp.core import devices, passwords
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import new_id
-from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, RateLimits, SignInLimits, address_key, normalise_identifier
+from idp_mcp.core.rate_limits import (
+    PASSWORD_SIGN_IN,
+    Exceeded,
+    RateLimits,
+    SignInLimits,
+    address_key,
+    normalise_identifier,
+)
 from idp_mcp.core.tenants import ADMIN, OWNER, check_role
 from idp_mcp.domain import ADMIN_TENANT_ID, DEFAULT_TENANT_ID, Actor, Clock, User
 from idp_mcp.errors import (
@@ -33,8 +42,10 @@ from idp_mcp.store.repos import known_devices as devices_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
+from idp_mcp.store.transaction_tally import apart
 
 MAX_EMAIL = 254
+T = TypeVar("T")
 
 
 def normalise_email(email: str) -> str:
@@ -48,6 +59,20 @@ def normalise_email(email: str) -> str:
 @dataclass(frozen=True)
 class SignInResult:
     user: User
+
+
+@dataclass(frozen=True)
+class PasswordAttempt:
+    """A password sign-in attempt, counted (:meth:`Users.begin_password_sign_in`): what the second half needs."""
+
+    tenant_id: str
+    identifier: str
+    client_address: str | None
+    known_device: str | None  # the key of the browser's device, when it is a known device of the account
+    user: User | None
+    password_hash: str | None
+    exceeded: Exceeded | None  # a limit reached: the attempt was refused, and not counted
+    invalid: bool = False  # an empty or oversized field: nothing was read or counted
 
 
 class Users:
@@ -165,25 +190,54 @@ class Users:
     ) -> User:  # fmt: skip
         """:meth:`authenticate` in the calling thread, which must be a worker thread (the database and Argon2id
         block): the whole sign-in is one thread hop."""
+        attempt = self.begin_password_sign_in(
+            tenant_id, identifier, password, client_address=client_address, device=device
+        )
+        return self.finish_password_sign_in(attempt, password, lambda user: user)
+
+    def begin_password_sign_in(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> PasswordAttempt:  # fmt: skip
+        """The first half of a password sign-in (see :meth:`authenticate`), in one transaction (the caller's unit
+        of work, when there is one): read the account the identifier names and count the attempt against the
+        limits (a throttled attempt's audit row is written here too). The password is not checked yet, only its
+        length: the caller leaves the transaction and then calls :meth:`finish_password_sign_in` with it."""
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
-            raise InvalidCredentials("The email or password is incorrect.")
-        found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
-        self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+            return PasswordAttempt(tenant_id, identifier, client_address, None, None, None, None, invalid=True)
+        with self._db.unit_of_work(writes=True):
+            found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
+            exceeded = self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
         user, password_hash = found if found else (None, None)
-        ok = passwords.verify_password_sync(password_hash, password)
-        actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
-        if not ok or user is None:
-            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id if user else None)
+        return PasswordAttempt(tenant_id, identifier, client_address, known_device, user, password_hash, exceeded)
+
+    def finish_password_sign_in(self, attempt: PasswordAttempt, password: str, then: Callable[[User], T]) -> T:
+        """The second half: check the password with Argon2id outside any transaction (it takes tens of ms and must
+        not hold a write lock), then, in one transaction, record the sign-in (its audit row), give the attempt back
+        and run ``then(user)``: the caller's next step (starting the session) commits with it. Raises
+        :class:`TooManyAttempts`, :class:`InvalidCredentials` or :class:`UserSuspended`."""
+        if attempt.exceeded is not None:
+            raise TooManyAttempts(attempt.exceeded.message, attempt.exceeded.retry_after)
+        if attempt.invalid:  # an empty or oversized field: refused before anything was read or counted
             raise InvalidCredentials("The email or password is incorrect.")
-        if user.suspended:
-            self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
+        ok = passwords.verify_password_sync(attempt.password_hash, password)
+        user, tenant_id = attempt.user, attempt.tenant_id
+        actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
+        if not ok or user is None or user.suspended:
+            with apart("the audit row of a refused sign-in, once the use case has failed"):
+                self._audit.write_failure(
+                    actor, "session.sign_in", target_type="user", target_id=user.id if user else None
+                )
+            if not ok or user is None:
+                raise InvalidCredentials("The email or password is incorrect.")
             raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
-        with self._db.transaction() as conn:
-            repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
-            self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-        self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
-        return user
+        with self._db.unit_of_work(writes=True):
+            with self._db.transaction() as conn:
+                repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
+                self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
+            self._forgive_sign_in_attempt(tenant_id, attempt.identifier, attempt.client_address, attempt.known_device)
+            return then(user)
 
     def _find_for_sign_in(
         self, tenant_id: str, identifier: str, device: str | None
@@ -203,9 +257,11 @@ class Users:
 
     def _count_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
-    ) -> None:
+    ) -> Exceeded | None:
+        """Count the attempt; a limit reached already counts nothing and is returned, its audit row written in the
+        same transaction (the caller raises once that committed)."""
         if self._rate_limits is None:
-            return
+            return None
         policy = self._sign_in_limits
         exceeded = self._rate_limits.hit(
             PASSWORD_SIGN_IN,
@@ -214,19 +270,22 @@ class Users:
             policy.window_seconds,
         )
         if exceeded is None:
-            return
-        self._audit.write_failure(
-            Actor(tenant_id=tenant_id, sub=None),
-            "session.sign_in_throttled",
-            details={
-                "limit": exceeded.kind,
-                "known_device": known_device is not None,
-                "identifier": normalise_identifier(identifier),
-                "client_address": client_address,
-                "retry_after": exceeded.retry_after,
-            },
-        )
-        raise TooManyAttempts(exceeded.message, exceeded.retry_after)
+            return None
+        with self._db.transaction() as conn:
+            self._audit.write(
+                conn,
+                Actor(tenant_id=tenant_id, sub=None),
+                "session.sign_in_throttled",
+                outcome="failure",
+                details={
+                    "limit": exceeded.kind,
+                    "known_device": known_device is not None,
+                    "identifier": normalise_identifier(identifier),
+                    "client_address": client_address,
+                    "retry_after": exceeded.retry_after,
+                },
+            )
+        return exceeded
 
     def _forgive_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None

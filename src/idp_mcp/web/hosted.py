@@ -83,7 +83,11 @@ class HostedPages:
             return None
 
     async def interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id[:MAX_FIELD])
+        return await run_in_threadpool(self.interaction_sync, provider, interaction_id)
+
+    def interaction_sync(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
+        """The tenant's pending interaction ``interaction_id`` (in the caller's unit of work, if any)."""
+        interaction = self.core.sessions.get_interaction(interaction_id[:MAX_FIELD])
         return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
 
     async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
@@ -109,10 +113,12 @@ class HostedPages:
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
         identifier: str = "", status: int = 200,
     ) -> Response:  # fmt: skip
-        client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
+        page, application = await run_in_threadpool(  # one read: the page and the application's name
+            self.core.hosted_sign_in.application_page, provider.tenant_id, interaction.client_id
+        )
         return await self.view.sign_in(
-            request, provider.tenant_id, interaction_id=interaction.id, application=client.name if client else None,
-            error=error, identifier=identifier, status=status,
+            request, provider.tenant_id, interaction_id=interaction.id, application=application, error=error,
+            identifier=identifier, status=status, page=page,
         )  # fmt: skip
 
     # --- after a sign-in: one hop, one transaction ------------------------------------------------------------
@@ -336,29 +342,58 @@ class HostedPages:
         return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
-        found = await self.interaction_form(request)
-        if isinstance(found, Response):
-            return found
-        provider, interaction, form = found
-        identifier = (form.get("identifier") or "")[:MAX_FIELD]
-        if self.home_realm is not None:
-            upstream = await self.home_realm(request, provider, interaction, identifier.strip())
-            if upstream is not None:
-                return upstream
+        provider = await self.provider(request)
+        if provider is None:
+            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         try:
-            # Only the identifiers the tenant's sign-in experience allows with a password.
-            user = await self.core.hosted_sign_in.with_password(
-                provider.tenant_id,
-                identifier,
-                (form.get("password") or "")[:MAX_FIELD],
-                client_address=client_host(request),
-                device=self.cookies.device_id(request),
-            )
-        except IdpError as exc:
+            form = await self.pages.read_form(request)
+        except CsrfFailed as exc:
+            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        tenant_id = provider.tenant_id
+        identifier = (form.get("identifier") or "")[:MAX_FIELD]
+        password = (form.get("password") or "")[:MAX_FIELD]
+        known_device = self.cookies.device_id(request)
+        device = self.cookies.device_for_sign_in(request)
+        previous = self.cookies.mfa_pending(request, tenant_id)
+        sign_in = self.core.hosted_sign_in
+
+        def attempt() -> tuple[Interaction | None, NextStep | IdpError | None]:
+            # Two transactions, with Argon2id between them and outside both (see TRANSACTION_BUDGETS): the request,
+            # home-realm discovery, the account and the attempt's count; then the sign-in, the session and the code.
+            with self.core.db.unit_of_work(writes=True):
+                interaction = self.interaction_sync(provider, form.get("interaction") or "")
+                if interaction is None:
+                    return None, None
+                if self.home_realm is not None and self.core.connectors.for_email(tenant_id, identifier.strip()):
+                    return interaction, None  # an enterprise connector's domain: to its provider
+                try:  # only the identifiers the tenant's sign-in experience allows with a password
+                    begun = sign_in.begin_password(
+                        tenant_id, identifier, password, client_address=client_host(request), device=known_device
+                    )
+                except IdpError as exc:
+                    return interaction, exc
+            try:
+                return interaction, sign_in.finish_password(
+                    begun, password,
+                    lambda user: self.first_factor_done_sync(
+                        provider, interaction, user.id, (AMR_PASSWORD,), device=device, previous_pending=previous
+                    ),
+                )  # fmt: skip
+            except IdpError as exc:
+                return interaction, exc
+
+        interaction, outcome = await run_in_threadpool(attempt)
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        if outcome is None:
+            assert self.home_realm is not None
+            upstream = await self.home_realm(request, provider, interaction, identifier.strip())
+            return upstream or await self._render_sign_in(request, provider, interaction, identifier=identifier)
+        if isinstance(outcome, IdpError):
             return await self._render_sign_in(
-                request, provider, interaction, error=exc.message, identifier=identifier, status=exc.status
+                request, provider, interaction, error=outcome.message, identifier=identifier, status=outcome.status
             )
-        return await self.sign_user_in(request, provider, interaction, user)
+        return await self.respond(request, provider, interaction, outcome, device)
 
     async def sign_user_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, user: User,
