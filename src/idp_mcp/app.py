@@ -97,6 +97,11 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "a password sign-in: read the account and count the attempt, verify the Argon2id hash outside any "
         "transaction (tens of ms: it must not hold SQLite's write lock), then record the sign-in and the session",
     ),
+    "POST /t/{tenant}/sign-up": (
+        2,
+        "a sign-up that sets a password: the checks read, the password is hashed with Argon2id outside any "
+        "transaction (tens of ms: it must not hold SQLite's write lock), then the account and its session are written",
+    ),
 }
 
 

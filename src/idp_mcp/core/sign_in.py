@@ -9,7 +9,7 @@ of a code. Emails are returned to the caller to deliver after the response, so i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import anyio.to_thread
@@ -27,6 +27,7 @@ from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, Ver
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Clock, Tenant, User
 from idp_mcp.errors import (
     Forbidden,
+    IdpError,
     InvalidCredentials,
     TenantNotFound,
     UserAlreadyExists,
@@ -72,6 +73,21 @@ class SignUpStarted:
     pending_email: str | None
     email: OutgoingEmail | None  # to deliver after responding
     sign_in_email: str | None = None
+
+
+@dataclass(frozen=True)
+class SignUpRequest:
+    """A sign-up form that passed its checks (:meth:`HostedSignIn.check_sign_up`), with what the tenant keeps."""
+
+    tenant_id: str
+    email: str | None
+    username: str | None
+    password: str | None = field(repr=False)
+    verify_email: bool
+
+    def hash_password(self) -> str | None:
+        """The password's Argon2id hash (tens of ms: call it outside any transaction), None without a password."""
+        return passwords.hash_password_sync(self.password) if self.password is not None else None
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,11 @@ class HostedSignIn:
     # --- email codes ------------------------------------------------------------------------------------------
 
     def request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
-        """Issue a sign-in code for ``email``; the email to deliver, or None when nobody can receive it."""
+        """Issue a sign-in code for ``email``; the email to deliver (after the transaction, outside it: sending may
+        be slow), or None when nobody can receive it. One transaction (see :meth:`_committed`)."""
+        return self._committed(lambda: self._request_sign_in_code(tenant_id, email))
+
+    def _request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
         experience = self.experience(tenant_id)
         if not self.email_codes_offered(experience):
             raise MethodNotOffered("Signing in with an email code is not offered here.")
@@ -213,9 +233,10 @@ class HostedSignIn:
             body=_code_body(f"Your code to sign in to {brand} is:", issued.code),
         )
 
-    async def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
-        """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up)."""
-        return await anyio.to_thread.run_sync(self._with_email_code, tenant_id, email, code)
+    def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
+        """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up); one
+        transaction (see :meth:`_committed`)."""
+        return self._committed(lambda: self._with_email_code(tenant_id, email, code))
 
     def _with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         if not self.email_codes_offered(self.experience(tenant_id)):
@@ -248,6 +269,17 @@ class HostedSignIn:
         return await anyio.to_thread.run_sync(self._start_sign_up, tenant_id, form)
 
     def _start_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpStarted:
+        # Two transactions at most: the checks read, Argon2id runs outside any transaction, then the writes.
+        with self._db.unit_of_work(writes=False):
+            request = self.check_sign_up(tenant_id, form)
+        password_hash = request.hash_password()
+        with self._db.unit_of_work(writes=True):
+            return self.create_sign_up(request, password_hash)
+
+    def check_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpRequest:
+        """The first half of :meth:`start_sign_up` (reads only, in the caller's unit of work when there is one): the
+        experience allows it, the fields are valid, the username is free. Only the identifiers the tenant asks for
+        are kept, and a password only when sign-up sets one."""
         experience = self.experience(tenant_id)
         sign_up = experience.sign_up
         if not sign_up.enabled:
@@ -268,9 +300,15 @@ class HostedSignIn:
             passwords.check_policy(password, identifiers=(email, username, email.split("@")[0] if email else None))
         if username and self._taken(tenant_id, None, username):
             raise UserAlreadyExists("This username is taken: choose another.")
-        password_hash = passwords.hash_password_sync(password) if password is not None else None
+        return SignUpRequest(tenant_id, email, username, password, sign_up.verify_email)
+
+    def create_sign_up(self, request: SignUpRequest, password_hash: str | None) -> SignUpStarted:
+        """The second half of :meth:`start_sign_up` (its writes, in the caller's unit of work when there is one):
+        create the account, or issue the code that confirms the email first. ``password_hash``: of
+        ``request.password``, hashed outside any transaction (:meth:`SignUpRequest.hash_password`)."""
+        tenant_id, email, username = request.tenant_id, request.email, request.username
         actor = Actor(tenant_id=tenant_id, sub=None)
-        if not sign_up.verify_email:
+        if not request.verify_email:
             if email is None:  # a username only: nothing to enumerate that the username check did not tell
                 user = self._tenant_users.register(
                     tenant_id, email=None, username=username, password_hash=password_hash, actor=actor
@@ -295,9 +333,9 @@ class HostedSignIn:
         )
         return SignUpStarted(user=None, pending_email=email, email=self._sign_up_email(tenant_id, email, issued.code))
 
-    async def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
-        """Create the account that waited for the code sent to ``email``."""
-        return await anyio.to_thread.run_sync(self._finish_sign_up, tenant_id, email, code)
+    def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
+        """Create the account that waited for the code sent to ``email``; one transaction (see :meth:`_committed`)."""
+        return self._committed(lambda: self._finish_sign_up(tenant_id, email, code))
 
     def _finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         if not self.experience(tenant_id).sign_up.enabled:
@@ -313,9 +351,13 @@ class HostedSignIn:
         )  # fmt: skip
 
     def resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
-        """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash)."""
+        """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash). The
+        email to deliver after the transaction; one transaction (see :meth:`_committed`)."""
+        return self._committed(lambda: self._resend_code(tenant_id, purpose, email))
+
+    def _resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
         if purpose == "sign_in":
-            return self.request_sign_in_code(tenant_id, email)
+            return self._request_sign_in_code(tenant_id, email)
         if not self.experience(tenant_id).sign_up.enabled:
             raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
         address = normalise_email(email)
@@ -326,6 +368,17 @@ class HostedSignIn:
         return self._sign_up_email(tenant_id, address, issued.code)
 
     # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _committed(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in one transaction (the caller's unit of work, when there is one) that commits even when
+        ``work`` fails with an :class:`IdpError`, which is raised after: a refused code stays counted, the audit
+        row of a refusal stays written (each write of ``work`` is a block of its own, so none is half done)."""
+        with self._db.unit_of_work(writes=True):
+            try:
+                return work()
+            except IdpError as exc:
+                error = exc
+        raise error
 
     def _sign_up_email(self, tenant_id: str, address: str, code: str) -> OutgoingEmail:
         if self._taken(tenant_id, address, None):

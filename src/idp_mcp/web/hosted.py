@@ -90,16 +90,24 @@ class HostedPages:
         interaction = self.core.sessions.get_interaction(interaction_id[:MAX_FIELD])
         return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
 
-    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
-        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
-        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
+    async def posted(self, request: Request) -> tuple[TenantProvider, dict[str, Any]] | Response:
+        """For a POST to a hosted page: the tenant and the CSRF-checked form; or the error page to show (unknown
+        tenant, bad CSRF token). No transaction: the tenant's provider comes from its cache once filled."""
         provider = await self.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         try:
-            form = await self.pages.read_form(request)
+            return provider, await self.pages.read_form(request)
         except CsrfFailed as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+
+    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
+        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
+        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
         interaction = await self.interaction(provider, form.get("interaction") or "")
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
@@ -240,13 +248,10 @@ class HostedPages:
         )  # fmt: skip
 
     async def consent_submit(self, request: Request) -> Response:
-        provider = await self.provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
         approve = form.get("action") == "approve"
         tenant_id = provider.tenant_id
         session_id = self.cookies.session_id(request, tenant_id)
@@ -302,10 +307,10 @@ class HostedPages:
         try:
             found, step = await run_in_threadpool(decide)
         except TenantNotFound:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+            return self.view.error(request, None, "tenant.not_found", NOT_FOUND, 404)
         interaction = found.interaction
         if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+            return self.view.error(request, found.page, "interaction.expired", EXPIRED, 410)
         if step is None:
             return await self.view.sign_in(
                 request, tenant_id, interaction_id=interaction.id, application=found.application, page=found.page
@@ -342,13 +347,10 @@ class HostedPages:
         return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
-        provider = await self.provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
         tenant_id = provider.tenant_id
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
         password = (form.get("password") or "")[:MAX_FIELD]
