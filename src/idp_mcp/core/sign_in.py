@@ -22,12 +22,12 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.sessions import BrowserSession, Interaction, Sessions
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
+from idp_mcp.core.transactions import committed
 from idp_mcp.core.users import USERNAME, PasswordAttempt, TenantUsers, Users, normalise_email
 from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Clock, Tenant, User
 from idp_mcp.errors import (
     Forbidden,
-    IdpError,
     InvalidCredentials,
     TenantNotFound,
     UserAlreadyExists,
@@ -214,8 +214,8 @@ class HostedSignIn:
 
     def request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
         """Issue a sign-in code for ``email``; the email to deliver (after the transaction, outside it: sending may
-        be slow), or None when nobody can receive it. One transaction (see :meth:`_committed`)."""
-        return self._committed(lambda: self._request_sign_in_code(tenant_id, email))
+        be slow), or None when nobody can receive it. One transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._request_sign_in_code(tenant_id, email))
 
     def _request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
         experience = self.experience(tenant_id)
@@ -235,8 +235,8 @@ class HostedSignIn:
 
     def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up); one
-        transaction (see :meth:`_committed`)."""
-        return self._committed(lambda: self._with_email_code(tenant_id, email, code))
+        transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._with_email_code(tenant_id, email, code))
 
     def _with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         if not self.email_codes_offered(self.experience(tenant_id)):
@@ -334,8 +334,8 @@ class HostedSignIn:
         return SignUpStarted(user=None, pending_email=email, email=self._sign_up_email(tenant_id, email, issued.code))
 
     def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
-        """Create the account that waited for the code sent to ``email``; one transaction (see :meth:`_committed`)."""
-        return self._committed(lambda: self._finish_sign_up(tenant_id, email, code))
+        """Create the account that waited for the code sent to ``email``; one transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._finish_sign_up(tenant_id, email, code))
 
     def _finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         if not self.experience(tenant_id).sign_up.enabled:
@@ -352,8 +352,8 @@ class HostedSignIn:
 
     def resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
         """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash). The
-        email to deliver after the transaction; one transaction (see :meth:`_committed`)."""
-        return self._committed(lambda: self._resend_code(tenant_id, purpose, email))
+        email to deliver after the transaction; one transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._resend_code(tenant_id, purpose, email))
 
     def _resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
         if purpose == "sign_in":
@@ -368,17 +368,6 @@ class HostedSignIn:
         return self._sign_up_email(tenant_id, address, issued.code)
 
     # --- helpers ----------------------------------------------------------------------------------------------
-
-    def _committed(self, work: Callable[[], T]) -> T:
-        """Run ``work`` in one transaction (the caller's unit of work, when there is one) that commits even when
-        ``work`` fails with an :class:`IdpError`, which is raised after: a refused code stays counted, the audit
-        row of a refusal stays written (each write of ``work`` is a block of its own, so none is half done)."""
-        with self._db.unit_of_work(writes=True):
-            try:
-                return work()
-            except IdpError as exc:
-                error = exc
-        raise error
 
     def _sign_up_email(self, tenant_id: str, address: str, code: str) -> OutgoingEmail:
         if self._taken(tenant_id, address, None):

@@ -157,7 +157,7 @@ class HostedPages:
             amr=session.amr, acr=acr_for_request(session.acr, interaction.params),
         )  # fmt: skip
 
-    def _with_session_sync(
+    def with_session_sync(
         self, provider: TenantProvider, interaction: Interaction, session: BrowserSession
     ) -> NextStep:
         """An existing session approves this request only if it is enough for it (the policy changed since it
@@ -171,7 +171,7 @@ class HostedPages:
             return NextStep(second_factor=decision)
         return self._complete_sync(provider, interaction, session)
 
-    def _started_sync(self, provider: TenantProvider, interaction: Interaction, raw: str) -> NextStep:
+    def started_sync(self, provider: TenantProvider, interaction: Interaction, raw: str) -> NextStep:
         """The session ``raw`` just started: offer a passkey, or finish the request."""
         session = self.core.sessions.get(raw)
         assert session is not None and session.tenant_id == provider.tenant_id
@@ -195,7 +195,7 @@ class HostedPages:
         if decision.outcome != "complete":
             return NextStep(second_factor=decision)
         assert decision.session is not None
-        return self._started_sync(provider, interaction, decision.session)
+        return self.started_sync(provider, interaction, decision.session)
 
     async def respond(
         self, request: Request, provider: TenantProvider, interaction: Interaction, step: NextStep,
@@ -229,7 +229,7 @@ class HostedPages:
 
         def decide() -> NextStep:
             with self.core.db.unit_of_work(writes=True):
-                return self._with_session_sync(provider, interaction, session)
+                return self.with_session_sync(provider, interaction, session)
 
         return await self.respond(request, provider, interaction, await run_in_threadpool(decide))
 
@@ -302,7 +302,7 @@ class HostedPages:
                 interaction, session = found.interaction, found.session
                 if interaction is None or session is None or self._must_sign_in(session, interaction):
                     return found, None
-                return found, self._with_session_sync(self.providers.get(tenant_id), interaction, session)
+                return found, self.with_session_sync(self.providers.get(tenant_id), interaction, session)
 
         try:
             found, step = await run_in_threadpool(decide)
@@ -423,7 +423,7 @@ class HostedPages:
 
         def decide() -> NextStep:
             with self.core.db.unit_of_work(writes=True):
-                return self._started_sync(provider, interaction, raw)
+                return self.started_sync(provider, interaction, raw)
 
         return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
 

@@ -169,7 +169,7 @@ class ExperienceView:
         )  # fmt: skip
 
 
-def _deliver_later(response: Response, mailer: Mailer, email: OutgoingEmail | None) -> Response:
+def deliver_later(response: Response, mailer: Mailer, email: OutgoingEmail | None) -> Response:
     """Send after the response: the time a request takes must not depend on whether an email went out."""
     if email is not None:
         response.background = BackgroundTask(mailer.send, email)
@@ -282,7 +282,7 @@ class HostedExperiencePages:
 
     async def send_sign_in_code(self, request: Request) -> Response:
         """One transaction stores the code; the email goes out after the response, outside it (see
-        :func:`_deliver_later`)."""
+        :func:`deliver_later`)."""
         found = await self._pending(
             request, lambda provider, _, form: self.core.hosted_sign_in.request_sign_in_code(
                 provider.tenant_id, _email(form).strip()
@@ -300,7 +300,7 @@ class HostedExperiencePages:
             request, tenant_id, interaction_id=found.interaction.id, purpose="sign_in", email=email.lower(),
             page=found.page,
         )  # fmt: skip
-        return _deliver_later(response, self.core.mailer, found.outcome)
+        return deliver_later(response, self.core.mailer, found.outcome)
 
     async def verify_sign_in_code(self, request: Request) -> Response:
         return await self._verify_code(request, "sign_in")
@@ -324,7 +324,7 @@ class HostedExperiencePages:
             request, tenant_id, interaction_id=found.interaction.id, purpose=purpose, email=email,
             notice="We sent a new code. Codes sent before it no longer work.", page=found.page,
         )  # fmt: skip
-        return _deliver_later(response, self.core.mailer, found.outcome)
+        return deliver_later(response, self.core.mailer, found.outcome)
 
     # --- sign-up ------------------------------------------------------------------------------------------------
 
@@ -405,13 +405,13 @@ class HostedExperiencePages:
                 request, tenant_id, interaction_id=interaction.id, application=found.application,
                 identifier=started.sign_in_email, email=started.sign_in_email, notice=SIGN_UP_DONE, page=found.page,
             )  # fmt: skip
-            return _deliver_later(response, self.core.mailer, started.email)
+            return deliver_later(response, self.core.mailer, started.email)
         assert started.pending_email is not None
         response = await self.view.code(
             request, tenant_id, interaction_id=interaction.id, purpose="sign_up", email=started.pending_email,
             page=found.page,
         )  # fmt: skip
-        return _deliver_later(response, self.core.mailer, started.email)
+        return deliver_later(response, self.core.mailer, started.email)
 
     async def verify_sign_up(self, request: Request) -> Response:
         return await self._verify_code(request, "sign_up")
