@@ -102,6 +102,12 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "a sign-up that sets a password: the checks read, the password is hashed with Argon2id outside any "
         "transaction (tens of ms: it must not hold SQLite's write lock), then the account and its session are written",
     ),
+    "POST /t/{tenant}/forgot-password/reset": (
+        2,
+        "a password reset: the checks that need no account read, the new password is hashed with Argon2id "
+        "outside any transaction (tens of ms: it must not hold SQLite's write lock), then the code is spent and "
+        "the password set",
+    ),
 }
 
 
