@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.mfa import AMR_PASSWORD, PENDING_TTL, MfaDecision, acr_for_request
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.core.sign_in import InteractionPage
+from idp_mcp.core.sign_in import HostedPage, InteractionPage
 from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, Tenant, User, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
@@ -450,24 +450,40 @@ class HostedPages:
             form = await request.form()
             params.update({k: v for k, v in form.items() if isinstance(v, str) and "\x00" not in v})
             confirmed = params.get("confirm") == "yes"
+        csrf: CsrfFailed | None = None
         try:
-            target = await run_in_threadpool(
-                provider.flow.post_logout_redirect,
-                params.get("id_token_hint"),
-                params.get("client_id"),
-                params.get("post_logout_redirect_uri"),
-            )
-        except IdpError as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        session = await self._session(request, provider.tenant_id)
-        if session is not None and not await self._hint_names(provider, params.get("id_token_hint"), session):
-            if not confirmed:
-                return self._confirm_logout(request, provider, params)
-            try:
-                self.cookies.check_csrf(request, params.get("csrf_token"))
-            except CsrfFailed as exc:
-                return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        await run_in_threadpool(self.core.sessions.end, self.cookies.session_id(request, provider.tenant_id))
+            self.cookies.check_csrf(request, params.get("csrf_token"))
+        except CsrfFailed as exc:  # it matters only when the user must confirm (below)
+            csrf = exc
+        session_id = self.cookies.session_id(request, provider.tenant_id)
+
+        def log_out() -> tuple[Literal["error", "confirm", "done"], str | IdpError | None, HostedPage | None]:
+            # One transaction: the post-logout URI's application, the session, and its end.
+            with self.core.db.unit_of_work(writes=True):
+                try:
+                    target = provider.flow.post_logout_redirect(
+                        params.get("id_token_hint"), params.get("client_id"), params.get("post_logout_redirect_uri")
+                    )
+                except IdpError as exc:
+                    return "error", exc, self._page_or_none(provider.tenant_id)
+                session = self.core.sessions.get(session_id)
+                if session is not None and session.tenant_id != provider.tenant_id:
+                    session = None
+                if session is not None and not self._hint_names(provider, params.get("id_token_hint"), session):
+                    if not confirmed:
+                        return "confirm", None, None
+                    if csrf is not None:
+                        return "error", csrf, self._page_or_none(provider.tenant_id)
+                self.core.sessions.end(session_id)
+                return "done", target, None
+
+        outcome, value, page = await run_in_threadpool(log_out)
+        if outcome == "error":
+            assert isinstance(value, IdpError)
+            return self.view.error(request, page, value.code, value.message, value.status)
+        if outcome == "confirm":
+            return self._confirm_logout(request, provider, params)
+        target = value if isinstance(value, str) else None
         if target:
             state = params.get("state")
             location = f"{target}{'&' if '?' in target else '?'}{urlencode({'state': state})}" if state else target
@@ -477,11 +493,18 @@ class HostedPages:
         self.cookies.clear_session(response, provider.tenant_id)
         return response
 
-    async def _hint_names(self, provider: TenantProvider, hint: str | None, session: BrowserSession) -> bool:
+    def _page_or_none(self, tenant_id: str) -> HostedPage | None:
+        """The tenant's page data for an error page (None: the tenant is gone), in the caller's transaction."""
+        try:
+            return self.core.hosted_sign_in.page(tenant_id)
+        except TenantNotFound:
+            return None
+
+    def _hint_names(self, provider: TenantProvider, hint: str | None, session: BrowserSession) -> bool:
         """Whether ``hint`` is an ID token this tenant signed for the user of ``session``."""
         if not hint:
             return False
-        subject = await run_in_threadpool(provider.flow.id_token_subject, hint)
+        subject = provider.flow.id_token_subject(hint)
         return subject is not None and subject == session.user_id
 
     def _confirm_logout(self, request: Request, provider: TenantProvider, params: dict[str, str]) -> Response:
