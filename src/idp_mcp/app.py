@@ -112,6 +112,22 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "as GET /interaction/{id}: a client metadata document due for a refresh is fetched between reading the "
         "interaction and deciding",
     ),
+    "POST /t/{tenant}/sign-in": (
+        2,
+        "a password sign-in: read the account and count the attempt, verify the Argon2id hash outside any "
+        "transaction (tens of ms: it must not hold SQLite's write lock), then record the sign-in and the session",
+    ),
+    "POST /t/{tenant}/sign-up": (
+        2,
+        "a sign-up that sets a password: the checks read, the password is hashed with Argon2id outside any "
+        "transaction (tens of ms: it must not hold SQLite's write lock), then the account and its session are written",
+    ),
+    "POST /t/{tenant}/forgot-password/reset": (
+        2,
+        "a password reset: the checks that need no account read, the new password is hashed with Argon2id "
+        "outside any transaction (tens of ms: it must not hold SQLite's write lock), then the code is spent and "
+        "the password set",
+    ),
 }
 
 

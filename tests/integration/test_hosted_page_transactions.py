@@ -110,3 +110,24 @@ def test_unknown_tenants_and_expired_requests_get_their_pages(client: TestClient
     assert client.get("/t/default/interaction/abc").status_code == 410
     assert client.get("/t/nope/preview").status_code == 404
     assert client.get("/t/default/interaction/abc/sign-up").status_code == 410
+
+
+def test_a_password_sign_in_records_the_sign_in_only_with_its_session(
+    client: TestClient, core: IdentityCore, app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sign-in's audit row and the session commit in one transaction, after the Argon2id check: when the
+    session cannot start, no sign-in is recorded (it used to be committed before the session was attempted)."""
+    dora = anyio.run(lambda: core.tenant_users.create(TENANT, email=DORA, password=PASSWORD, actor=ACTOR))
+    request = hosted.start(client, app.id)
+    page = request.page().text
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("the session store is down")
+
+    monkeypatch.setattr(core.sessions, "start_in", broken)
+    with pytest.raises(RuntimeError):
+        request.post("sign-in", {"identifier": DORA, "password": PASSWORD}, page)
+    signed_in = [
+        entry for entry in core.audit.recent(TENANT) if entry.action == "session.sign_in" and entry.target_id == dora.id
+    ]
+    assert signed_in == []

@@ -128,7 +128,8 @@ class IdentityCore:
         return cls(settings, Database(engine_from_settings(settings)), clock, monotonic)
 
     def bootstrap(self) -> None:
-        """Migrate, then make sure the default tenants and the signing keys exist. Safe on every start.
+        """Migrate, then make sure the default tenants, the signing keys and the TOTP sealing key exist. Safe on
+        every start.
 
         It runs before the server accepts requests, on the event loop's thread when uvicorn's worker processes
         build the app: blocking that loop then holds up no request, so the loop guard lets it.
@@ -138,6 +139,7 @@ class IdentityCore:
             self.tenants.ensure_defaults()
             self.keys.ensure(ADMIN_TENANT_ID)
             self.keys.ensure(DEFAULT_TENANT_ID)
+            self.mfa.ensure_sealing_key()
 
     def close(self) -> None:
         self.db.dispose()

@@ -50,6 +50,7 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.rate_limits import Limit, RateLimits
 from idp_mcp.core.sessions import BrowserSession, Sessions
 from idp_mcp.core.sign_in_experience import MfaPolicy, SignInExperiences
+from idp_mcp.core.transactions import committed
 from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, VerificationCodes
 from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.errors import Forbidden, IdpError, UserNotFound
@@ -58,6 +59,7 @@ from idp_mcp.store.repos import mfa as repo
 from idp_mcp.store.repos import server_secrets as server_secrets_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import users as users_repo
+from idp_mcp.store.transaction_tally import apart
 
 # RFC 8176 authentication method references. "email" (a code sent by email) and "fed" (a connector's upstream) are
 # not in the RFC's registry; they are what the issue asks for and what Microsoft Entra uses, respectively.
@@ -360,7 +362,13 @@ class Mfa:
     ) -> MfaDecision:
         """Check a TOTP, backup or email code for the partial sign-in, then start its session (one transaction for
         the code and the session). Wrong codes count against the user (like wrong passwords) and the partial
-        sign-in; a code or time step is accepted once."""
+        sign-in; a code or time step is accepted once. One transaction, which keeps a wrong code counted (see
+        :func:`committed`)."""
+        return committed(self._db, lambda: self._verify(raw, interaction_id, factor, code, device=device))
+
+    def _verify(
+        self, raw: str | None, interaction_id: str, factor: SecondFactor, code: str, *, device: str | None
+    ) -> MfaDecision:
         pending = self._require(raw, interaction_id)
         if factor not in pending.offered or factor == "passkey":
             raise MfaCodeRejected("This way to confirm it is you is not available here. Choose another one.")
@@ -399,12 +407,18 @@ class Mfa:
         self, raw: str | None, interaction_id: str, method: str, *, device: str | None = None
     ) -> MfaDecision:
         """Start the session of a partial sign-in whose second factor another module verified (a passkey: ``method``
-        is its amr value, ``hwk`` or ``swk``)."""
-        pending = self._require(raw, interaction_id)
-        return self._finish(raw, interaction_id, pending, method, device=device, factor=method)
+        is its amr value, ``hwk`` or ``swk``). One transaction."""
+        with self._db.unit_of_work(writes=True):
+            pending = self._require(raw, interaction_id)
+            return self._finish(raw, interaction_id, pending, method, device=device, factor=method)
 
     def skip(self, raw: str | None, interaction_id: str, *, device: str | None = None) -> MfaDecision:
-        """Decline the offered enrollment (policy ``optional``): the session starts with the first factor only."""
+        """Decline the offered enrollment (policy ``optional``): the session starts with the first factor only; one
+        transaction."""
+        with self._db.unit_of_work(writes=True):
+            return self._skip(raw, interaction_id, device=device)
+
+    def _skip(self, raw: str | None, interaction_id: str, *, device: str | None) -> MfaDecision:
         pending = self._require(raw, interaction_id)
         if pending.outcome != "offer":
             raise MfaUnavailable("This sign-in needs a second factor: set one up to continue.")
@@ -421,7 +435,12 @@ class Mfa:
         return MfaDecision("complete", pending.amr, session=session)
 
     def send_email_code(self, raw: str | None, interaction_id: str) -> OutgoingEmail:
-        """Send a code to the user's proven address, as the second factor of the partial sign-in."""
+        """A code for the user's proven address, as the second factor of the partial sign-in: stored in one
+        transaction (a refusal's audit row too, see :func:`committed`); the email is for the caller to send after
+        it, outside any transaction."""
+        return committed(self._db, lambda: self._send_email_code(raw, interaction_id))
+
+    def _send_email_code(self, raw: str | None, interaction_id: str) -> OutgoingEmail:
         pending = self._require(raw, interaction_id)
         if "email" not in pending.offered or pending.email is None:
             raise MfaUnavailable("A code by email is not available for this sign-in. Choose another way.")
@@ -440,7 +459,11 @@ class Mfa:
 
     def begin_totp(self, raw: str | None, interaction_id: str, issuer: str) -> TotpEnrollment:
         """A new TOTP secret for the partial sign-in's user, stored (sealed) unconfirmed until a code proves the
-        authenticator app has it. Asking again replaces the unconfirmed one."""
+        authenticator app has it. Asking again replaces the unconfirmed one. One transaction."""
+        with self._db.unit_of_work(writes=True):
+            return self._begin_totp(raw, interaction_id, issuer)
+
+    def _begin_totp(self, raw: str | None, interaction_id: str, issuer: str) -> TotpEnrollment:
         pending = self._require(raw, interaction_id)
         if "totp" not in pending.enrollable:
             raise MfaUnavailable("An authenticator app cannot be set up for this sign-in.")
@@ -467,7 +490,10 @@ class Mfa:
 
     def confirm_totp(self, raw: str | None, interaction_id: str, code: str, *, device: str | None = None) -> Enrolled:
         """Confirm the TOTP being enrolled with a first code, give the user 10 backup codes (shown once) and start
-        the session, in one transaction."""
+        the session, in one transaction (which keeps a wrong code counted, see :func:`committed`)."""
+        return committed(self._db, lambda: self._confirm_totp(raw, interaction_id, code, device=device))
+
+    def _confirm_totp(self, raw: str | None, interaction_id: str, code: str, *, device: str | None) -> Enrolled:
         pending = self._require(raw, interaction_id)
         if "totp" not in pending.enrollable:
             raise MfaUnavailable("An authenticator app cannot be set up for this sign-in.")
@@ -659,10 +685,22 @@ class Mfa:
         repo.replace_backup_codes(conn, tenant_id, user_id, [_backup_digest(code) for code in codes], now)
         return codes
 
+    def ensure_sealing_key(self) -> None:
+        """Read (or make) the key TOTP secrets are sealed with, at start-up: see :meth:`_key`."""
+        self._key()
+
     def _key(self) -> str:
-        """The server-wide key TOTP secrets are sealed with, made on first use (replicas share it)."""
+        """The server-wide key TOTP secrets are sealed with, made on first use (replicas share it). Read once per
+        process at start-up (:meth:`ensure_sealing_key`), before any use case: a key made inside a use case's
+        transaction would be lost if it rolled back, while this process kept sealing with it."""
         if self._sealing_key is not None:
             return self._sealing_key
+        with apart("the server's TOTP sealing key, read (or made) once per process"):
+            stored = self._stored_key()
+        self._sealing_key = stored
+        return stored
+
+    def _stored_key(self) -> str:
         with self._db.read() as conn:
             stored = server_secrets_repo.get(conn, _TOTP_KEY)
         if stored is None:
@@ -675,7 +713,6 @@ class Mfa:
                 with self._db.read() as conn:
                     stored = server_secrets_repo.get(conn, _TOTP_KEY)
         assert stored is not None
-        self._sealing_key = stored
         return stored
 
 

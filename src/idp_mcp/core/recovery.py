@@ -13,7 +13,7 @@ written either way (the limits then count the same), and an email goes out only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, urlencode
 
@@ -25,6 +25,7 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.rate_limits import PASSWORD_SIGN_IN, Limit, RateLimits, address_key, normalise_identifier
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
+from idp_mcp.core.transactions import committed
 from idp_mcp.core.users import end_access, normalise_email
 from idp_mcp.core.verification_codes import (
     CODE_TTL,
@@ -84,6 +85,19 @@ class ResetSent:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class ResetRequest:
+    """A reset that passed the checks needing no account (:meth:`PasswordRecovery.check_reset`)."""
+
+    tenant_id: str
+    address: str
+    new_password: str = field(repr=False)
+
+    def hash_password(self) -> str:
+        """The new password's Argon2id hash (tens of ms: call it outside any transaction)."""
+        return passwords.hash_password_sync(self.new_password)
+
+
 class PasswordRecovery:
     def __init__(
         self, db: Database, clock: Clock, audit: AuditLog, *, tenants: Tenants, experiences: SignInExperiences,
@@ -112,7 +126,12 @@ class PasswordRecovery:
 
     def request(self, tenant_id: str, email: str, *, client_address: str | None) -> OutgoingEmail | None:
         """Issue a reset code for ``email``: the email to deliver, or None when nobody can use it (no account, or
-        a suspended one). Limited per address typed and per ``client_address``, whether or not it has an account."""
+        a suspended one). Limited per address typed and per ``client_address``, whether or not it has an account.
+        One transaction, which keeps a refused request counted (see :func:`committed`); the email is for the caller
+        to send after it, outside any transaction."""
+        return committed(self._db, lambda: self._request(tenant_id, email, client_address=client_address))
+
+    def _request(self, tenant_id: str, email: str, *, client_address: str | None) -> OutgoingEmail | None:
         experience = self._experiences.get(tenant_id)
         if not self.offered(experience):
             raise ResetNotOffered(NOT_OFFERED)
@@ -129,16 +148,32 @@ class PasswordRecovery:
         """Set a new password with the latest code sent to ``email``, in one transaction that spends the code.
 
         The password must meet the sign-up rules; a weak one is refused before the code is spent (so it can be
-        tried again). Runs Argon2id: call it from a worker thread."""
+        tried again). Runs Argon2id (outside any transaction): call it from a worker thread."""
+        with self._db.unit_of_work(writes=False):
+            checked = self.check_reset(tenant_id, email, new_password)
+        return self.apply_reset(checked, code, checked.hash_password())
+
+    def check_reset(self, tenant_id: str, email: str, new_password: str) -> ResetRequest:
+        """The first half of :meth:`reset` (it reads only, in the caller's unit of work when there is one): the
+        tenant offers resets, and the rules that need no account, so a weak password is refused alike for every
+        address. Then hash ``new_password`` outside any transaction, and :meth:`apply_reset`."""
         if not self.offered(self._experiences.get(tenant_id)):
             raise ResetNotOffered(NOT_OFFERED)
         try:
             address = normalise_email(email)
         except ValidationFailed:
             raise CodeRejected(EXPIRED_OR_USED) from None
-        # The rules that need no account first, so a weak password is refused alike for every address.
         passwords.check_policy(new_password, identifiers=(address, address.split("@")[0]))
-        password_hash = passwords.hash_password_sync(new_password)  # outside the transaction: it takes a while
+        return ResetRequest(tenant_id, address, new_password)
+
+    def apply_reset(self, checked: ResetRequest, code: str, password_hash: str) -> PasswordChanged:
+        """The second half of :meth:`reset`: spend the code and set the password (``password_hash``, of
+        ``checked.new_password``) in one transaction; a refused code stays counted and audited (see
+        :func:`committed`)."""
+        return committed(self._db, lambda: self._apply_reset(checked, code, password_hash))
+
+    def _apply_reset(self, checked: ResetRequest, code: str, password_hash: str) -> PasswordChanged:
+        tenant_id, address, new_password = checked.tenant_id, checked.address, checked.new_password
         changed: PasswordChanged | None = None
         with self._db.transaction() as conn:
             outcome = self._codes.use_in(conn, tenant_id, PURPOSE, address, code)

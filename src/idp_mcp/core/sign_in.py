@@ -8,8 +8,9 @@ of a code. Emails are returned to the caller to deliver after the response, so i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -21,7 +22,8 @@ from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.sessions import BrowserSession, Interaction, Sessions
 from idp_mcp.core.sign_in_experience import SignInExperience, SignInExperiences
 from idp_mcp.core.tenants import Tenants
-from idp_mcp.core.users import USERNAME, TenantUsers, Users, normalise_email
+from idp_mcp.core.transactions import committed
+from idp_mcp.core.users import USERNAME, PasswordAttempt, TenantUsers, Users, normalise_email
 from idp_mcp.core.verification_codes import CODE_TTL, CodeRejected, Purpose, VerificationCodes
 from idp_mcp.domain import ADMIN_TENANT_ID, Actor, Clock, Tenant, User
 from idp_mcp.errors import (
@@ -38,6 +40,7 @@ from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as users_repo
 
 _LABELS = {"email": "email", "username": "username"}
+T = TypeVar("T")
 
 
 class SignUpDisabled(Forbidden):
@@ -70,6 +73,21 @@ class SignUpStarted:
     pending_email: str | None
     email: OutgoingEmail | None  # to deliver after responding
     sign_in_email: str | None = None
+
+
+@dataclass(frozen=True)
+class SignUpRequest:
+    """A sign-up form that passed its checks (:meth:`HostedSignIn.check_sign_up`), with what the tenant keeps."""
+
+    tenant_id: str
+    email: str | None
+    username: str | None
+    password: str | None = field(repr=False)
+    verify_email: bool
+
+    def hash_password(self) -> str | None:
+        """The password's Argon2id hash (tens of ms: call it outside any transaction), None without a password."""
+        return passwords.hash_password_sync(self.password) if self.password is not None else None
 
 
 @dataclass(frozen=True)
@@ -168,34 +186,38 @@ class HostedSignIn:
 
     # --- password ---------------------------------------------------------------------------------------------
 
-    async def with_password(
+    def begin_password(
         self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
         device: str | None = None,
-    ) -> User:  # fmt: skip
-        """The user, if the experience lets them sign in with this kind of identifier and a password (failures are
-        rate-limited per identifier or known ``device`` and per ``client_address``, see :meth:`Users.authenticate`)."""
-        # One worker thread for the whole sign-in: the database and Argon2id both block.
-        return await anyio.to_thread.run_sync(
-            partial(self._with_password, tenant_id, identifier, password, client_address=client_address, device=device)
-        )
+    ) -> PasswordAttempt:  # fmt: skip
+        """The first half of a password sign-in, in one transaction (the caller's unit of work, when there is one):
+        only the identifiers the experience allows with a password, then the account is read and the attempt
+        counted (failures are rate-limited per identifier or known ``device`` and per ``client_address``, see
+        :meth:`Users.authenticate`). Then :meth:`finish_password`, outside this transaction."""
+        with self._db.unit_of_work(writes=True):
+            allowed = self.experience(tenant_id).password_identifiers
+            kind = "email" if "@" in identifier else "username"
+            if kind not in allowed:
+                if not allowed:
+                    raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
+                raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
+            return self._users.begin_password_sign_in(
+                tenant_id, identifier, password, client_address=client_address, device=device
+            )
 
-    def _with_password(
-        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None, device: str | None
-    ) -> User:
-        allowed = self.experience(tenant_id).password_identifiers
-        kind = "email" if "@" in identifier else "username"
-        if kind not in allowed:
-            if not allowed:
-                raise MethodNotOffered("Passwords are not used here: sign in with a code sent to your email.")
-            raise InvalidCredentials(f"Sign in with your {' or '.join(_LABELS[i] for i in allowed)} and password.")
-        return self._users.authenticate_sync(
-            tenant_id, identifier, password, client_address=client_address, device=device
-        )
+    def finish_password(self, attempt: PasswordAttempt, password: str, then: Callable[[User], T]) -> T:
+        """The second half: Argon2id outside any transaction, then one transaction that records the sign-in and
+        runs ``then(user)`` (the caller's next step: the session), see :meth:`Users.finish_password_sign_in`."""
+        return self._users.finish_password_sign_in(attempt, password, then)
 
     # --- email codes ------------------------------------------------------------------------------------------
 
     def request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
-        """Issue a sign-in code for ``email``; the email to deliver, or None when nobody can receive it."""
+        """Issue a sign-in code for ``email``; the email to deliver (after the transaction, outside it: sending may
+        be slow), or None when nobody can receive it. One transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._request_sign_in_code(tenant_id, email))
+
+    def _request_sign_in_code(self, tenant_id: str, email: str) -> OutgoingEmail | None:
         experience = self.experience(tenant_id)
         if not self.email_codes_offered(experience):
             raise MethodNotOffered("Signing in with an email code is not offered here.")
@@ -211,9 +233,10 @@ class HostedSignIn:
             body=_code_body(f"Your code to sign in to {brand} is:", issued.code),
         )
 
-    async def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
-        """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up)."""
-        return await anyio.to_thread.run_sync(self._with_email_code, tenant_id, email, code)
+    def with_email_code(self, tenant_id: str, email: str, code: str) -> User:
+        """The user the latest code sent to ``email`` belongs to, once the code is checked (and used up); one
+        transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._with_email_code(tenant_id, email, code))
 
     def _with_email_code(self, tenant_id: str, email: str, code: str) -> User:
         if not self.email_codes_offered(self.experience(tenant_id)):
@@ -246,6 +269,17 @@ class HostedSignIn:
         return await anyio.to_thread.run_sync(self._start_sign_up, tenant_id, form)
 
     def _start_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpStarted:
+        # Two transactions at most: the checks read, Argon2id runs outside any transaction, then the writes.
+        with self._db.unit_of_work(writes=False):
+            request = self.check_sign_up(tenant_id, form)
+        password_hash = request.hash_password()
+        with self._db.unit_of_work(writes=True):
+            return self.create_sign_up(request, password_hash)
+
+    def check_sign_up(self, tenant_id: str, form: SignUpForm) -> SignUpRequest:
+        """The first half of :meth:`start_sign_up` (reads only, in the caller's unit of work when there is one): the
+        experience allows it, the fields are valid, the username is free. Only the identifiers the tenant asks for
+        are kept, and a password only when sign-up sets one."""
         experience = self.experience(tenant_id)
         sign_up = experience.sign_up
         if not sign_up.enabled:
@@ -266,9 +300,15 @@ class HostedSignIn:
             passwords.check_policy(password, identifiers=(email, username, email.split("@")[0] if email else None))
         if username and self._taken(tenant_id, None, username):
             raise UserAlreadyExists("This username is taken: choose another.")
-        password_hash = passwords.hash_password_sync(password) if password is not None else None
+        return SignUpRequest(tenant_id, email, username, password, sign_up.verify_email)
+
+    def create_sign_up(self, request: SignUpRequest, password_hash: str | None) -> SignUpStarted:
+        """The second half of :meth:`start_sign_up` (its writes, in the caller's unit of work when there is one):
+        create the account, or issue the code that confirms the email first. ``password_hash``: of
+        ``request.password``, hashed outside any transaction (:meth:`SignUpRequest.hash_password`)."""
+        tenant_id, email, username = request.tenant_id, request.email, request.username
         actor = Actor(tenant_id=tenant_id, sub=None)
-        if not sign_up.verify_email:
+        if not request.verify_email:
             if email is None:  # a username only: nothing to enumerate that the username check did not tell
                 user = self._tenant_users.register(
                     tenant_id, email=None, username=username, password_hash=password_hash, actor=actor
@@ -293,9 +333,9 @@ class HostedSignIn:
         )
         return SignUpStarted(user=None, pending_email=email, email=self._sign_up_email(tenant_id, email, issued.code))
 
-    async def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
-        """Create the account that waited for the code sent to ``email``."""
-        return await anyio.to_thread.run_sync(self._finish_sign_up, tenant_id, email, code)
+    def finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
+        """Create the account that waited for the code sent to ``email``; one transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._finish_sign_up(tenant_id, email, code))
 
     def _finish_sign_up(self, tenant_id: str, email: str, code: str) -> User:
         if not self.experience(tenant_id).sign_up.enabled:
@@ -311,9 +351,13 @@ class HostedSignIn:
         )  # fmt: skip
 
     def resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
-        """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash)."""
+        """A new code for the same step; a pending sign-up keeps what was typed (the password only as a hash). The
+        email to deliver after the transaction; one transaction (see :func:`committed`)."""
+        return committed(self._db, lambda: self._resend_code(tenant_id, purpose, email))
+
+    def _resend_code(self, tenant_id: str, purpose: Purpose, email: str) -> OutgoingEmail | None:
         if purpose == "sign_in":
-            return self.request_sign_in_code(tenant_id, email)
+            return self._request_sign_in_code(tenant_id, email)
         if not self.experience(tenant_id).sign_up.enabled:
             raise SignUpDisabled("Creating an account is not available here. Ask the application's owner for one.")
         address = normalise_email(email)

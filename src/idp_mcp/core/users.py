@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -44,9 +44,8 @@ from idp_mcp.store.repos import tenants as tenants_repo
 from idp_mcp.store.repos import users as repo
 from idp_mcp.store.transaction_tally import apart
 
-T = TypeVar("T")
-
 MAX_EMAIL = 254
+T = TypeVar("T")
 
 
 def _itself(user: User) -> User:
@@ -64,6 +63,20 @@ def normalise_email(email: str) -> str:
 @dataclass(frozen=True)
 class SignInResult:
     user: User
+
+
+@dataclass(frozen=True)
+class PasswordAttempt:
+    """A password sign-in attempt, counted (:meth:`Users.begin_password_sign_in`): what the second half needs."""
+
+    tenant_id: str
+    identifier: str
+    client_address: str | None
+    known_device: str | None  # the key of the browser's device, when it is a known device of the account
+    user: User | None
+    password_hash: str | None
+    exceeded: Exceeded | None  # a limit reached: the attempt was refused, and not counted
+    invalid: bool = False  # an empty or oversized field: nothing was read or counted
 
 
 class Users:
@@ -202,35 +215,54 @@ class Users:
         client_address: str | None = None, device: str | None = None,
     ) -> T:  # fmt: skip
         """:meth:`authenticate_sync`, and ``then(user)`` in the transaction that records the success (a session
-        started there commits with it). Two transactions, with the password check between them: Argon2id takes
-        ~50 ms and must not hold the write lock. The first finds the account and counts the attempt; the second
-        records the success. The audit row of a failure is written on its own, outside the use case."""
+        started there commits with it): :meth:`begin_password_sign_in`, then :meth:`finish_password_sign_in`."""
+        attempt = self.begin_password_sign_in(
+            tenant_id, identifier, password, client_address=client_address, device=device
+        )
+        return self.finish_password_sign_in(attempt, password, then)
+
+    def begin_password_sign_in(
+        self, tenant_id: str, identifier: str, password: str, *, client_address: str | None = None,
+        device: str | None = None,
+    ) -> PasswordAttempt:  # fmt: skip
+        """The first half of a password sign-in (see :meth:`authenticate`), in one transaction (the caller's unit
+        of work, when there is one): read the account the identifier names and count the attempt against the
+        limits (a throttled attempt's audit row is written here too). The password is not checked yet, only its
+        length: the caller leaves the transaction and then calls :meth:`finish_password_sign_in` with it."""
         identifier = identifier.strip()
         if not identifier or not password or len(identifier) > 320 or len(password) > passwords.MAX_LENGTH:
-            raise InvalidCredentials("The email or password is incorrect.")
+            return PasswordAttempt(tenant_id, identifier, client_address, None, None, None, None, invalid=True)
         with self._db.unit_of_work(writes=True):
             found, known_device = self._find_for_sign_in(tenant_id, identifier, device)
             exceeded = self._count_sign_in_attempt(tenant_id, identifier, client_address, known_device)
-        if exceeded is not None:
-            self._refuse_throttled(tenant_id, identifier, client_address, known_device, exceeded)
         user, password_hash = found if found else (None, None)
-        ok = passwords.verify_password_sync(password_hash, password)
+        return PasswordAttempt(tenant_id, identifier, client_address, known_device, user, password_hash, exceeded)
+
+    def finish_password_sign_in(self, attempt: PasswordAttempt, password: str, then: Callable[[User], T]) -> T:
+        """The second half: check the password with Argon2id outside any transaction (it takes tens of ms and must
+        not hold a write lock), then, in one transaction, record the sign-in (its audit row), give the attempt back
+        and run ``then(user)``: the caller's next step (starting the session) commits with it. Raises
+        :class:`TooManyAttempts`, :class:`InvalidCredentials` or :class:`UserSuspended`."""
+        if attempt.exceeded is not None:
+            raise TooManyAttempts(attempt.exceeded.message, attempt.exceeded.retry_after)
+        if attempt.invalid:  # an empty or oversized field: refused before anything was read or counted
+            raise InvalidCredentials("The email or password is incorrect.")
+        ok = passwords.verify_password_sync(attempt.password_hash, password)
+        user, tenant_id = attempt.user, attempt.tenant_id
         actor = Actor(tenant_id=tenant_id, sub=user.id if user else None)
-        if not ok or user is None:
-            with apart("the audit row of a failed sign-in"):
+        if not ok or user is None or user.suspended:
+            with apart("the audit row of a refused sign-in, once the use case has failed"):
                 self._audit.write_failure(
                     actor, "session.sign_in", target_type="user", target_id=user.id if user else None
                 )
-            raise InvalidCredentials("The email or password is incorrect.")
-        if user.suspended:
-            with apart("the audit row of a failed sign-in"):
-                self._audit.write_failure(actor, "session.sign_in", target_type="user", target_id=user.id)
+            if not ok or user is None:
+                raise InvalidCredentials("The email or password is incorrect.")
             raise UserSuspended("This account is suspended. Ask an administrator to reactivate it.")
         with self._db.unit_of_work(writes=True):
             with self._db.transaction() as conn:
                 repo.touch_sign_in(conn, tenant_id, user.id, self._clock())
                 self._audit.write(conn, actor, "session.sign_in", target_type="user", target_id=user.id)
-            self._forgive_sign_in_attempt(tenant_id, identifier, client_address, known_device)
+            self._forgive_sign_in_attempt(tenant_id, attempt.identifier, attempt.client_address, attempt.known_device)
             return then(user)
 
     def _find_for_sign_in(
@@ -252,25 +284,25 @@ class Users:
     def _count_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None
     ) -> Exceeded | None:
-        """Count the attempt; the limit reached, if one is (then nothing was counted)."""
+        """Count the attempt; a limit reached already counts nothing and is returned, its audit row written in the
+        same transaction (the caller raises once that committed)."""
         if self._rate_limits is None:
             return None
         policy = self._sign_in_limits
-        return self._rate_limits.hit(
+        exceeded = self._rate_limits.hit(
             PASSWORD_SIGN_IN,
             tenant_id,
             policy.limits(identifier, client_address, known_device),
             policy.window_seconds,
         )
-
-    def _refuse_throttled(
-        self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None,
-        exceeded: Exceeded,
-    ) -> NoReturn:  # fmt: skip
-        with apart("the audit row of a refused sign-in"):
-            self._audit.write_failure(
+        if exceeded is None:
+            return None
+        with self._db.transaction() as conn:
+            self._audit.write(
+                conn,
                 Actor(tenant_id=tenant_id, sub=None),
                 "session.sign_in_throttled",
+                outcome="failure",
                 details={
                     "limit": exceeded.kind,
                     "known_device": known_device is not None,
@@ -279,7 +311,7 @@ class Users:
                     "retry_after": exceeded.retry_after,
                 },
             )
-        raise TooManyAttempts(exceeded.message, exceeded.retry_after)
+        return exceeded
 
     def _forgive_sign_in_attempt(
         self, tenant_id: str, identifier: str, client_address: str | None, known_device: str | None

@@ -4,6 +4,7 @@ the client gets) lives in the authorization flow; this module renders and relays
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 from idp_mcp.core.mfa import AMR_PASSWORD, PENDING_TTL, MfaDecision, acr_for_request
 from idp_mcp.core.sessions import BrowserSession, Interaction
-from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, User, as_utc
+from idp_mcp.core.sign_in import InteractionPage
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, Tenant, User, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import NOT_FOUND, ExperienceView
@@ -27,6 +29,31 @@ LOGOUT_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")
 MAX_LOGOUT_FIELD = 8192  # an id_token_hint is a JWT: longer than the page fields
 
 
+@dataclass(frozen=True)
+class Consent:
+    """What the consent page of a third-party application shows."""
+
+    tenant: Tenant
+    client_name: str
+    scopes: list[str]
+    permissions: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """Where a signed-in (or just signing-in) browser goes next, decided in one thread hop and one transaction;
+    exactly one of ``location`` (a redirect), ``consent``, ``second_factor``, ``error`` (the error page) and
+    ``sign_in_error`` (the sign-in page again) is set. ``session``: a session that just started (its cookie to set).
+    """
+
+    location: str | None = None
+    consent: Consent | None = None
+    second_factor: MfaDecision | None = None
+    error: IdpError | None = None
+    sign_in_error: IdpError | None = None
+    session: str | None = None
+
+
 class HostedPages:
     def __init__(self, pages: Pages, providers: TenantProviders) -> None:
         self.pages = pages
@@ -37,8 +64,9 @@ class HostedPages:
         # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
         self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
         self.mfa_pages: MfaPages | None = None  # the second-factor pages set themselves here (web/mfa.py)
-        # Set by the passkey pages: after a sign-in, may offer to add a passkey before going on to the application.
-        self.offer_passkey: Callable[[TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
+        # Set by the passkey pages: after a sign-in, where to offer adding a passkey before going on to the application
+        # (tenant, interaction, user -> a location, or None); called in the sign-in's thread and transaction.
+        self.offer_passkey: Callable[[str, str, str], str | None] | None = None
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -55,19 +83,31 @@ class HostedPages:
             return None
 
     async def interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
-        interaction = await run_in_threadpool(self.core.sessions.get_interaction, interaction_id[:MAX_FIELD])
+        return await run_in_threadpool(self.interaction_sync, provider, interaction_id)
+
+    def interaction_sync(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
+        """The tenant's pending interaction ``interaction_id`` (in the caller's unit of work, if any)."""
+        interaction = self.core.sessions.get_interaction(interaction_id[:MAX_FIELD])
         return interaction if interaction and interaction.tenant_id == provider.tenant_id else None
 
-    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
-        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
-        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
+    async def posted(self, request: Request) -> tuple[TenantProvider, dict[str, Any]] | Response:
+        """For a POST to a hosted page: the tenant and the CSRF-checked form; or the error page to show (unknown
+        tenant, bad CSRF token). No transaction: the tenant's provider comes from its cache once filled."""
         provider = await self.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
         try:
-            form = await self.pages.read_form(request)
+            return provider, await self.pages.read_form(request)
         except CsrfFailed as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
+
+    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
+        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
+        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
         interaction = await self.interaction(provider, form.get("interaction") or "")
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
@@ -81,121 +121,215 @@ class HostedPages:
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
         identifier: str = "", status: int = 200,
     ) -> Response:  # fmt: skip
-        client = await run_in_threadpool(self.core.clients.get, provider.tenant_id, interaction.client_id)
+        page, application = await run_in_threadpool(  # one read: the page and the application's name
+            self.core.hosted_sign_in.application_page, provider.tenant_id, interaction.client_id
+        )
         return await self.view.sign_in(
-            request, provider.tenant_id, interaction_id=interaction.id, application=client.name if client else None,
-            error=error, identifier=identifier, status=status,
+            request, provider.tenant_id, interaction_id=interaction.id, application=application, error=error,
+            identifier=identifier, status=status, page=page,
         )  # fmt: skip
+
+    # --- after a sign-in: one hop, one transaction ------------------------------------------------------------
+    # The steps below are synchronous and run in the caller's unit of work (see Database.unit_of_work): a page
+    # hands the whole decision (second factor? session, passkey offer, consent, code) to one worker thread and one
+    # transaction, then renders the NextStep it gets back.
+
+    def _complete_sync(self, provider: TenantProvider, interaction: Interaction, session: BrowserSession) -> NextStep:
+        """Once the user is signed in: first-party applications get what they asked for; a third-party one
+        needs the user's consent, asked once per set of scopes."""
+        try:
+            consent = provider.flow.describe(interaction)
+            if consent.client.metadata.get("third_party") and not self.core.grants.has_consent(
+                provider.tenant_id, session.user_id, consent.client.client_id, consent.scopes
+            ):
+                tenant = self.core.tenants.get(provider.tenant_id)
+                return NextStep(consent=Consent(tenant, consent.client.name, consent.scopes, consent.permissions))
+            return NextStep(location=self._approve_sync(provider, interaction, session, consent.scopes))
+        except InteractionExpired as exc:
+            return NextStep(error=exc)
+
+    def _approve_sync(
+        self, provider: TenantProvider, interaction: Interaction, session: BrowserSession, scopes: list[str]
+    ) -> str:
+        """Issue the code for what the application asked; returns where to send the browser."""
+        return provider.flow.approve(
+            interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes, acting_tenant_id=None,
+            amr=session.amr, acr=acr_for_request(session.acr, interaction.params),
+        )  # fmt: skip
+
+    def with_session_sync(
+        self, provider: TenantProvider, interaction: Interaction, session: BrowserSession
+    ) -> NextStep:
+        """An existing session approves this request only if it is enough for it (the policy changed since it
+        started, or the application asks for MFA now: step-up); else the second factor comes first. Every path
+        that approves a request with an existing session goes through here."""
+        try:
+            decision = self.core.mfa.for_session(provider.tenant_id, interaction.id, session)
+        except IdpError as exc:  # required, and nothing the user can set up here
+            return NextStep(error=exc)
+        if decision.outcome != "complete":
+            return NextStep(second_factor=decision)
+        return self._complete_sync(provider, interaction, session)
+
+    def started_sync(self, provider: TenantProvider, interaction: Interaction, raw: str) -> NextStep:
+        """The session ``raw`` just started: offer a passkey, or finish the request."""
+        session = self.core.sessions.get(raw)
+        assert session is not None and session.tenant_id == provider.tenant_id
+        offer = self.offer_passkey(provider.tenant_id, interaction.id, session.user_id) if self.offer_passkey else None
+        step = NextStep(location=offer) if offer else self._complete_sync(provider, interaction, session)
+        return replace(step, session=raw)
+
+    def first_factor_done_sync(
+        self, provider: TenantProvider, interaction: Interaction, user_id: str, amr: tuple[str, ...], *,
+        device: str, previous_pending: str | None,
+    ) -> NextStep:  # fmt: skip
+        """After a first factor (``amr``: how the user proved who they are, RFC 8176): core.mfa decides whether the
+        session starts now or a second factor (or its enrollment) comes first; a started session finishes the
+        request. In the caller's unit of work: a sign-in calls this inside its own transaction."""
+        try:
+            decision = self.core.mfa.after_first_factor(
+                provider.tenant_id, interaction.id, user_id, amr, device=device, previous_pending=previous_pending
+            )
+        except IdpError as exc:  # the policy requires a factor and none can be set up
+            return NextStep(sign_in_error=exc)
+        if decision.outcome != "complete":
+            return NextStep(second_factor=decision)
+        assert decision.session is not None
+        return self.started_sync(provider, interaction, decision.session)
+
+    async def respond(
+        self, request: Request, provider: TenantProvider, interaction: Interaction, step: NextStep,
+        device: str | None = None,
+    ) -> Response:  # fmt: skip
+        """The response for ``step``; a session that started sets its cookies (and the browser becomes, or stays,
+        a known ``device`` of the user)."""
+        if step.second_factor is not None:
+            return self._to_second_factor(provider, interaction, step.second_factor)
+        if step.sign_in_error is not None:
+            exc = step.sign_in_error
+            return await self._render_sign_in(request, provider, interaction, error=exc.message, status=exc.status)
+        if step.error is not None:
+            response = await self.pages.error_page(request, step.error.code, step.error.message, step.error.status)
+        elif step.consent is not None:
+            response = self._render_consent(request, interaction, step.consent)
+        else:
+            assert step.location is not None
+            response = RedirectResponse(step.location, status_code=303)
+        if step.session is not None:
+            self.cookies.set_session(response, step.session, provider.tenant_id)
+            if device is not None:
+                self.cookies.set_device(response, device)
+            self.cookies.clear_mfa_pending(response, provider.tenant_id)
+        return response
 
     async def _complete(
         self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
     ) -> Response:
-        """Once the user is signed in: first-party applications get what they asked for; a third-party one
-        needs the user's consent, asked once per set of scopes."""
-        try:
-            consent = await run_in_threadpool(provider.flow.describe, interaction)
-            third_party = bool(consent.client.metadata.get("third_party"))
-            if third_party and not await run_in_threadpool(
-                self.core.grants.has_consent, provider.tenant_id, session.user_id, consent.client.client_id,
-                consent.scopes,
-            ):  # fmt: skip
-                return await self._render_consent(
-                    request, provider, interaction, consent.client.name, consent.scopes, consent.permissions
-                )
-            location = await self._approve(provider, interaction, session, consent.scopes)
-        except InteractionExpired as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        return RedirectResponse(location, status_code=303)
+        """Finish the request with an existing ``session`` (second factor first when it is not enough)."""
 
-    async def _approve(
-        self, provider: TenantProvider, interaction: Interaction, session: BrowserSession, scopes: list[str]
-    ) -> str:
-        """Issue the code for what the application asked; returns where to send the browser."""
-        return await run_in_threadpool(
-            lambda: provider.flow.approve(
-                interaction, user_id=session.user_id, auth_time=session.auth_time, scopes=scopes,
-                acting_tenant_id=None, amr=session.amr, acr=acr_for_request(session.acr, interaction.params),
-            )
-        )  # fmt: skip
+        def decide() -> NextStep:
+            with self.core.db.unit_of_work(writes=True):
+                return self.with_session_sync(provider, interaction, session)
 
-    async def _render_consent(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, client_name: str, scopes: list[str],
-        permissions: tuple[tuple[str, str, str], ...] = (),
-    ) -> Response:  # fmt: skip
-        tenant = await run_in_threadpool(self.core.tenants.get, provider.tenant_id)
+        return await self.respond(request, provider, interaction, await run_in_threadpool(decide))
+
+    def _render_consent(self, request: Request, interaction: Interaction, consent: Consent) -> Response:
         # API permissions are named with their API and description; the others are OpenID scopes.
-        api_permissions = {name for _, name, _ in permissions}
+        api_permissions = {name for _, name, _ in consent.permissions}
         described = [
             SCOPE_DESCRIPTIONS.get(scope, scope)
-            for scope in scopes
+            for scope in consent.scopes
             if scope != SCOPE_OPENID and scope not in api_permissions
         ]
-        described += [f"{api}: {description or name} ({name})" for api, name, description in permissions]
+        described += [f"{api}: {description or name} ({name})" for api, name, description in consent.permissions]
         return self.pages.render(
-            request, "hosted_consent.html", tenant=tenant, client_name=client_name, scopes=described,
+            request, "hosted_consent.html", tenant=consent.tenant, client_name=consent.client_name, scopes=described,
             interaction_id=interaction.id,
         )  # fmt: skip
 
     async def consent_submit(self, request: Request) -> Response:
-        provider = await self.provider(request)
-        if provider is None:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
+        approve = form.get("action") == "approve"
+        tenant_id = provider.tenant_id
+        session_id = self.cookies.session_id(request, tenant_id)
+
+        def decide() -> tuple[Interaction | None, BrowserSession | None, NextStep | None]:
+            # One transaction: the interaction and session, the second-factor check, and the code (or the denial).
+            with self.core.db.unit_of_work(writes=True):
+                interaction = self.core.sessions.get_interaction(request.path_params["id"][:MAX_FIELD])
+                if interaction is None or interaction.tenant_id != tenant_id:
+                    return None, None, None
+                session = self.core.sessions.get(session_id)
+                if session is None or session.tenant_id != tenant_id:
+                    return interaction, None, None
+                if not approve:
+                    try:
+                        return interaction, session, NextStep(location=provider.flow.deny(interaction))
+                    except InteractionExpired as exc:
+                        return interaction, session, NextStep(error=exc)
+                step = self.core.mfa.for_session(tenant_id, interaction.id, session)
+                if step.outcome != "complete":
+                    return interaction, session, NextStep(second_factor=step)
+                try:
+                    consent = provider.flow.describe(interaction)
+                    location = self._approve_sync(provider, interaction, session, consent.scopes)
+                except InteractionExpired as exc:
+                    return interaction, session, NextStep(error=exc)
+                return interaction, session, NextStep(location=location)
+
         try:
-            form = await self.pages.read_form(request)
-        except CsrfFailed as exc:
+            interaction, session, step = await run_in_threadpool(decide)
+        except IdpError as exc:  # a second factor is required, and nothing the user can set up here
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        interaction = await self.interaction(provider, request.path_params["id"])
         if interaction is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        session = await self._session(request, provider.tenant_id)
-        if session is None:
+        if session is None or step is None:
             return await self._render_sign_in(request, provider, interaction)
-        if form.get("action") == "approve":
-            second = await self.second_factor_needed(request, provider, interaction, session)
-            if second is not None:
-                return second
-        try:
-            if form.get("action") != "approve":
-                location = await run_in_threadpool(provider.flow.deny, interaction)
-            else:
-                consent = await run_in_threadpool(provider.flow.describe, interaction)
-                location = await self._approve(provider, interaction, session, consent.scopes)
-        except InteractionExpired as exc:
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        return RedirectResponse(location, status_code=303)
+        return await self.respond(request, provider, interaction, step)
 
     async def interaction_page(self, request: Request) -> Response:
         tenant_id = request.path_params["tenant"]
-        try:  # one hop, one read transaction: tenant, experience, interaction, application, session
-            found = await run_in_threadpool(
-                self.core.hosted_sign_in.interaction_page, tenant_id, request.path_params["id"],
-                self.cookies.session_id(request, tenant_id),
-            )  # fmt: skip
+        session_id = self.cookies.session_id(request, tenant_id)
+
+        def decide() -> tuple[InteractionPage, NextStep | None]:
+            # One hop, one transaction: the page's data (tenant, experience, interaction, application, session);
+            # a browser signed in already goes on as the flow decides, in the same transaction (a write: the code).
+            with self.core.db.unit_of_work(writes=session_id is not None):
+                found = self.core.hosted_sign_in.interaction_page(tenant_id, request.path_params["id"], session_id)
+                interaction, session = found.interaction, found.session
+                if interaction is None or session is None or self._must_sign_in(session, interaction):
+                    return found, None
+                return found, self.with_session_sync(self.providers.get(tenant_id), interaction, session)
+
+        try:
+            found, step = await run_in_threadpool(decide)
         except TenantNotFound:
-            return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
+            return self.view.error(request, None, "tenant.not_found", NOT_FOUND, 404)
         interaction = found.interaction
         if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        prompts = " ".join(interaction.params.get("prompt", [])).split()
-        if found.session is None or "login" in prompts or self._too_old(found.session, interaction):
+            return self.view.error(request, found.page, "interaction.expired", EXPIRED, 410)
+        if step is None:
             return await self.view.sign_in(
                 request, tenant_id, interaction_id=interaction.id, application=found.application, page=found.page
             )
-        provider = await self.provider(request)  # signed in already: the flow decides what comes next
+        provider = await self.provider(request)  # cached by now: the flow above used it
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", "This sign-in page does not exist.", 404)
-        session = found.session
-        second = await self.second_factor_needed(request, provider, interaction, session)
-        if second is not None:
-            return second
-        return await self._complete(request, provider, interaction, session)
+        return await self.respond(request, provider, interaction, step)
+
+    def _must_sign_in(self, session: BrowserSession, interaction: Interaction) -> bool:
+        """prompt=login, or a session older than max_age (OIDC Core §3.1.2.1): the user signs in again."""
+        prompts = " ".join(interaction.params.get("prompt", [])).split()
+        return "login" in prompts or self._too_old(session, interaction)
 
     async def second_factor_needed(
         self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
     ) -> Response | None:
         """Where to go when an existing session is not enough for this request (the policy changed since it
-        started, or the application asks for MFA now: step-up); None when it is. Every path that approves a
-        request with an existing session asks here first."""
+        started, or the application asks for MFA now: step-up); None when it is."""
         try:
             decision = await run_in_threadpool(self.core.mfa.for_session, provider.tenant_id, interaction.id, session)
         except IdpError as exc:  # required, and nothing the user can set up here
@@ -213,64 +347,85 @@ class HostedPages:
         return (self.core.clock() - as_utc(session.auth_time)).total_seconds() > int(raw)
 
     async def sign_in_submit(self, request: Request) -> Response:
-        found = await self.interaction_form(request)
-        if isinstance(found, Response):
-            return found
-        provider, interaction, form = found
+        posted = await self.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
+        tenant_id = provider.tenant_id
         identifier = (form.get("identifier") or "")[:MAX_FIELD]
-        if self.home_realm is not None:
+        password = (form.get("password") or "")[:MAX_FIELD]
+        known_device = self.cookies.device_id(request)
+        device = self.cookies.device_for_sign_in(request)
+        previous = self.cookies.mfa_pending(request, tenant_id)
+        sign_in = self.core.hosted_sign_in
+
+        def attempt() -> tuple[Interaction | None, NextStep | IdpError | None]:
+            # Two transactions, with Argon2id between them and outside both (see TRANSACTION_BUDGETS): the request,
+            # home-realm discovery, the account and the attempt's count; then the sign-in, the session and the code.
+            with self.core.db.unit_of_work(writes=True):
+                interaction = self.interaction_sync(provider, form.get("interaction") or "")
+                if interaction is None:
+                    return None, None
+                if self.home_realm is not None and self.core.connectors.for_email(tenant_id, identifier.strip()):
+                    return interaction, None  # an enterprise connector's domain: to its provider
+                try:  # only the identifiers the tenant's sign-in experience allows with a password
+                    begun = sign_in.begin_password(
+                        tenant_id, identifier, password, client_address=client_host(request), device=known_device
+                    )
+                except IdpError as exc:
+                    return interaction, exc
+            try:
+                return interaction, sign_in.finish_password(
+                    begun, password,
+                    lambda user: self.first_factor_done_sync(
+                        provider, interaction, user.id, (AMR_PASSWORD,), device=device, previous_pending=previous
+                    ),
+                )  # fmt: skip
+            except IdpError as exc:
+                return interaction, exc
+
+        interaction, outcome = await run_in_threadpool(attempt)
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        if outcome is None:
+            assert self.home_realm is not None
             upstream = await self.home_realm(request, provider, interaction, identifier.strip())
-            if upstream is not None:
-                return upstream
-        try:
-            # Only the identifiers the tenant's sign-in experience allows with a password.
-            user = await self.core.hosted_sign_in.with_password(
-                provider.tenant_id,
-                identifier,
-                (form.get("password") or "")[:MAX_FIELD],
-                client_address=client_host(request),
-                device=self.cookies.device_id(request),
-            )
-        except IdpError as exc:
+            return upstream or await self._render_sign_in(request, provider, interaction, identifier=identifier)
+        if isinstance(outcome, IdpError):
             return await self._render_sign_in(
-                request, provider, interaction, error=exc.message, identifier=identifier, status=exc.status
+                request, provider, interaction, error=outcome.message, identifier=identifier, status=outcome.status
             )
-        return await self.sign_user_in(request, provider, interaction, user)
+        return await self.respond(request, provider, interaction, outcome, device)
 
     async def sign_user_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, user: User,
         amr: tuple[str, ...] = (AMR_PASSWORD,),
     ) -> Response:  # fmt: skip
-        """Every first factor ends here (``amr``: how the user proved who they are, RFC 8176): core.mfa decides
-        whether the session starts now or a second factor (or its enrollment) comes first. Once the session starts,
-        the browser becomes (or stays) a known device of the user and the request is finished."""
+        """Every first factor ends here (see :meth:`first_factor_done_sync`): one hop, one transaction."""
         device = self.cookies.device_for_sign_in(request)
         previous = self.cookies.mfa_pending(request, provider.tenant_id)
-        try:
-            decision = await run_in_threadpool(
-                lambda: self.core.mfa.after_first_factor(
-                    provider.tenant_id, interaction.id, user.id, amr, device=device, previous_pending=previous
+
+        def decide() -> NextStep:
+            with self.core.db.unit_of_work(writes=True):
+                return self.first_factor_done_sync(
+                    provider, interaction, user.id, amr, device=device, previous_pending=previous
                 )
-            )
-        except IdpError as exc:  # the policy requires a factor and none can be set up
-            return await self._render_sign_in(request, provider, interaction, error=exc.message, status=exc.status)
-        if decision.outcome != "complete":
-            return self._to_second_factor(provider, interaction, decision)
-        return await self.signed_in(request, provider, interaction, decision, device)
+
+        return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
 
     async def signed_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, decision: MfaDecision,
         device: str,
     ) -> Response:  # fmt: skip
         """Finish the request with the session ``decision`` started, and set its cookies."""
-        assert decision.session is not None
-        session = await self._session_from_raw(decision.session, provider.tenant_id)
-        offer = await self.offer_passkey(provider, interaction, session.user_id) if self.offer_passkey else None
-        response = offer or await self._complete(request, provider, interaction, session)
-        self.cookies.set_session(response, decision.session, provider.tenant_id)
-        self.cookies.set_device(response, device)
-        self.cookies.clear_mfa_pending(response, provider.tenant_id)
-        return response
+        raw = decision.session
+        assert raw is not None
+
+        def decide() -> NextStep:
+            with self.core.db.unit_of_work(writes=True):
+                return self.started_sync(provider, interaction, raw)
+
+        return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
 
     def _to_second_factor(self, provider: TenantProvider, interaction: Interaction, decision: MfaDecision) -> Response:
         """To the second-factor page (challenge or enrollment), with the partial sign-in's cookie."""
@@ -278,11 +433,6 @@ class HostedPages:
         response = RedirectResponse(f"/t/{provider.tenant_id}/interaction/{interaction.id}/mfa", status_code=303)
         self.cookies.set_mfa_pending(response, decision.pending, provider.tenant_id, int(PENDING_TTL.total_seconds()))
         return response
-
-    async def _session_from_raw(self, raw: str, tenant_id: str) -> BrowserSession:
-        session = await run_in_threadpool(self.core.sessions.get, raw)
-        assert session is not None and session.tenant_id == tenant_id
-        return session
 
     async def end_session(self, request: Request) -> Response:
         """RP-initiated logout: end the tenant session, then return to a registered post-logout URI.

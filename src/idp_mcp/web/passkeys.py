@@ -129,14 +129,12 @@ class PasskeyPages:
 
     # --- adding a passkey after signing in --------------------------------------------------------------------
 
-    async def offer_after_sign_in(
-        self, provider: TenantProvider, interaction: Interaction, user_id: str
-    ) -> Response | None:
-        """Where passkeys may be the first factor, a user who has none is offered to add one (skippable)."""
-        tenant_id = provider.tenant_id
-        if not await run_in_threadpool(self.core.passkeys.offer_after_sign_in, tenant_id, user_id):
+    def offer_after_sign_in(self, tenant_id: str, interaction_id: str, user_id: str) -> str | None:
+        """Where passkeys may be the first factor, a user who has none is offered to add one (skippable): the offer
+        page's location, else None. Called in the sign-in's worker thread and transaction (web/hosted.py)."""
+        if not self.core.passkeys.offer_after_sign_in(tenant_id, user_id):
             return None
-        return RedirectResponse(f"/t/{tenant_id}/interaction/{interaction.id}/passkey", status_code=303)
+        return f"/t/{tenant_id}/interaction/{interaction_id}/passkey"
 
     async def offer_page(self, request: Request) -> Response:
         tenant_id = request.path_params["tenant"]

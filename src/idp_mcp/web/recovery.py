@@ -7,7 +7,6 @@ rules (who may, the limits, what a change ends) live in ``core.recovery``; this 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -55,10 +54,13 @@ class RecoveryPages:
                 self.core.hosted_sign_in.interaction_page, tenant_id, interaction_id[:MAX_FIELD], None
             )
         except TenantNotFound:
-            return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
-        if not self.core.password_recovery.offered(found.page.experience):
-            return await self.pages.error_page(request, "password_reset.not_offered", NOT_OFFERED, 404)
-        return found
+            return self.view.error(request, None, "tenant.not_found", NOT_FOUND, 404)
+        return self._not_offered(request, found) or found
+
+    def _not_offered(self, request: Request, found: InteractionPage) -> Response | None:
+        if self.core.password_recovery.offered(found.page.experience):
+            return None
+        return self.view.error(request, found.page, "password_reset.not_offered", NOT_OFFERED, 404)
 
     async def _render(
         self, request: Request, template: str, found: InteractionPage, *, status: int = 200, **context: Any
@@ -70,13 +72,16 @@ class RecoveryPages:
             sign_in_url=f"/t/{tenant_id}/interaction/{interaction_id}" if interaction_id else "", **context,
         )  # fmt: skip
 
-    async def _form(self, request: Request) -> tuple[InteractionPage, dict[str, Any]] | Response:
+    async def _form(self, request: Request) -> dict[str, Any] | Response:
         try:
-            form = await self.pages.read_form(request)
+            return await self.pages.read_form(request)
         except CsrfFailed as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        found = await self._found(request, form.get("interaction") or "")
-        return found if isinstance(found, Response) else (found, form)
+
+    def _interaction_page(self, request: Request, form: dict[str, Any]) -> InteractionPage:
+        """In the caller's unit of work: the tenant's page data and the interaction the form carries."""
+        interaction_id = (form.get("interaction") or "")[:MAX_FIELD]
+        return self.core.hosted_sign_in.interaction_page(request.path_params["tenant"], interaction_id, None)
 
     # --- ask for a code ---------------------------------------------------------------------------------------
 
@@ -89,25 +94,42 @@ class RecoveryPages:
 
     async def send_code(self, request: Request) -> Response:
         """Issue a code and show where to enter it: the same page whether or not the address has an account; the
-        email (if any) goes out after the response, so the time taken does not tell either."""
-        parsed = await self._form(request)
-        if isinstance(parsed, Response):
-            return parsed
-        found, form = parsed
+        email (if any) goes out after the response, so the time taken does not tell either. One transaction: the
+        page's data, the request's count and the code."""
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         email = (form.get("email") or "").strip()[:MAX_FIELD]
         resend = form.get("resend") == "1"
-        request_code = partial(
-            self.core.password_recovery.request, found.page.tenant.id, email, client_address=client_host(request)
-        )
+
+        def request_code() -> tuple[InteractionPage, OutgoingEmail | IdpError | None]:
+            with self.core.db.unit_of_work(writes=True):
+                found = self._interaction_page(request, form)
+                if not self.core.password_recovery.offered(found.page.experience):
+                    return found, None
+                try:
+                    return found, self.core.password_recovery.request(
+                        found.page.tenant.id, email, client_address=client_host(request)
+                    )
+                except IdpError as exc:
+                    return found, exc
+
         try:
-            outgoing = await run_in_threadpool(request_code)
-        except IdpError as exc:
+            found, outcome = await run_in_threadpool(request_code)
+        except TenantNotFound:
+            return self.view.error(request, None, "tenant.not_found", NOT_FOUND, 404)
+        refused = self._not_offered(request, found)
+        if refused is not None:
+            return refused
+        if isinstance(outcome, IdpError):
             template = "hosted_reset_password.html" if resend else "hosted_forgot_password.html"
-            return await self._render(request, template, found, status=exc.status, email=email, error=exc.message)
+            return await self._render(
+                request, template, found, status=outcome.status, email=email, error=outcome.message
+            )
         response = await self._render(
             request, "hosted_reset_password.html", found, email=email.lower(), notice=RESENT if resend else None
         )
-        return _deliver_later(response, self, outgoing)
+        return _deliver_later(response, self, outcome)
 
     # --- enter the code and a new password --------------------------------------------------------------------
 
@@ -122,26 +144,47 @@ class RecoveryPages:
         return await self._render(request, "hosted_reset_password.html", found, email=email)
 
     async def reset_submit(self, request: Request) -> Response:
-        parsed = await self._form(request)
-        if isinstance(parsed, Response):
-            return parsed
-        found, form = parsed
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         email = (form.get("email") or "").strip()[:MAX_FIELD]
         password = (form.get("password") or "")[:MAX_FIELD]
-        if password != (form.get("password_confirm") or "")[:MAX_FIELD]:
+        code = (form.get("code") or "")[:MAX_FIELD]
+        mismatch = password != (form.get("password_confirm") or "")[:MAX_FIELD]
+        recovery = self.core.password_recovery
+
+        def reset() -> tuple[InteractionPage, IdpError | None]:
+            # Two transactions (see TRANSACTION_BUDGETS): the page's data and the checks that need no account read;
+            # the new password is hashed with Argon2id outside any transaction; then the code and the password.
+            with self.core.db.unit_of_work(writes=False):
+                found = self._interaction_page(request, form)
+                if mismatch or not recovery.offered(found.page.experience):
+                    return found, None
+                try:
+                    checked = recovery.check_reset(found.page.tenant.id, email, password)
+                except IdpError as exc:
+                    return found, exc
+            try:
+                recovery.apply_reset(checked, code, checked.hash_password())
+            except IdpError as exc:
+                return found, exc
+            return found, None
+
+        try:
+            found, refused = await run_in_threadpool(reset)  # one hop
+        except TenantNotFound:
+            return self.view.error(request, None, "tenant.not_found", NOT_FOUND, 404)
+        not_offered = self._not_offered(request, found)
+        if not_offered is not None:
+            return not_offered
+        if mismatch:
             return await self._render(
                 request, "hosted_reset_password.html", found, status=400, email=email,
                 error="The two new passwords are not the same. Type the same password in both fields.",
             )  # fmt: skip
-        reset = partial(
-            self.core.password_recovery.reset, found.page.tenant.id, email, (form.get("code") or "")[:MAX_FIELD],
-            password,
-        )  # fmt: skip
-        try:
-            await run_in_threadpool(reset)  # one hop: Argon2id, then the one transaction
-        except IdpError as exc:
+        if refused is not None:
             return await self._render(
-                request, "hosted_reset_password.html", found, status=exc.status, email=email, error=exc.message
+                request, "hosted_reset_password.html", found, status=refused.status, email=email, error=refused.message
             )
         # POST-redirect-GET: reloading the next page must not send the (spent) code again.
         query = {"email": email, **({"interaction": found.interaction.id} if found.interaction else {})}

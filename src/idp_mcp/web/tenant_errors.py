@@ -17,6 +17,7 @@ from idp_mcp.core.sign_in import HostedPage
 from idp_mcp.errors import TenantNotFound
 from idp_mcp.store.transaction_tally import apart
 from idp_mcp.web.console import application_url
+from idp_mcp.web.hosted_experience import ExperienceView
 from idp_mcp.web.pages import Pages
 
 MAX_SHOWN_URI = 2048  # longer ones are cut, with a note: the page stays readable
@@ -28,26 +29,16 @@ class TenantErrorPages:
     def __init__(self, pages: Pages) -> None:
         self.pages = pages
         self.core = pages.core
-
-    def _render(
-        self, request: Request, page: HostedPage, error: str, description: str, status: int, **context: object
-    ) -> Response:
-        experience = page.experience
-        return self.pages.render(
-            request, "hosted_error.html", status=status, tenant=page.tenant, experience=experience,
-            branding=experience.branding, brand_name=page.brand_name, preview=False, error=error,
-            description=description, **context,
-        )  # fmt: skip
+        self.view = ExperienceView(pages)
 
     async def error_page(self, request: Request, tenant_id: str, error: str, description: str, status: int) -> Response:
         """The error in the tenant's branding; the plain page when there is no such tenant to brand it with."""
         try:
             with apart(_APART):
-                page = await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
+                page: HostedPage | None = await run_in_threadpool(self.core.hosted_sign_in.page, tenant_id)
         except TenantNotFound:
-            plain = "not_found.html" if error == "not_found" else "error.html"  # the administrators' 404 and way back
-            return self.pages.render(request, plain, status=status, error=error, description=description)
-        return self._render(request, page, error, description, status)
+            page = None
+        return self.view.error(request, page, error, description, status)
 
     async def redirect_uri_error(
         self, request: Request, client_id: str, rejected: str, error: str, description: str
@@ -62,9 +53,9 @@ class TenantErrorPages:
         except TenantNotFound:
             return self.pages.render(request, "error.html", status=400, error=error, description=description)
         if application is None:  # deleted since the request was checked
-            return self._render(request, page, error, description, 400)
+            return self.view.error(request, page, error, description, 400)
         shown = rejected[:MAX_SHOWN_URI]
-        return self._render(
+        return self.view.error(
             request, page, error, description, 400, application=application, application_id=client_id,
             rejected=shown, cut=len(rejected) > MAX_SHOWN_URI,
             tool_call=f'updateApplication {{"applicationId": {json.dumps(client_id)}, "redirectUris": '
