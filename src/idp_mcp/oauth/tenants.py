@@ -130,6 +130,8 @@ class TenantEndpoints:
 
     def __init__(self, providers: TenantProviders) -> None:
         self.providers = providers
+        # A tenant's discovery document depends only on its issuer and this server's configuration: rendered once.
+        self._discovery: dict[str, bytes] = {}
 
     def routes(self) -> list[BaseRoute]:
         prefix = "/t/{tenant}/oidc"
@@ -169,6 +171,12 @@ class TenantEndpoints:
         return endpoint
 
     async def discovery(self, provider: TenantProvider, request: Request) -> Response:
+        body = self._discovery.get(provider.tenant_id)
+        if body is None:
+            body = self._discovery[provider.tenant_id] = bytes(JSONResponse(self._discovery_document(provider)).body)
+        return Response(body, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
+
+    def _discovery_document(self, provider: TenantProvider) -> dict[str, Any]:
         base = provider.issuer
         document = provider.endpoints.metadata()
         document.update(
@@ -184,7 +192,7 @@ class TenantEndpoints:
                 "request_parameter_supported": False,
             }
         )  # fmt: skip
-        return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
+        return document
 
     async def userinfo(self, provider: TenantProvider, request: Request) -> Response:
         authorization = request.headers.get("authorization", "")
