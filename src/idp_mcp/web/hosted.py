@@ -113,10 +113,6 @@ class HostedPages:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
         return provider, interaction, form
 
-    async def _session(self, request: Request, tenant_id: str) -> BrowserSession | None:
-        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request, tenant_id))
-        return session if session and session.tenant_id == tenant_id else None
-
     async def _render_sign_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
         identifier: str = "", status: int = 200,
@@ -222,17 +218,6 @@ class HostedPages:
             self.cookies.clear_mfa_pending(response, provider.tenant_id)
         return response
 
-    async def _complete(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
-    ) -> Response:
-        """Finish the request with an existing ``session`` (second factor first when it is not enough)."""
-
-        def decide() -> NextStep:
-            with self.core.db.unit_of_work(writes=True):
-                return self.with_session_sync(provider, interaction, session)
-
-        return await self.respond(request, provider, interaction, await run_in_threadpool(decide))
-
     def _render_consent(self, request: Request, interaction: Interaction, consent: Consent) -> Response:
         # API permissions are named with their API and description; the others are OpenID scopes.
         api_permissions = {name for _, name, _ in consent.permissions}
@@ -325,19 +310,6 @@ class HostedPages:
         prompts = " ".join(interaction.params.get("prompt", [])).split()
         return "login" in prompts or self._too_old(session, interaction)
 
-    async def second_factor_needed(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
-    ) -> Response | None:
-        """Where to go when an existing session is not enough for this request (the policy changed since it
-        started, or the application asks for MFA now: step-up); None when it is."""
-        try:
-            decision = await run_in_threadpool(self.core.mfa.for_session, provider.tenant_id, interaction.id, session)
-        except IdpError as exc:  # required, and nothing the user can set up here
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        if decision.outcome != "complete":
-            return self._to_second_factor(provider, interaction, decision)
-        return None
-
     def _too_old(self, session: BrowserSession, interaction: Interaction) -> bool:
         """OIDC Core §3.1.2.1 max_age: the user signs in again when the session's sign-in is older."""
         values = interaction.params.get("max_age") or []
@@ -410,20 +382,6 @@ class HostedPages:
                 return self.first_factor_done_sync(
                     provider, interaction, user.id, amr, device=device, previous_pending=previous
                 )
-
-        return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
-
-    async def signed_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, decision: MfaDecision,
-        device: str,
-    ) -> Response:  # fmt: skip
-        """Finish the request with the session ``decision`` started, and set its cookies."""
-        raw = decision.session
-        assert raw is not None
-
-        def decide() -> NextStep:
-            with self.core.db.unit_of_work(writes=True):
-                return self.started_sync(provider, interaction, raw)
 
         return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
 
