@@ -128,6 +128,13 @@ TRANSACTION_BUDGETS: dict[str, tuple[int, str]] = {
         "outside any transaction (tens of ms: it must not hold SQLite's write lock), then the code is spent and "
         "the password set",
     ),
+    "GET /t/{tenant}/oidc/connectors/{connector}/callback": (
+        2,
+        "an upstream sign-in's return: the state is used up (with the connector, its client secret and the "
+        "interaction) in one transaction; the code is exchanged and the ID token checked against the provider's "
+        "keys (network fetches, which must hold no transaction); then the user is found, linked or created and "
+        "signed in (session, code for the application) in the other",
+    ),
 }
 
 

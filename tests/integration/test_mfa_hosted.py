@@ -457,13 +457,15 @@ def test_passkeys_plug_in_as_a_second_factor_through_the_hook(
     core.mfa.register_factor("passkey", lambda _conn, _tenant, user_id: has_passkey.get(user_id, False))
     seen: list[tuple[str, bool]] = []
 
-    async def passkey_page(request: Any, provider: Any, interaction: Any, pending: Any, enroll: bool) -> Any:
+    def passkey_page(request: Any, provider: Any, interaction: Any, pending: Any, enroll: bool, page: Any) -> Any:
         seen.append((pending.user_id, enroll))
-        if enroll:  # pretend the registration ceremony succeeded, then finish like the passkeys pages will
+        if enroll:  # pretend the registration ceremony succeeded, then finish like the passkeys pages do
             has_passkey[pending.user_id] = True
+        # Called in the page's worker thread and transaction: the session and the code join it.
         raw = mfa_pages.cookies.mfa_pending(request, provider.tenant_id)
-        decision = await anyio.to_thread.run_sync(lambda: core.mfa.finish_with(raw, interaction.id, "hwk"))
-        return await mfa_pages.hosted.signed_in(request, provider, interaction, decision, "device-token-0123456789")
+        decision = core.mfa.finish_with(raw, interaction.id, "hwk")
+        step = mfa_pages.hosted.started_sync(provider, interaction, decision.session)
+        return mfa_pages.hosted.respond(request, provider, interaction, step, "device-token-0123456789")
 
     mfa_pages.passkey_page = passkey_page
     policy(core, policy="required", factors=["passkey"])

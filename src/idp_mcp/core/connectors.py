@@ -678,6 +678,13 @@ class Connectors:
             )  # fmt: skip
         return connector, login
 
+    def start_for_email(self, tenant_id: str, email: str, interaction_id: str) -> tuple[Connector, PendingLogin] | None:
+        """Home-realm discovery: when ``email``'s domain is an enterprise connector's, start a sign-in there
+        (:meth:`start_login`) in the same transaction as the look-up; None when no connector claims it."""
+        with self._db.unit_of_work(writes=True):
+            connector = self.for_email(tenant_id, email)
+            return None if connector is None else self.start_login(tenant_id, connector.id, interaction_id)
+
     def finish_login(self, tenant_id: str, connector_id: str, state: str) -> PendingLogin:
         """The sign-in this ``state`` was made for, used up now: a second callback with it is refused."""
         now = self._clock()

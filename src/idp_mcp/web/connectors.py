@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from idp_mcp.core.connectors import Connector, ConnectorNotFound
+from idp_mcp.core.connectors import Connector, ConnectorNotFound, PendingLogin, UpstreamProfile
 from idp_mcp.core.console import TenantAdministrator
 from idp_mcp.core.mfa import AMR_FEDERATED
 from idp_mcp.core.sessions import Interaction
+from idp_mcp.core.sign_in import InteractionPage
 from idp_mcp.domain import Actor, Tenant, User
 from idp_mcp.errors import IdpError
 from idp_mcp.oauth.tenants import TenantProvider
@@ -31,7 +32,7 @@ from idp_mcp.oauth.upstream import UpstreamSignIn, connector_callback_url
 from idp_mcp.settings import Settings
 from idp_mcp.store.transaction_tally import apart
 from idp_mcp.web.console import Console
-from idp_mcp.web.hosted import HostedPages
+from idp_mcp.web.hosted import HostedPages, NextStep
 from idp_mcp.web.hosted_experience import NOT_FOUND
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
@@ -57,7 +58,7 @@ class ConnectorPages:
         self.upstream = upstream
         self.settings = settings
         self.secure = settings.is_https
-        hosted.home_realm = self.home_realm  # the hosted sign-in form asks here before checking a password
+        hosted.home_realm = self.go_upstream  # an email of an enterprise connector's domain goes to its provider
 
     def routes(self) -> list[BaseRoute]:
         secret = "/console/t/{tenant}/connectors/{connector}/secret"
@@ -74,36 +75,51 @@ class ConnectorPages:
         return f"{'__Host-' if self.secure else ''}idp_upstream_{tenant_id}"
 
     async def start(self, request: Request) -> Response:
-        """The "Continue with …" button of the hosted page."""
-        found = await self.hosted.interaction_form(request)
-        if isinstance(found, Response):
-            return found
-        provider, interaction, _ = found
-        return await self.go_upstream(request, provider, interaction, request.path_params["connector"][:64])
+        """The "Continue with …" button of the hosted page: one transaction (the interaction, the connector and the
+        sign-in sent upstream), then the provider's discovery document, fetched outside it."""
+        posted = await self.hosted.posted(request)
+        if isinstance(posted, Response):
+            return posted
+        provider, form = posted
+        tenant_id = provider.tenant_id
+        connector_id = request.path_params["connector"][:64]
+
+        def begin() -> tuple[Interaction | None, Connector | None, PendingLogin | IdpError | None]:
+            with self.core.db.unit_of_work(writes=True):
+                interaction = self.hosted.interaction_sync(provider, form.get("interaction") or "")
+                if interaction is None:
+                    return None, None, None
+                try:
+                    connector = self.core.connectors.get(tenant_id, connector_id)
+                except ConnectorNotFound as exc:
+                    return interaction, None, exc
+                try:
+                    return interaction, *self.core.connectors.start_login(tenant_id, connector_id, interaction.id)
+                except IdpError as exc:  # not usable yet: nothing written
+                    return interaction, connector, exc
+
+        interaction, connector, login = await run_in_threadpool(begin)
+        if interaction is None:
+            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
+        if connector is None:
+            assert isinstance(login, IdpError)
+            return await self.pages.error_page(request, login.code, "This sign-in method no longer exists.", 404)
+        if isinstance(login, IdpError):
+            return await self._not_now(request, connector, login)
+        assert login is not None
+        return await self.go_upstream(request, provider, connector, login)
 
     async def go_upstream(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, connector_id: str
+        self, request: Request, provider: TenantProvider, connector: Connector, login: PendingLogin
     ) -> Response:
-        """Send the browser to the connector's provider, for this authorization request (also used for home-realm
-        discovery by email domain)."""
+        """Send the browser to the connector's provider, for the sign-in ``login`` started (also for home-realm
+        discovery by email domain): the discovery document is fetched here, outside any transaction. When it cannot
+        be, the sign-in written already is never used (its state reaches no browser) and expires."""
         tenant_id = provider.tenant_id
         try:
-            connector = await run_in_threadpool(self.core.connectors.get, tenant_id, connector_id)
-        except ConnectorNotFound as exc:
-            return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
-        try:
             endpoints = await self.upstream.endpoints(connector)
-            connector, login = await run_in_threadpool(
-                self.core.connectors.start_login, tenant_id, connector_id, interaction.id
-            )
         except IdpError as exc:
-            logger.info("connector %s could not start a sign-in: %s", connector_id, exc.code)
-            return await self.pages.error_page(
-                request, exc.code,
-                f"Signing in with {connector.label} is not possible right now: {exc.message} Try again later or "
-                "sign in another way.",
-                502 if exc.status >= 500 else exc.status,
-            )  # fmt: skip
+            return await self._not_now(request, connector, exc)
         location = self.upstream.authorization_url(
             connector, endpoints, login, connector_callback_url(self.settings, tenant_id, connector.id)
         )
@@ -115,20 +131,21 @@ class ConnectorPages:
         )  # fmt: skip
         return response
 
-    async def home_realm(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, identifier: str
-    ) -> Response | None:
-        """Home-realm discovery: an email address of an enterprise connector's domain goes to that provider."""
-        if "@" not in identifier:
-            return None
-        connector = await run_in_threadpool(self.core.connectors.for_email, provider.tenant_id, identifier)
-        if connector is None:
-            return None
-        return await self.go_upstream(request, provider, interaction, connector.id)
+    async def _not_now(self, request: Request, connector: Connector, exc: IdpError) -> Response:
+        logger.info("connector %s could not start a sign-in: %s", connector.id, exc.code)
+        return await self.pages.error_page(
+            request, exc.code,
+            f"Signing in with {connector.label} is not possible right now: {exc.message} Try again later or "
+            "sign in another way.",
+            502 if exc.status >= 500 else exc.status,
+        )  # fmt: skip
 
     # --- coming back --------------------------------------------------------------------------------------------
 
     async def callback(self, request: Request) -> Response:
+        """The provider's answer. Two transactions around the upstream fetches (token, JWKS, userinfo), which hold
+        none: first the connector, the sign-in the state was made for (used up), its client secret and the page's
+        data; then the user found, linked or created, and signed in (session, code for the application)."""
         provider = await self.hosted.provider(request)
         if provider is None:
             return await self.pages.error_page(request, "tenant.not_found", NOT_FOUND, 404)
@@ -137,25 +154,34 @@ class ConnectorPages:
         params = request.query_params
         state = (params.get("state") or "")[:MAX_FIELD]
         cookie = request.cookies.get(self._cookie(tenant_id)) or ""
-        # One transaction: the connector, and the sign-in the state was made for (used up) when the cookie matches.
+        # The sign-in the state was made for is used up only when the browser's cookie matches it.
         matches = bool(state and cookie and hmac.compare_digest(state.encode(), cookie.encode()))
+
+        def come_back() -> tuple[Connector, PendingLogin | None, str | None, InteractionPage | None]:
+            with self.core.db.unit_of_work(writes=matches):
+                connector, login, secret = self.core.connectors.come_back(
+                    tenant_id, connector_id, state if matches else None
+                )
+                if login is None:
+                    return connector, None, None, None
+                found = self.core.hosted_sign_in.interaction_page(tenant_id, login.interaction_id, None)
+                return connector, login, secret, found
+
         try:
-            connector, login, secret = await run_in_threadpool(
-                self.core.connectors.come_back, tenant_id, connector_id, state if matches else None
-            )
+            connector, login, secret, found = await run_in_threadpool(come_back)
         except ConnectorNotFound as exc:
             return await self.pages.error_page(request, exc.code, "This sign-in method no longer exists.", 404)
         except IdpError as exc:
             await self._record_failure(tenant_id, connector_id, "state_reused")
             return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
-        if login is None:
+        if login is None or found is None:
             await self._record_failure(tenant_id, connector_id, "state_mismatch")
             return await self._end(
                 request, tenant_id, "connector.state_mismatch",
                 f"This answer from {connector.label} does not belong to a sign-in started in this browser, so it was "
                 "not used. Go back to the application and sign in again.", 400,
             )  # fmt: skip
-        interaction = await self.hosted.interaction(provider, login.interaction_id)
+        interaction = found.interaction
         if interaction is None:
             return await self._end(request, tenant_id, "interaction.expired", EXPIRED, 410)
         error = params.get("error")
@@ -166,26 +192,36 @@ class ConnectorPages:
                 if error == "access_denied"
                 else f"{connector.label} could not sign you in ({error[:64]})."
             )
-            return await self._back_to_sign_in(
-                request, provider, interaction, message + " Try again or choose another way."
-            )
+            return await self._back_to_sign_in(request, found, message + " Try again or choose another way.")
         code = params.get("code") or ""
         if not code or len(code) > 2048:
             return await self._end(
                 request, tenant_id, "connector.sign_in_failed", f"{connector.label} sent no code.", 400
             )
+        device = self.hosted.cookies.device_for_sign_in(request)
+        previous = self.hosted.cookies.mfa_pending(request, tenant_id)
+
+        def sign_in(profile: UpstreamProfile) -> NextStep:
+            # One transaction: the user (found, linked or created), the session and the code for the application.
+            with self.core.db.unit_of_work(writes=True):
+                signed_in = self.core.connectors.resolve_user(tenant_id, connector_id, profile)
+                return self.hosted.first_factor_done_sync(
+                    provider, interaction, signed_in.user.id, (AMR_FEDERATED,), device=device,
+                    previous_pending=previous,
+                )  # fmt: skip
+
         try:
             endpoints = await self.upstream.endpoints(connector)
             profile = await self.upstream.profile(
                 connector, endpoints, code=code, login=login, client_secret=secret,
                 redirect_uri=connector_callback_url(self.settings, tenant_id, connector.id),
             )  # fmt: skip
-            signed_in = await run_in_threadpool(self.core.connectors.resolve_user, tenant_id, connector_id, profile)
+            step = await run_in_threadpool(sign_in, profile)
         except IdpError as exc:
             logger.info("sign-in through connector %s failed: %s", connector_id, exc.code)
             await self._record_failure(tenant_id, connector_id, exc.code)
             return await self._end(request, tenant_id, exc.code, exc.message, exc.status)
-        response = await self.hosted.sign_user_in(request, provider, interaction, signed_in.user, (AMR_FEDERATED,))
+        response = await self.hosted.respond(request, provider, interaction, step, device)
         response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
 
@@ -199,13 +235,15 @@ class ConnectorPages:
         response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
 
-    async def _back_to_sign_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, message: str
-    ) -> Response:
-        response = await self.hosted._render_sign_in(request, provider, interaction, error=message, status=400)
-        response.delete_cookie(
-            self._cookie(provider.tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax"
-        )
+    async def _back_to_sign_in(self, request: Request, found: InteractionPage, message: str) -> Response:
+        """The sign-in page again, from the page data read with the state."""
+        tenant_id, interaction = found.page.tenant.id, found.interaction
+        assert interaction is not None
+        response = await self.hosted.view.sign_in(
+            request, tenant_id, interaction_id=interaction.id, application=found.application, error=message,
+            status=400, page=found.page,
+        )  # fmt: skip
+        response.delete_cookie(self._cookie(tenant_id), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
 
     # --- the console page for the client secret -----------------------------------------------------------------

@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from idp_mcp.core.connectors import Connector, PendingLogin
 from idp_mcp.core.mfa import AMR_PASSWORD, PENDING_TTL, MfaDecision, acr_for_request
 from idp_mcp.core.sessions import BrowserSession, Interaction
 from idp_mcp.core.sign_in import InteractionPage
-from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, Tenant, User, as_utc
+from idp_mcp.domain import SCOPE_DESCRIPTIONS, SCOPE_OPENID, Tenant, as_utc
 from idp_mcp.errors import CsrfFailed, IdpError, InteractionExpired, TenantNotFound
 from idp_mcp.oauth.tenants import TenantProvider, TenantProviders
 from idp_mcp.web.hosted_experience import NOT_FOUND, ExperienceView
@@ -61,8 +62,9 @@ class HostedPages:
         self.core = pages.core
         self.cookies = pages.cookies
         self.view = ExperienceView(pages)  # the tenant's branding and sign-in methods
-        # Set by the connector pages: sends an email address of an enterprise connector's domain to its provider.
-        self.home_realm: Callable[[Request, TenantProvider, Interaction, str], Awaitable[Response | None]] | None = None
+        # Set by the connector pages: sends the browser to the provider of an enterprise connector whose domain the
+        # email address is of, for the upstream sign-in started in the sign-in's transaction.
+        self.home_realm: Callable[[Request, TenantProvider, Connector, PendingLogin], Awaitable[Response]] | None = None
         self.mfa_pages: MfaPages | None = None  # the second-factor pages set themselves here (web/mfa.py)
         # Set by the passkey pages: after a sign-in, where to offer adding a passkey before going on to the application
         # (tenant, interaction, user -> a location, or None); called in the sign-in's thread and transaction.
@@ -82,9 +84,6 @@ class HostedPages:
         except TenantNotFound:
             return None
 
-    async def interaction(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
-        return await run_in_threadpool(self.interaction_sync, provider, interaction_id)
-
     def interaction_sync(self, provider: TenantProvider, interaction_id: str) -> Interaction | None:
         """The tenant's pending interaction ``interaction_id`` (in the caller's unit of work, if any)."""
         interaction = self.core.sessions.get_interaction(interaction_id[:MAX_FIELD])
@@ -100,22 +99,6 @@ class HostedPages:
             return provider, await self.pages.read_form(request)
         except CsrfFailed as exc:
             return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-
-    async def interaction_form(self, request: Request) -> tuple[TenantProvider, Interaction, dict[str, Any]] | Response:
-        """For a POST to a hosted page: the tenant, the pending interaction its ``interaction`` field names and the
-        CSRF-checked form; or the error page to show (unknown tenant, bad CSRF token, expired interaction)."""
-        posted = await self.posted(request)
-        if isinstance(posted, Response):
-            return posted
-        provider, form = posted
-        interaction = await self.interaction(provider, form.get("interaction") or "")
-        if interaction is None:
-            return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        return provider, interaction, form
-
-    async def _session(self, request: Request, tenant_id: str) -> BrowserSession | None:
-        session = await run_in_threadpool(self.core.sessions.get, self.cookies.session_id(request, tenant_id))
-        return session if session and session.tenant_id == tenant_id else None
 
     async def _render_sign_in(
         self, request: Request, provider: TenantProvider, interaction: Interaction, *, error: str | None = None,
@@ -222,17 +205,6 @@ class HostedPages:
             self.cookies.clear_mfa_pending(response, provider.tenant_id)
         return response
 
-    async def _complete(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
-    ) -> Response:
-        """Finish the request with an existing ``session`` (second factor first when it is not enough)."""
-
-        def decide() -> NextStep:
-            with self.core.db.unit_of_work(writes=True):
-                return self.with_session_sync(provider, interaction, session)
-
-        return await self.respond(request, provider, interaction, await run_in_threadpool(decide))
-
     def _render_consent(self, request: Request, interaction: Interaction, consent: Consent) -> Response:
         # API permissions are named with their API and description; the others are OpenID scopes.
         api_permissions = {name for _, name, _ in consent.permissions}
@@ -325,19 +297,6 @@ class HostedPages:
         prompts = " ".join(interaction.params.get("prompt", [])).split()
         return "login" in prompts or self._too_old(session, interaction)
 
-    async def second_factor_needed(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, session: BrowserSession
-    ) -> Response | None:
-        """Where to go when an existing session is not enough for this request (the policy changed since it
-        started, or the application asks for MFA now: step-up); None when it is."""
-        try:
-            decision = await run_in_threadpool(self.core.mfa.for_session, provider.tenant_id, interaction.id, session)
-        except IdpError as exc:  # required, and nothing the user can set up here
-            return await self.pages.error_page(request, exc.code, exc.message, exc.status)
-        if decision.outcome != "complete":
-            return self._to_second_factor(provider, interaction, decision)
-        return None
-
     def _too_old(self, session: BrowserSession, interaction: Interaction) -> bool:
         """OIDC Core §3.1.2.1 max_age: the user signs in again when the session's sign-in is older."""
         values = interaction.params.get("max_age") or []
@@ -359,15 +318,17 @@ class HostedPages:
         previous = self.cookies.mfa_pending(request, tenant_id)
         sign_in = self.core.hosted_sign_in
 
-        def attempt() -> tuple[Interaction | None, NextStep | IdpError | None]:
+        def attempt() -> tuple[Interaction, NextStep | IdpError | tuple[Connector, PendingLogin]] | None:
             # Two transactions, with Argon2id between them and outside both (see TRANSACTION_BUDGETS): the request,
             # home-realm discovery, the account and the attempt's count; then the sign-in, the session and the code.
             with self.core.db.unit_of_work(writes=True):
                 interaction = self.interaction_sync(provider, form.get("interaction") or "")
                 if interaction is None:
-                    return None, None
-                if self.home_realm is not None and self.core.connectors.for_email(tenant_id, identifier.strip()):
-                    return interaction, None  # an enterprise connector's domain: to its provider
+                    return None
+                if self.home_realm is not None:  # an enterprise connector's domain: its sign-in starts, no password
+                    upstream = self.core.connectors.start_for_email(tenant_id, identifier.strip(), interaction.id)
+                    if upstream is not None:
+                        return interaction, upstream
                 try:  # only the identifiers the tenant's sign-in experience allows with a password
                     begun = sign_in.begin_password(
                         tenant_id, identifier, password, client_address=client_host(request), device=known_device
@@ -384,48 +345,18 @@ class HostedPages:
             except IdpError as exc:
                 return interaction, exc
 
-        interaction, outcome = await run_in_threadpool(attempt)
-        if interaction is None:
+        attempted = await run_in_threadpool(attempt)
+        if attempted is None:
             return await self.pages.error_page(request, "interaction.expired", EXPIRED, 410)
-        if outcome is None:
+        interaction, outcome = attempted
+        if isinstance(outcome, tuple):
             assert self.home_realm is not None
-            upstream = await self.home_realm(request, provider, interaction, identifier.strip())
-            return upstream or await self._render_sign_in(request, provider, interaction, identifier=identifier)
+            return await self.home_realm(request, provider, *outcome)
         if isinstance(outcome, IdpError):
             return await self._render_sign_in(
                 request, provider, interaction, error=outcome.message, identifier=identifier, status=outcome.status
             )
         return await self.respond(request, provider, interaction, outcome, device)
-
-    async def sign_user_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, user: User,
-        amr: tuple[str, ...] = (AMR_PASSWORD,),
-    ) -> Response:  # fmt: skip
-        """Every first factor ends here (see :meth:`first_factor_done_sync`): one hop, one transaction."""
-        device = self.cookies.device_for_sign_in(request)
-        previous = self.cookies.mfa_pending(request, provider.tenant_id)
-
-        def decide() -> NextStep:
-            with self.core.db.unit_of_work(writes=True):
-                return self.first_factor_done_sync(
-                    provider, interaction, user.id, amr, device=device, previous_pending=previous
-                )
-
-        return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
-
-    async def signed_in(
-        self, request: Request, provider: TenantProvider, interaction: Interaction, decision: MfaDecision,
-        device: str,
-    ) -> Response:  # fmt: skip
-        """Finish the request with the session ``decision`` started, and set its cookies."""
-        raw = decision.session
-        assert raw is not None
-
-        def decide() -> NextStep:
-            with self.core.db.unit_of_work(writes=True):
-                return self.started_sync(provider, interaction, raw)
-
-        return await self.respond(request, provider, interaction, await run_in_threadpool(decide), device)
 
     def _to_second_factor(self, provider: TenantProvider, interaction: Interaction, decision: MfaDecision) -> Response:
         """To the second-factor page (challenge or enrollment), with the partial sign-in's cookie."""

@@ -4,8 +4,9 @@ and TOTP enrollment (a QR code made here, the key as text, then the backup codes
 the page.
 
 Passkeys plug in with :attr:`MfaPages.passkey_page` (reachable as ``hosted.mfa_pages``): it renders the passkey
-step of a partial sign-in (enrollment or challenge); once the ceremony is verified it calls
-``core.mfa.finish_with(...)`` and ``hosted.signed_in(...)`` (enrollment: show ``core.mfa.new_backup_codes`` first).
+step of a partial sign-in (enrollment or challenge) from the page data read in the request's transaction; once the
+ceremony is verified, the same transaction calls ``core.mfa.finish_with(...)`` and ``hosted.started_sync(...)``
+(enrollment: show ``core.mfa.new_backup_codes`` first).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from idp_mcp.web.hosted import HostedPages
 from idp_mcp.web.hosted_experience import NOT_FOUND, deliver_later
 from idp_mcp.web.pages import EXPIRED, MAX_FIELD
 
-PasskeyPage = Callable[[Request, TenantProvider, Interaction, PendingMfa, bool], Awaitable[Response]]
+# (request, provider, interaction, partial sign-in, enroll?, the page data read in the request's transaction)
+PasskeyPage = Callable[[Request, TenantProvider, Interaction, PendingMfa, bool, HostedPage], Awaitable[Response]]
 EXPIRED_MFA = "This sign-in expired or had too many wrong codes. Sign in again."
 _FACTORS: tuple[SecondFactor, ...] = ("totp", "passkey", "email", "backup_code")
 _CODE_FACTORS: tuple[SecondFactor, ...] = ("totp", "backup_code", "email")  # what the code form may name
@@ -73,19 +75,6 @@ class MfaPages:
             Route("/t/{tenant}/mfa/continue", self.continue_, methods=["POST"]),
             Route("/t/{tenant}/mfa/skip", self.skip, methods=["POST"]),
         ]
-
-    # --- lookups ------------------------------------------------------------------------------------------------
-
-    async def _pending(self, request: Request, provider: TenantProvider, interaction: Interaction) -> PendingMfa | None:
-        raw = self.cookies.mfa_pending(request, provider.tenant_id)
-        pending = await run_in_threadpool(self.core.mfa.pending, raw, interaction.id)
-        return pending if pending is not None and pending.tenant_id == provider.tenant_id else None
-
-    async def _expired(self, request: Request, provider: TenantProvider, interaction: Interaction) -> Response:
-        """Back to the sign-in page: the partial sign-in is gone (expired, too many wrong codes, another request)."""
-        response = await self.hosted._render_sign_in(request, provider, interaction, error=EXPIRED_MFA, status=400)
-        self.cookies.clear_mfa_pending(response, provider.tenant_id)
-        return response
 
     # --- rendering ----------------------------------------------------------------------------------------------
 
@@ -182,14 +171,14 @@ class MfaPages:
                 passkey = "passkey" in pending.enrollable and self.passkey_page is not None
                 if passkey and (use == "passkey" or "totp" not in pending.enrollable):
                     assert self.passkey_page is not None
-                    return self.passkey_page(request, provider, interaction, pending, True)
+                    return self.passkey_page(request, provider, interaction, pending, True, found.page)
                 enrollment = self.core.mfa.begin_totp(raw, interaction.id, found.page.brand_name)
                 return self._enrollment(
                     request, provider, interaction, found.page, enrollment, skippable=pending.outcome == "offer",
                     passkey=passkey,
                 )  # fmt: skip
             if self.passkey_page is not None and "passkey" in pending.offered and use in (None, "passkey"):
-                return self.passkey_page(request, provider, interaction, pending, False)
+                return self.passkey_page(request, provider, interaction, pending, False, found.page)
             return self._challenge(request, provider, interaction, pending, use, page=found.page)
 
         try:
