@@ -4,11 +4,11 @@ Each use case of the core is meant to be one function, called with one thread ho
 endpoint, a tool) and doing one transaction, so that it commits or fails as a whole and does not queue twice
 behind other writers. With IDP_MCP_DEBUG_TRANSACTION_TALLY=1 (the test suite sets it) every HTTP request and every
 MCP tool call is tallied, and one that opens more transactions than its budget is remembered in
-:data:`VIOLATIONS` (the test that caused it fails). The budget is one transaction, plus:
-
-- one read for the bearer check of ``/mcp`` (a revocation check, at most once per 30 s per token), counted apart;
-- the work a caller marks with :func:`apart` and a reason: what is not part of the request's use case (an audit row
-  of a failure written after the use case rolled back).
+:data:`VIOLATIONS` (the test that caused it fails). The budget is one transaction, unless the caller of
+:func:`tallied` gives a request more (the app's ``TRANSACTION_BUDGETS``, each with its reason). Not counted is the
+work a caller marks with :func:`apart` and a reason, because it is not the request's use case: the bearer check of
+``/mcp`` (its revocation check, at most once per 5 s per token), a cache fill, the audit row of a failure written after
+the use case rolled back.
 
 Transactions are counted where they begin (:meth:`Database.transaction` and :meth:`Database.read`); the tally
 follows the request into worker threads because anyio and Starlette run thread work in a copy of the caller's
