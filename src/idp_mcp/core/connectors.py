@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -35,13 +35,13 @@ from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id, new_secret
+from idp_mcp.core.server_keys import stored_or_made
 from idp_mcp.core.sign_in_experience import SignInExperiences
 from idp_mcp.core.users import normalise_email
 from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.errors import Forbidden, IdpError, NotFound, UserNotFound, UserSuspended, ValidationFailed
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import connectors as repo
-from idp_mcp.store.repos import server_secrets as server_secrets_repo
 from idp_mcp.store.repos import sign_in_experiences as experiences_repo
 from idp_mcp.store.repos import users as users_repo
 from idp_mcp.store.tables import users as users_table
@@ -633,27 +633,23 @@ class Connectors:
         message = f"connector-secret\n{tenant_id}\n{connector_id}\n{expires}".encode()
         return hmac.new(self._key(_LINK_KEY), message, hashlib.sha256).hexdigest()
 
+    def ensure_keys(self) -> None:
+        """Read (or make) the server-wide keys at start-up, before any use case: see :func:`stored_or_made`."""
+        self._key(_LINK_KEY)
+        self._key(_FERNET_KEY, fernet=True)
+
     def _key(self, name: str, *, fernet: bool = False) -> bytes:
-        """A server-wide key, made on first use and kept in ``server_secrets`` (replicas share it)."""
+        """A server-wide key, made on first use and kept in ``server_secrets`` (replicas share it); read once per
+        process (:meth:`ensure_keys`, at start-up)."""
         with self._keys_lock:
             if name in self._keys:
                 return self._keys[name]
+        make: Callable[[], str] = (lambda: Fernet.generate_key().decode()) if fernet else (lambda: new_secret(32))
         with apart("filling this process's cache of a server-wide key, once: not the request's use case"):
-            with self._db.read() as conn:
-                stored = server_secrets_repo.get(conn, name)
-            if stored is None:
-                made = Fernet.generate_key().decode() if fernet else new_secret(32)
-                try:
-                    with self._db.transaction() as conn:
-                        server_secrets_repo.insert_secret(conn, name, made, self._clock())
-                    stored = made
-                except IntegrityError:  # another process made it first: use theirs
-                    with self._db.read() as conn:
-                        stored = server_secrets_repo.get(conn, name)
-        assert stored is not None
+            stored = stored_or_made(self._db, self._clock, name, make).encode()
         with self._keys_lock:
-            self._keys[name] = stored.encode()
-        return stored.encode()
+            self._keys[name] = stored
+        return stored
 
     # --- sign-in through a connector ----------------------------------------------------------------------------
 

@@ -128,7 +128,8 @@ class IdentityCore:
         return cls(settings, Database(engine_from_settings(settings)), clock, monotonic)
 
     def bootstrap(self) -> None:
-        """Migrate, then make sure the default tenants, the signing keys and the TOTP sealing key exist. Safe on
+        """Migrate, then make sure the default tenants, the signing keys and the server-wide keys (TOTP sealing,
+        connector secrets and links) exist. Safe on
         every start.
 
         It runs before the server accepts requests, on the event loop's thread when uvicorn's worker processes
@@ -140,6 +141,7 @@ class IdentityCore:
             self.keys.ensure(ADMIN_TENANT_ID)
             self.keys.ensure(DEFAULT_TENANT_ID)
             self.mfa.ensure_sealing_key()
+            self.connectors.ensure_keys()
 
     def close(self) -> None:
         self.db.dispose()

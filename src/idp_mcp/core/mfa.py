@@ -42,12 +42,12 @@ from typing import Any, Literal
 
 import pyotp
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from idp_mcp.core.audit import AuditLog
 from idp_mcp.core.crypto import digest, new_id, new_secret, seal, unseal
 from idp_mcp.core.mail import OutgoingEmail
 from idp_mcp.core.rate_limits import Limit, RateLimits
+from idp_mcp.core.server_keys import stored_or_made
 from idp_mcp.core.sessions import BrowserSession, Sessions
 from idp_mcp.core.sign_in_experience import MfaPolicy, SignInExperiences
 from idp_mcp.core.transactions import committed
@@ -56,7 +56,6 @@ from idp_mcp.domain import Actor, Clock, User, as_utc
 from idp_mcp.errors import Forbidden, IdpError, UserNotFound
 from idp_mcp.store.db import Database
 from idp_mcp.store.repos import mfa as repo
-from idp_mcp.store.repos import server_secrets as server_secrets_repo
 from idp_mcp.store.repos import sessions as sessions_repo
 from idp_mcp.store.repos import users as users_repo
 from idp_mcp.store.transaction_tally import apart
@@ -701,19 +700,7 @@ class Mfa:
         return stored
 
     def _stored_key(self) -> str:
-        with self._db.read() as conn:
-            stored = server_secrets_repo.get(conn, _TOTP_KEY)
-        if stored is None:
-            made = new_secret(32)
-            try:
-                with self._db.transaction() as conn:
-                    server_secrets_repo.insert_secret(conn, _TOTP_KEY, made, self._clock())
-                stored = made
-            except IntegrityError:  # another process made it first: use theirs
-                with self._db.read() as conn:
-                    stored = server_secrets_repo.get(conn, _TOTP_KEY)
-        assert stored is not None
-        return stored
+        return stored_or_made(self._db, self._clock, _TOTP_KEY, lambda: new_secret(32))
 
 
 def _totp(secret: str) -> pyotp.TOTP:
